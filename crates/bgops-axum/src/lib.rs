@@ -1,0 +1,3 @@
+//! # bgops-axum
+//!
+//! HTTP idempotency middleware of bgops: a tower Layer and axum extractors.

@@ -1,0 +1,3 @@
+//! Integration tests of bgops-core.
+
+mod key_vectors;

@@ -1,0 +1,3 @@
+//! # bgops-memory
+//!
+//! In-memory storage backend of bgops (development, tests, single process).

@@ -1,0 +1,3 @@
+//! # bgops-queue
+//!
+//! Idempotent task queue of bgops: leases, fencing, workers.

@@ -1,0 +1,3 @@
+//! # bgops-saga
+//!
+//! Saga engine of bgops: journaled, fenced, recoverable, streaming.

@@ -1,0 +1,160 @@
+//! The idempotent task queue's store: submit with dedupe, fenced claims, leases that
+//! expire by themselves.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bgops_core::{Task, TaskStatus};
+use serde_json::Value;
+
+use crate::StorageResult;
+
+/// A task to submit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// The queue.
+    pub queue: String,
+    /// The kind of task.
+    pub task_type: String,
+    /// Submitting again with this key (on the same queue) returns the first task.
+    pub idempotency_key: Option<String>,
+    /// The work to do.
+    pub payload: Value,
+    /// Attempts allowed in all (at least 1).
+    pub max_attempts: u32,
+    /// Not claimable before this much time has passed.
+    pub delay: Option<Duration>,
+}
+
+impl NewTask {
+    /// A task with 3 attempts, no key, no delay.
+    pub fn new(queue: impl Into<String>, task_type: impl Into<String>, payload: Value) -> Self {
+        Self {
+            queue: queue.into(),
+            task_type: task_type.into(),
+            idempotency_key: None,
+            payload,
+            max_attempts: 3,
+            delay: None,
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the number of attempts allowed.
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Delays the first claim.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+/// The answer of [`TaskStore::submit_task`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// The task, new or existing.
+    pub task: Task,
+    /// `true` when the idempotency key was already used and the existing task is returned.
+    pub duplicate: bool,
+}
+
+/// Which tasks [`TaskStore::list_tasks`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// At most this many (0 means 100).
+    pub limit: usize,
+    /// Skip this many.
+    pub offset: usize,
+}
+
+/// The task queue's store. Every state change is one atomic step; a claim's attempt
+/// number fences completion, failure and renewal.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Stores a new task, or returns the existing task with the same queue and key.
+    ///
+    /// # Errors
+    /// [`StorageError::KeyConflict`](crate::StorageError::KeyConflict) when the key was used
+    /// with another payload or task type.
+    async fn submit_task(&self, task: NewTask) -> StorageResult<Submitted>;
+
+    /// Claims this task for `worker_id` if it is claimable (pending and available, or
+    /// claimed with an expired lease); `None` otherwise.
+    async fn claim_task(
+        &self,
+        task_id: &str,
+        worker_id: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<Task>>;
+
+    /// Claims the oldest claimable task of `queue`; `None` when there is none.
+    async fn claim_next_task(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<Task>>;
+
+    /// Completes the claim `attempt` with `result`.
+    ///
+    /// # Errors
+    /// [`StorageError::LeaseLost`](crate::StorageError::LeaseLost) when `attempt` is not
+    /// the current claim.
+    async fn complete_task(&self, task_id: &str, attempt: u32, result: Value)
+    -> StorageResult<Task>;
+
+    /// Fails the claim `attempt`: back to `Pending`, claimable after `retry_after`, while
+    /// attempts remain; `Failed` at the last.
+    async fn fail_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+        retry_after: Duration,
+    ) -> StorageResult<Task>;
+
+    /// Extends the claim `attempt` to `lease` from now.
+    async fn renew_task_lease(&self, task_id: &str, attempt: u32, lease: Duration)
+    -> StorageResult<Task>;
+
+    /// Gives the claim `attempt` back (graceful shutdown): `Pending` again at once, and the
+    /// released attempt does not count against `max_attempts`.
+    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<Task>;
+
+    /// Puts a `Failed` task back to `Pending` with a fresh set of attempts.
+    async fn retry_task(&self, task_id: &str) -> StorageResult<Task>;
+
+    /// The task, if it exists.
+    async fn get_task(&self, task_id: &str) -> StorageResult<Option<Task>>;
+
+    /// The task submitted with this queue and key, if any.
+    async fn get_task_by_key(&self, queue: &str, key: &str) -> StorageResult<Option<Task>>;
+
+    /// Tasks matching `filter`, oldest first, through an index.
+    async fn list_tasks(&self, filter: &TaskFilter) -> StorageResult<Vec<Task>>;
+
+    /// Deletes the task and its key; `true` if it existed.
+    async fn delete_task(&self, task_id: &str) -> StorageResult<bool>;
+
+    /// Returns up to `limit` tasks whose lease expired to `Pending` (or `Failed` at their
+    /// last attempt); returns how many moved. Claims also do this lazily, so a dead
+    /// worker's task comes back without anyone calling this.
+    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<u64>;
+
+    /// Deletes up to `limit` `Completed` or `Failed` tasks finished more than `older_than`
+    /// ago; returns how many.
+    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64>;
+}

@@ -1,0 +1,1 @@
+//! Runnable examples of bgops: see the `[[example]]` entries of this package.
