@@ -68,13 +68,13 @@ impl Config {
             config.redis_url = Some(value);
         }
         if let Some((var, value)) = first(&TTL_VARS) {
-            config.default_ttl = parse_secs(var, &value)?;
+            config.default_ttl = parse_secs(&var, &value)?;
         }
         if let Some((var, value)) = first(&CLEANUP_VARS) {
-            config.cleanup_interval = parse_secs(var, &value)?;
+            config.cleanup_interval = parse_secs(&var, &value)?;
         }
         if let Some((var, value)) = first(&LEASE_VARS) {
-            config.default_lease = parse_secs(var, &value)?;
+            config.default_lease = parse_secs(&var, &value)?;
         }
         Ok(config)
     }
@@ -104,9 +104,9 @@ impl Config {
     }
 }
 
-fn parse_secs(var: String, value: &str) -> Result<Duration, CoreError> {
+fn parse_secs(var: &str, value: &str) -> Result<Duration, CoreError> {
     let invalid = |reason: String| CoreError::InvalidEnv {
-        var: var.clone(),
+        var: var.to_owned(),
         value: value.to_owned(),
         reason,
     };
