@@ -1,0 +1,198 @@
+//! One attempt: run the handler under lease heartbeats, then record the outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument;
+
+use crate::error::QueueError;
+use crate::handler::{TaskContext, TaskError, TaskHandler};
+use crate::queue::{Claim, TaskQueue};
+use crate::stats::Counters;
+
+/// What an attempt needs from its worker.
+pub(crate) struct Execution {
+    pub(crate) queue: TaskQueue,
+    pub(crate) handler: Arc<dyn TaskHandler>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) heartbeat: Duration,
+    /// Turns `true` when shutdown's grace period is over.
+    pub(crate) release: watch::Receiver<bool>,
+}
+
+/// Aborts the handler's tokio task when dropped, so an abandoned attempt (lease lost,
+/// released, or the worker itself aborted) never runs on unobserved.
+struct AbortOnDrop(JoinHandle<Result<Value, TaskError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+enum Ending {
+    Finished(Result<Result<Value, TaskError>, JoinError>),
+    LeaseLost,
+    Release,
+}
+
+/// Runs one claimed attempt to its end.
+pub(crate) async fn run_attempt(exec: Execution, claim: Claim) {
+    let span = tracing::info_span!(
+        "bgops.task",
+        task_id = %claim.task.task_id,
+        queue = %claim.task.queue,
+        task_type = %claim.task.task_type,
+        attempt = claim.attempt,
+        max_attempts = claim.task.max_attempts,
+        worker_id = %claim.worker_id,
+        outcome = tracing::field::Empty,
+    );
+    attempt_inner(exec, claim).instrument(span).await;
+}
+
+async fn attempt_inner(exec: Execution, claim: Claim) {
+    let Claim {
+        task,
+        attempt,
+        worker_id,
+        ..
+    } = claim;
+    let task_id = task.task_id.clone();
+    let queue_name = task.queue.clone();
+    let lease = exec.queue.lease();
+    tracing::debug!("attempt started");
+
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let ctx = TaskContext::new(task, attempt, worker_id.clone(), cancel_rx);
+    let handler = exec.handler.clone();
+    let mut job = AbortOnDrop(tokio::spawn(
+        async move { handler.handle(ctx).await }.instrument(tracing::Span::current()),
+    ));
+
+    let mut ticker = tokio::time::interval_at(Instant::now() + exec.heartbeat, exec.heartbeat);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Until this instant the store surely still counts our lease as live.
+    let mut lease_until = Instant::now() + lease;
+    let mut release = exec.release.clone();
+    let ending = loop {
+        tokio::select! {
+            biased;
+            result = &mut job.0 => break Ending::Finished(result),
+            () = wait_true(&mut release) => break Ending::Release,
+            _ = ticker.tick() => {
+                let sent = Instant::now();
+                match exec.queue.renew(&task_id, attempt).await {
+                    Ok(_) => lease_until = sent + lease,
+                    Err(QueueError::LeaseLost { .. }) => break Ending::LeaseLost,
+                    Err(e) => {
+                        Counters::bump(&exec.counters.storage_errors);
+                        tracing::warn!(error = %e, "lease renewal failed");
+                        if Instant::now() >= lease_until {
+                            // Without a successful renewal the lease has surely run out
+                            // by now: another worker may be running the task.
+                            break Ending::LeaseLost;
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    match ending {
+        Ending::LeaseLost => {
+            let _ = cancel_tx.send(true);
+            drop(job);
+            lease_lost(&exec, &queue_name);
+        }
+        Ending::Release => {
+            let _ = cancel_tx.send(true);
+            drop(job);
+            match exec.queue.release(&task_id, attempt).await {
+                Ok(_) => {
+                    Counters::bump(&exec.counters.released);
+                    record("released");
+                }
+                Err(QueueError::LeaseLost { .. }) => lease_lost(&exec, &queue_name),
+                Err(e) => store_failed(&exec, "release", &e),
+            }
+        }
+        Ending::Finished(Ok(Ok(value))) => {
+            match exec.queue.complete(&task_id, attempt, value).await {
+                Ok(_) => {
+                    Counters::bump(&exec.counters.completed);
+                    record("completed");
+                }
+                Err(QueueError::LeaseLost { .. }) => lease_lost(&exec, &queue_name),
+                Err(e) => store_failed(&exec, "complete", &e),
+            }
+        }
+        Ending::Finished(Ok(Err(error))) => {
+            fail(&exec, &task_id, attempt, &worker_id, &queue_name, &error).await
+        }
+        Ending::Finished(Err(join_error)) => {
+            let error = TaskError::retryable(format!("handler panicked: {join_error}"));
+            fail(&exec, &task_id, attempt, &worker_id, &queue_name, &error).await;
+        }
+    }
+}
+
+async fn fail(
+    exec: &Execution,
+    task_id: &str,
+    attempt: u32,
+    worker_id: &str,
+    queue_name: &str,
+    error: &TaskError,
+) {
+    let result = if error.is_permanent() {
+        exec.queue
+            .fail_permanently(task_id, attempt, worker_id, error.message())
+            .await
+    } else {
+        exec.queue.fail(task_id, attempt, error.message()).await
+    };
+    match result {
+        Ok(task) if task.status == bgops_core::TaskStatus::Failed => {
+            Counters::bump(&exec.counters.failed);
+            record("failed");
+            tracing::warn!(error = %error, "task failed for good");
+        }
+        Ok(_) => {
+            Counters::bump(&exec.counters.retried);
+            record("retrying");
+            tracing::info!(error = %error, "attempt failed; will retry");
+        }
+        Err(QueueError::LeaseLost { .. }) => lease_lost(exec, queue_name),
+        Err(e) => store_failed(exec, "fail", &e),
+    }
+}
+
+fn lease_lost(exec: &Execution, queue_name: &str) {
+    Counters::bump(&exec.counters.lease_lost);
+    exec.queue
+        .metrics()
+        .task_finished(queue_name, "lease_expired");
+    record("lease_expired");
+    tracing::warn!("lease lost; the attempt's result was dropped");
+}
+
+/// The outcome could not be stored: the lease will run out and the task come back.
+fn store_failed(exec: &Execution, what: &str, e: &QueueError) {
+    Counters::bump(&exec.counters.storage_errors);
+    tracing::error!(error = %e, "could not {what} the task; it will be retried after its lease");
+}
+
+fn record(outcome: &str) {
+    tracing::Span::current().record("outcome", outcome);
+}
+
+async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,424 @@
+//! [`TaskQueue`]: the queue's API over any [`TaskStore`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bgops_core::{SharedMetrics, Task, TaskAttempt, TaskStatus, validate};
+use bgops_storage::{NewTask, StorageError, Submitted, TaskFilter, TaskStore};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::backoff::Backoff;
+use crate::error::{QueueError, QueueResult};
+
+/// Default page size of [`TaskQueue::list`].
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// The idempotent task queue over a [`TaskStore`]: submit with dedupe, fenced claims,
+/// completion, failure with backoff, look-ups and cleanup. Cheap to clone.
+#[derive(Clone)]
+pub struct TaskQueue {
+    store: Arc<dyn TaskStore>,
+    metrics: SharedMetrics,
+    backoff: Backoff,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for TaskQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskQueue")
+            .field("backoff", &self.backoff)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A claim a worker holds: the task as claimed and the attempt number that fences every
+/// later call about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The task, as it stood right after the claim.
+    pub task: Task,
+    /// The attempt number (1-based): only this attempt may complete, fail, renew or
+    /// release the task.
+    pub attempt: u32,
+    /// The claiming worker.
+    pub worker_id: String,
+    /// When the lease runs out unless renewed.
+    pub expires_at: OffsetDateTime,
+}
+
+impl Claim {
+    /// The task's id.
+    pub fn task_id(&self) -> &str {
+        &self.task.task_id
+    }
+
+    fn from_task(task: Task) -> QueueResult<Self> {
+        let Some(lease) = task.lease.clone() else {
+            return Err(QueueError::Storage(StorageError::Corrupt {
+                key: task.task_id.clone(),
+                reason: "claimed task without a lease".into(),
+            }));
+        };
+        Ok(Self {
+            attempt: lease.attempt,
+            worker_id: lease.worker_id,
+            expires_at: lease.expires_at,
+            task,
+        })
+    }
+}
+
+/// One page of [`TaskQueue::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    /// The tasks, oldest first.
+    pub tasks: Vec<Task>,
+    /// The offset of the next page, if there is one.
+    pub next_offset: Option<usize>,
+}
+
+/// What one [`TaskQueue::cleanup`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Tasks whose lease had expired, put back to `Pending` (or `Failed`).
+    pub requeued: u64,
+    /// Finished tasks deleted after the retention period.
+    pub purged: u64,
+}
+
+impl TaskQueue {
+    /// A queue over `store` with no-op metrics, the default [`Backoff`] and a 30 s lease.
+    pub fn new(store: Arc<dyn TaskStore>) -> Self {
+        Self {
+            store,
+            metrics: bgops_core::metrics::noop(),
+            backoff: Backoff::default(),
+            lease: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets the metrics hooks.
+    pub fn with_metrics(mut self, metrics: SharedMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sets the wait between a failed attempt and the next one.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the lease of a claim: how long a silent worker keeps a task.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.store
+    }
+
+    /// The metrics hooks.
+    pub fn metrics(&self) -> &SharedMetrics {
+        &self.metrics
+    }
+
+    /// The backoff policy.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// The lease of a claim.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Submits a task. With an idempotency key already used on the same queue, returns
+    /// the existing task and `duplicate: true` instead of creating another.
+    ///
+    /// # Errors
+    /// [`QueueError::KeyConflict`] when the key was used with another payload or type.
+    pub async fn submit(&self, task: NewTask) -> QueueResult<Submitted> {
+        validate::name("queue", &task.queue)?;
+        validate::name("task_type", &task.task_type)?;
+        if let Some(key) = &task.idempotency_key {
+            validate::idempotency_key(key)?;
+        }
+        if task.max_attempts == 0 {
+            return Err(QueueError::BadArgument {
+                field: "max_attempts",
+                reason: "must be at least 1",
+            });
+        }
+        let queue = task.queue.clone();
+        let submitted = self.observe("submit_task", self.store.submit_task(task).await)?;
+        self.metrics.task_submitted(&queue, submitted.duplicate);
+        Ok(submitted)
+    }
+
+    /// Claims the task `task_id` for `worker_id` if it is claimable now; `None` otherwise.
+    pub async fn claim(&self, task_id: &str, worker_id: &str) -> QueueResult<Option<Claim>> {
+        let task = self.observe(
+            "claim_task",
+            self.store.claim_task(task_id, worker_id, self.lease).await,
+        )?;
+        task.map(Claim::from_task).transpose()
+    }
+
+    /// Claims the oldest claimable task of `queue` for `worker_id`; `None` when there is
+    /// none. A task whose previous holder's lease ran out is claimable again.
+    pub async fn claim_next(&self, queue: &str, worker_id: &str) -> QueueResult<Option<Claim>> {
+        let task = self.observe(
+            "claim_next_task",
+            self.store
+                .claim_next_task(queue, worker_id, self.lease)
+                .await,
+        )?;
+        task.map(Claim::from_task).transpose()
+    }
+
+    /// Completes attempt `attempt` of the task with `result`.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim: the result
+    /// is dropped.
+    pub async fn complete(&self, task_id: &str, attempt: u32, result: Value) -> QueueResult<Task> {
+        let task = self.observe(
+            "complete_task",
+            self.store.complete_task(task_id, attempt, result).await,
+        )?;
+        self.metrics.task_finished(&task.queue, "completed");
+        Ok(task)
+    }
+
+    /// Fails attempt `attempt`: back to `Pending` after the backoff while attempts remain,
+    /// `Failed` at the last.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
+    pub async fn fail(&self, task_id: &str, attempt: u32, error: &str) -> QueueResult<Task> {
+        let wait = self.backoff.delay(attempt);
+        let task = self.observe(
+            "fail_task",
+            self.store.fail_task(task_id, attempt, error, wait).await,
+        )?;
+        let outcome = if task.status == TaskStatus::Failed {
+            "failed"
+        } else {
+            "retrying"
+        };
+        self.metrics.task_finished(&task.queue, outcome);
+        Ok(task)
+    }
+
+    /// Fails attempt `attempt` with no retry: the task ends `Failed` with its attempts
+    /// used up (the error is recorded for each remaining attempt).
+    ///
+    /// The store has no single "fail for good" step, so this fails and re-claims the task
+    /// until it is out of attempts, with no wait in between. Another worker polling the
+    /// same queue may take it in that gap; it then runs it as a normal attempt.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
+    pub async fn fail_permanently(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        worker_id: &str,
+        error: &str,
+    ) -> QueueResult<Task> {
+        let mut attempt = attempt;
+        loop {
+            let task = self.observe(
+                "fail_task",
+                self.store
+                    .fail_task(task_id, attempt, error, Duration::ZERO)
+                    .await,
+            )?;
+            if task.status != TaskStatus::Pending {
+                self.metrics.task_finished(&task.queue, "failed");
+                return Ok(task);
+            }
+            match self.claim(task_id, worker_id).await? {
+                Some(claim) => attempt = claim.attempt,
+                // Someone else claimed it in the gap: it is theirs now.
+                None => {
+                    return self
+                        .get(task_id)
+                        .await?
+                        .ok_or_else(|| QueueError::NotFound {
+                            task_id: task_id.to_owned(),
+                        });
+                }
+            }
+        }
+    }
+
+    /// Extends attempt `attempt`'s lease to the queue's lease from now (a heartbeat).
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
+    pub async fn renew(&self, task_id: &str, attempt: u32) -> QueueResult<Task> {
+        self.observe(
+            "renew_task_lease",
+            self.store
+                .renew_task_lease(task_id, attempt, self.lease)
+                .await,
+        )
+    }
+
+    /// Gives attempt `attempt` back unfinished (graceful shutdown): `Pending` again at once,
+    /// and the attempt does not count against `max_attempts`.
+    ///
+    /// # Errors
+    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
+    pub async fn release(&self, task_id: &str, attempt: u32) -> QueueResult<Task> {
+        let task = self.observe(
+            "release_task",
+            self.store.release_task(task_id, attempt).await,
+        )?;
+        self.metrics.task_finished(&task.queue, "released");
+        Ok(task)
+    }
+
+    /// Puts a `Failed` task back to `Pending` with a fresh set of attempts.
+    ///
+    /// # Errors
+    /// [`QueueError::InvalidState`] when the task is not failed.
+    pub async fn retry(&self, task_id: &str) -> QueueResult<Task> {
+        self.observe("retry_task", self.store.retry_task(task_id).await)
+    }
+
+    /// The task, if it exists.
+    pub async fn get(&self, task_id: &str) -> QueueResult<Option<Task>> {
+        self.observe("get_task", self.store.get_task(task_id).await)
+    }
+
+    /// The task submitted on `queue` with idempotency key `key`, if any.
+    pub async fn get_by_idempotency_key(
+        &self,
+        queue: &str,
+        key: &str,
+    ) -> QueueResult<Option<Task>> {
+        self.observe(
+            "get_task_by_key",
+            self.store.get_task_by_key(queue, key).await,
+        )
+    }
+
+    /// One page of tasks matching `filter` (a `limit` of 0 means [`DEFAULT_PAGE_SIZE`]),
+    /// oldest first, with the offset of the next page.
+    pub async fn list(&self, filter: &TaskFilter) -> QueueResult<TaskPage> {
+        let limit = if filter.limit == 0 {
+            DEFAULT_PAGE_SIZE
+        } else {
+            filter.limit
+        };
+        // One more than asked tells whether another page follows.
+        let probe = TaskFilter {
+            limit: limit + 1,
+            ..filter.clone()
+        };
+        let mut tasks = self.observe("list_tasks", self.store.list_tasks(&probe).await)?;
+        let next_offset = (tasks.len() > limit).then(|| filter.offset + limit);
+        tasks.truncate(limit);
+        Ok(TaskPage { tasks, next_offset })
+    }
+
+    /// Every task of `queue` (all queues when `None`) with `status` (any when `None`),
+    /// read page by page.
+    pub async fn list_all(
+        &self,
+        queue: Option<&str>,
+        status: Option<TaskStatus>,
+    ) -> QueueResult<Vec<Task>> {
+        let mut filter = TaskFilter {
+            queue: queue.map(str::to_owned),
+            status,
+            limit: DEFAULT_PAGE_SIZE,
+            offset: 0,
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self.list(&filter).await?;
+            all.extend(page.tasks);
+            match page.next_offset {
+                Some(next) => filter.offset = next,
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Deletes the task and frees its idempotency key; `true` if it existed.
+    pub async fn delete(&self, task_id: &str) -> QueueResult<bool> {
+        self.observe("delete_task", self.store.delete_task(task_id).await)
+    }
+
+    /// The task's attempts, oldest first.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`] when the task does not exist.
+    pub async fn history(&self, task_id: &str) -> QueueResult<Vec<TaskAttempt>> {
+        match self.get(task_id).await? {
+            Some(task) => Ok(task.history),
+            None => Err(QueueError::NotFound {
+                task_id: task_id.to_owned(),
+            }),
+        }
+    }
+
+    /// Puts up to `limit` tasks whose lease ran out back to `Pending` (or `Failed` at
+    /// their last attempt). Claims do this lazily anyway; this makes it visible sooner.
+    pub async fn requeue_expired(&self, limit: usize) -> QueueResult<u64> {
+        self.observe(
+            "requeue_expired_tasks",
+            self.store.requeue_expired_tasks(limit).await,
+        )
+    }
+
+    /// Deletes up to `limit` finished tasks older than `retention`.
+    pub async fn purge(&self, retention: Duration, limit: usize) -> QueueResult<u64> {
+        self.observe(
+            "purge_tasks",
+            self.store.purge_tasks(retention, limit).await,
+        )
+    }
+
+    /// One cleanup pass: requeues every expired lease, then deletes every task finished
+    /// more than `retention` ago, in batches of `batch`.
+    pub async fn cleanup(&self, retention: Duration, batch: usize) -> QueueResult<CleanupReport> {
+        let batch = batch.max(1);
+        let mut report = CleanupReport::default();
+        loop {
+            let n = self.requeue_expired(batch).await?;
+            report.requeued += n;
+            if n < batch as u64 {
+                break;
+            }
+        }
+        loop {
+            let n = self.purge(retention, batch).await?;
+            report.purged += n;
+            if n < batch as u64 {
+                break;
+            }
+        }
+        self.metrics.cleanup_ran(report.purged);
+        Ok(report)
+    }
+
+    /// Passes a store answer through, counting storage failures.
+    fn observe<T>(&self, operation: &str, result: Result<T, StorageError>) -> QueueResult<T> {
+        result.map_err(|e| {
+            let e = QueueError::from(e);
+            if matches!(e, QueueError::Storage(_)) {
+                self.metrics.storage_error(operation);
+            }
+            e
+        })
+    }
+}

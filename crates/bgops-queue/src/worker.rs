@@ -1,0 +1,274 @@
+//! [`Worker`]: claims tasks from a queue and runs them with bounded concurrency.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::execute::{Execution, run_attempt};
+use crate::handler::TaskHandler;
+use crate::queue::TaskQueue;
+use crate::stats::{Counters, WorkerStats};
+use crate::worker_id::fresh_worker_id;
+
+/// Claims tasks from one queue and runs them through a [`TaskHandler`].
+///
+/// - at most `concurrency` tasks at once, each in its own tokio task;
+/// - while a handler runs, its lease is renewed every `heartbeat`; if the lease is lost
+///   (the task was taken over), the handler is dropped and its result discarded;
+/// - a handler's `Err` fails the attempt (retried after the queue's [`Backoff`] while
+///   attempts remain); a [permanent](crate::TaskError::permanent) error fails the task;
+///   a panic counts as a retryable failure;
+/// - when idle it polls every `poll_interval`, doubling up to `max_poll_interval`;
+/// - on shutdown it stops claiming, lets in-flight tasks finish for `shutdown_grace`,
+///   then cancels and releases the rest (a released attempt does not count).
+///
+/// [`Backoff`]: crate::Backoff
+pub struct Worker {
+    queue: TaskQueue,
+    handler: Arc<dyn TaskHandler>,
+    queue_name: String,
+    id: String,
+    concurrency: usize,
+    heartbeat: Option<Duration>,
+    poll_interval: Duration,
+    max_poll_interval: Duration,
+    shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("queue_name", &self.queue_name)
+            .field("worker_id", &self.id)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A spawned [`Worker`]: shut it down gracefully, or abort it (as a crash would).
+#[derive(Debug)]
+pub struct WorkerHandle {
+    id: String,
+    shutdown: watch::Sender<bool>,
+    join: tokio::task::JoinHandle<WorkerStats>,
+    counters: Arc<Counters>,
+}
+
+impl WorkerHandle {
+    /// The worker's id.
+    pub fn worker_id(&self) -> &str {
+        &self.id
+    }
+
+    /// What the worker did so far.
+    pub fn stats(&self) -> WorkerStats {
+        self.counters.snapshot()
+    }
+
+    /// Stops claiming, waits for in-flight tasks (releasing those still running after the
+    /// grace period) and returns the final counts.
+    pub async fn shutdown(self) -> WorkerStats {
+        let _ = self.shutdown.send(true);
+        match self.join.await {
+            Ok(stats) => stats,
+            Err(_) => self.counters.snapshot(),
+        }
+    }
+
+    /// Stops at once without finishing or releasing anything, as a crash would: claimed
+    /// tasks stay claimed until their lease runs out.
+    pub fn abort(self) {
+        self.join.abort();
+    }
+}
+
+impl Worker {
+    /// A worker for queue `default` with a fresh id, concurrency 1, heartbeat every third
+    /// of the lease, polling from 100 ms up to 2 s when idle, and 30 s of shutdown grace.
+    pub fn new(queue: TaskQueue, handler: impl TaskHandler) -> Self {
+        Self {
+            queue,
+            handler: Arc::new(handler),
+            queue_name: "default".to_owned(),
+            id: fresh_worker_id("worker"),
+            concurrency: 1,
+            heartbeat: None,
+            poll_interval: Duration::from_millis(100),
+            max_poll_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets the queue to claim from.
+    pub fn queue_name(mut self, name: impl Into<String>) -> Self {
+        self.queue_name = name.into();
+        self
+    }
+
+    /// Names the worker: its id becomes a fresh id starting with `name`.
+    pub fn name(mut self, name: &str) -> Self {
+        self.id = fresh_worker_id(name);
+        self
+    }
+
+    /// Sets the worker id as given (it should be unique per process start).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Runs at most `n` tasks at once (at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Renews leases this often (default: a third of the queue's lease).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = Some(every);
+        self
+    }
+
+    /// Waits `first` after an empty poll, doubling up to `max` while the queue stays empty.
+    pub fn poll_interval(mut self, first: Duration, max: Duration) -> Self {
+        self.poll_interval = first;
+        self.max_poll_interval = max.max(first);
+        self
+    }
+
+    /// How long in-flight tasks may run on after shutdown before they are released.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// This worker's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs in a tokio task until [`WorkerHandle::shutdown`].
+    pub fn spawn(self) -> WorkerHandle {
+        let (tx, mut rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let worker_id = self.id.clone();
+        let inner = counters.clone();
+        let join = tokio::spawn(async move {
+            self.run_counting(
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                },
+                inner,
+            )
+            .await
+        });
+        WorkerHandle {
+            id: worker_id,
+            shutdown: tx,
+            join,
+            counters,
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then shuts down gracefully; returns what it did.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> WorkerStats {
+        self.run_counting(shutdown, Arc::new(Counters::default()))
+            .await
+    }
+
+    async fn run_counting(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+        counters: Arc<Counters>,
+    ) -> WorkerStats {
+        let span =
+            tracing::info_span!("bgops.worker", worker_id = %self.id, queue = %self.queue_name);
+        self.main_loop(shutdown, counters).instrument(span).await
+    }
+
+    async fn main_loop(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+        counters: Arc<Counters>,
+    ) -> WorkerStats {
+        tokio::pin!(shutdown);
+        let heartbeat = self
+            .heartbeat
+            .unwrap_or(self.queue.lease() / 3)
+            .max(Duration::from_millis(10));
+        let (release_tx, release_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let mut running = JoinSet::new();
+        let mut idle_wait = self.poll_interval;
+        tracing::info!(concurrency = self.concurrency, "worker started");
+        loop {
+            while running.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            // The claim itself is not raced against shutdown: dropping it half-way could
+            // leave a task claimed by nobody until its lease runs out.
+            match self.queue.claim_next(&self.queue_name, &self.id).await {
+                Ok(Some(claim)) => {
+                    idle_wait = self.poll_interval;
+                    Counters::bump(&counters.claimed);
+                    let execution = Execution {
+                        queue: self.queue.clone(),
+                        handler: self.handler.clone(),
+                        counters: counters.clone(),
+                        heartbeat,
+                        release: release_rx.clone(),
+                    };
+                    running.spawn(async move {
+                        run_attempt(execution, claim).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(idle_wait) => {}
+                    }
+                    idle_wait = (idle_wait * 2).min(self.max_poll_interval);
+                }
+                Err(e) => {
+                    drop(permit);
+                    Counters::bump(&counters.storage_errors);
+                    tracing::warn!(error = %e, "claiming failed; backing off");
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(self.max_poll_interval) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(in_flight = running.len(), "worker stopping");
+        let drained = tokio::time::timeout(self.shutdown_grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                in_flight = running.len(),
+                "grace period over; releasing in-flight tasks"
+            );
+            let _ = release_tx.send(true);
+            while running.join_next().await.is_some() {}
+        }
+        let stats = counters.snapshot();
+        tracing::info!(?stats, "worker stopped");
+        stats
+    }
+}
