@@ -27,8 +27,8 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(args.get(1).map(String::as_str)),
-        Some("redis") => redis::run_redis().map_err(|e| e.to_string()),
-        Some("redis-cluster") => redis::run_redis_cluster().map_err(|e| e.to_string()),
+        Some("redis") => redis::run_redis(&args[1..]).map_err(|e| e.to_string()),
+        Some("redis-cluster") => redis::run_redis_cluster(&args[1..]).map_err(|e| e.to_string()),
         _ => Err(USAGE.to_owned()),
     };
     match result {
