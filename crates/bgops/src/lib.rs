@@ -32,7 +32,7 @@ pub use bgops_redis as redis;
 pub use bgops_saga as saga;
 
 pub use bgops_core::{
-    Clock, Config, IdempotencyKey, IdempotencyRecord, ManualClock, MetricsHooks,
+    Clock, Config, CoreError, IdempotencyKey, IdempotencyRecord, ManualClock, MetricsHooks,
     OperationStatus, SystemClock, derive_key,
 };
 pub use bgops_storage::{Storage, StorageError};
@@ -46,7 +46,7 @@ pub use bgops_memory::MemoryStorage;
 pub mod prelude {
     pub use crate::{
         BackgroundOperationsManager, Claim, Config, Error, IdempotencyRecord, KeyStatus,
-        OperationStatus, Storage, derive_key,
+        OperationStatus, Storage, StorageError, derive_key,
     };
     #[cfg(feature = "memory")]
     pub use bgops_memory::MemoryStorage;

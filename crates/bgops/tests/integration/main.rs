@@ -1,0 +1,3 @@
+//! Integration tests of the facade: the seed's manager API over real backends.
+
+mod manager;
