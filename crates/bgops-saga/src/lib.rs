@@ -1,3 +1,79 @@
 //! # bgops-saga
 //!
-//! Saga engine of bgops: journaled, fenced, recoverable, streaming.
+//! The saga engine of bgops: journaled, fenced, recoverable, streaming.
+//!
+//! A saga is a list of steps, each with an optional compensation. The engine runs the
+//! steps in order under the saga's **lease**; every write is a compare-and-set on the
+//! lease's fencing number, so an executor whose lease was taken over stops with
+//! [`SagaError::LeaseLost`] and never overwrites the new holder's work. A step's intent
+//! (`Running`, attempt n) is stored **before** its handler runs, its output after. A step
+//! that fails after its retries (exponential backoff with jitter; terminal errors are not
+//! retried) turns the saga to `Compensating`: the steps that succeeded are compensated in
+//! reverse, each with its own retries, and a failing compensation is recorded without
+//! stopping the others. The end state is `Completed`, `Compensated` or
+//! `CompensationFailed` (which [`SagaEngine::retry_compensation`] can repair).
+//!
+//! A saga whose executor died is resumed by [`SagaEngine::recover`] or by the background
+//! [`Recoverer`]: steps that succeeded are not run again, a step left started runs again,
+//! a compensating saga only compensates. Each handler call gets a stable
+//! [`StepContext::step_key`] (`{saga_id}:{index}`, `…:comp`) plus its attempt and fence, to
+//! make its external effects idempotent.
+//!
+//! Two ways to define a saga, one engine underneath:
+//! - **dynamic** (the seed's `create_saga_workflow`): [`SagaStep`](bgops_core::SagaStep)s
+//!   naming operations whose handlers are registered by name and take and return JSON;
+//! - **typed** (seed 004): a [`TypedSaga`] of [`Step`]s with `act` / `compensate` over your
+//!   own serde context type, stored after each step; [`Fallback`] steps with a
+//!   [`CircuitBreaker`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bgops_core::{SagaStatus, SagaStep};
+//! use bgops_memory::MemoryStorage;
+//! use bgops_saga::{SagaEngine, StepError};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), bgops_saga::SagaError> {
+//! let engine = SagaEngine::new(Arc::new(MemoryStorage::new()));
+//! engine.register_operation_handler("create_user", |step| async move {
+//!     Ok(json!({ "user_id": "456", "key": step.step_key() }))
+//! });
+//! engine.register_operation_handler("charge", |_step| async move {
+//!     Err(StepError::terminal("card declined"))
+//! });
+//! engine.register_compensation_handler("delete_user", |_step| async move { Ok(json!(null)) });
+//!
+//! let steps = vec![
+//!     SagaStep::new("Create user", "create_user", json!({ "name": "ada" }))
+//!         .with_compensation("delete_user", json!({})),
+//!     SagaStep::new("Charge", "charge", json!({ "amount": 10 })),
+//! ];
+//! let saga = engine.create("tenant1", "onboarding", steps, Some("signup-ada")).await?;
+//! let outcome = engine.execute(&saga.saga_id).await?;
+//! assert!(!outcome.succeeded());
+//! assert_eq!(outcome.status, SagaStatus::Compensated);
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod engine;
+mod error;
+mod event;
+mod executor;
+mod fallback;
+mod handler;
+mod recovery;
+mod typed;
+
+pub use config::{RetryPolicy, SagaConfig};
+pub use engine::{NewSaga, SagaEngine, SagaEngineBuilder, SagaOutcome};
+pub use error::{SagaError, SagaResult};
+pub use event::{SagaEvent, SagaEventStream};
+pub use fallback::{CircuitBreaker, CircuitState, Fallback};
+pub use handler::{BoxFuture, StepContext, StepError, StepErrorKind};
+pub use recovery::{RecoveryReport, Recoverer};
+pub use typed::{SagaContext, Step, TypedOutcome, TypedSaga, TypedSagaHandle};
+
+pub use bgops_core::{SagaHistoryEntry, SagaStatus, SagaStep, SagaStepStatus, SagaWorkflow};

@@ -1,0 +1,377 @@
+//! The engine: handler registration, creating sagas, executing and recovering them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bgops_core::{
+    SagaStatus, SagaStep, SagaWorkflow, SharedClock, SharedMetrics, SystemClock, validate,
+};
+use bgops_storage::{CreateSaga, SagaStore};
+use futures::channel::mpsc;
+use serde_json::Value;
+
+use crate::config::SagaConfig;
+use crate::error::{SagaError, SagaResult};
+use crate::event::{SagaEvent, SagaEventStream};
+use crate::executor::{Mode, Run};
+use crate::handler::{self, Registry, StepContext, StepError};
+
+/// The saga engine. Cheap to clone (one `Arc`); clones share handlers and settings.
+///
+/// Register handlers by operation name, [`create`](Self::create) a saga, then
+/// [`execute`](Self::execute) it (or [`execute_stream`](Self::execute_stream) to watch its
+/// events). See the crate docs for an example.
+#[derive(Clone)]
+pub struct SagaEngine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn SagaStore>,
+    pub config: SagaConfig,
+    pub clock: SharedClock,
+    pub metrics: SharedMetrics,
+    pub registry: Registry,
+    pub owner: String,
+}
+
+impl std::fmt::Debug for SagaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SagaEngine")
+            .field("owner", &self.inner.owner)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`SagaEngine`] with settings other than the defaults.
+#[must_use]
+pub struct SagaEngineBuilder {
+    store: Arc<dyn SagaStore>,
+    config: SagaConfig,
+    clock: SharedClock,
+    metrics: SharedMetrics,
+    owner: Option<String>,
+}
+
+impl SagaEngineBuilder {
+    /// Sets the configuration.
+    pub fn config(mut self, config: SagaConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the clock used for timestamps, lease expiry and timeouts. Give the engine the
+    /// same clock as the store (a `ManualClock` in tests).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the metrics hooks.
+    pub fn metrics(mut self, metrics: SharedMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sets the executor name written into leases (default: `saga:{pid}:{uuid}`, new for
+    /// each engine so that a restarted process never inherits a dead one's leases).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// Builds the engine.
+    pub fn build(self) -> SagaEngine {
+        let owner = self
+            .owner
+            .unwrap_or_else(|| format!("saga:{}:{}", std::process::id(), uuid::Uuid::new_v4()));
+        SagaEngine {
+            inner: Arc::new(Inner {
+                store: self.store,
+                config: self.config,
+                clock: self.clock,
+                metrics: self.metrics,
+                registry: Registry::default(),
+                owner,
+            }),
+        }
+    }
+}
+
+/// A saga to create, with the optional settings of [`SagaEngine::create_saga`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NewSaga {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Kind of workflow.
+    pub workflow_type: String,
+    /// The steps, in order.
+    pub steps: Vec<SagaStep>,
+    /// Creating again with this key returns the existing saga.
+    pub idempotency_key: Option<String>,
+    /// Saga-level timeout: past it the saga fails into compensation.
+    pub timeout: Option<Duration>,
+    /// Initial context (typed sagas).
+    pub context: Value,
+}
+
+impl NewSaga {
+    /// A saga of `steps` for `tenant_id`.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        workflow_type: impl Into<String>,
+        steps: Vec<SagaStep>,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            workflow_type: workflow_type.into(),
+            steps,
+            idempotency_key: None,
+            timeout: None,
+            context: Value::Null,
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the saga-level timeout (whole seconds, rounded up).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the initial context.
+    pub fn context(mut self, context: Value) -> Self {
+        self.context = context;
+        self
+    }
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SagaOutcome {
+    /// The end state (or the state found, when the saga had already ended).
+    pub status: SagaStatus,
+    /// The saga as last stored.
+    pub saga: SagaWorkflow,
+}
+
+impl SagaOutcome {
+    /// Whether every step succeeded (the seed's `execute_saga_workflow` result).
+    pub fn succeeded(&self) -> bool {
+        self.status == SagaStatus::Completed
+    }
+}
+
+impl SagaEngine {
+    /// An engine on `store` with default settings and the system clock.
+    pub fn new(store: Arc<dyn SagaStore>) -> Self {
+        Self::builder(store).build()
+    }
+
+    /// A builder for an engine on `store`.
+    pub fn builder(store: Arc<dyn SagaStore>) -> SagaEngineBuilder {
+        SagaEngineBuilder {
+            store,
+            config: SagaConfig::default(),
+            clock: Arc::new(SystemClock),
+            metrics: bgops_core::metrics::noop(),
+            owner: None,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SagaConfig {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SagaStore> {
+        &self.inner.store
+    }
+
+    /// The name this engine writes into the leases it takes.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Registers the handler of operation `operation` (replacing any before). It gets the
+    /// step's [`StepContext`] and returns the step's output.
+    pub fn register_operation_handler<F, Fut>(&self, operation: impl Into<String>, handler: F)
+    where
+        F: Fn(StepContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, StepError>> + Send + 'static,
+    {
+        let h = handler::from_fn(handler);
+        let name = operation.into();
+        self.inner.registry.update(|m| {
+            m.operations.insert(name, h);
+        });
+    }
+
+    /// Registers a compensation handler under `operation`: a step whose
+    /// `compensation_operation` is `operation` runs it (compensation handlers are looked
+    /// up first, then operation handlers of the same name).
+    pub fn register_compensation_handler<F, Fut>(&self, operation: impl Into<String>, handler: F)
+    where
+        F: Fn(StepContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, StepError>> + Send + 'static,
+    {
+        let h = handler::from_fn(handler);
+        let name = operation.into();
+        self.inner.registry.update(|m| {
+            m.compensations.insert(name, h);
+        });
+    }
+
+    /// Whether a handler is registered for `operation`.
+    pub fn has_operation_handler(&self, operation: &str) -> bool {
+        self.inner.registry.snapshot().operation(operation).is_some()
+    }
+
+    /// Creates a saga (the seed's `create_saga_workflow`): status `Pending`, nothing run
+    /// yet. With an idempotency key already used by this tenant, returns that saga.
+    ///
+    /// # Errors
+    /// [`SagaError::Invalid`] for an empty tenant or workflow type, a bad key or no steps;
+    /// [`SagaError::UnknownOperation`] when a step's operation has no handler here.
+    pub async fn create(
+        &self,
+        tenant_id: &str,
+        workflow_type: &str,
+        steps: Vec<SagaStep>,
+        idempotency_key: Option<&str>,
+    ) -> SagaResult<SagaWorkflow> {
+        let mut new = NewSaga::new(tenant_id, workflow_type, steps);
+        new.idempotency_key = idempotency_key.map(str::to_owned);
+        Ok(self.create_saga(new).await?.into_saga())
+    }
+
+    /// Creates a saga with every option; says whether it was new or already existed.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub async fn create_saga(&self, new: NewSaga) -> SagaResult<CreateSaga> {
+        validate::name("tenant_id", &new.tenant_id)?;
+        validate::name("workflow_type", &new.workflow_type)?;
+        if let Some(key) = &new.idempotency_key {
+            validate::idempotency_key(key)?;
+        }
+        if new.steps.is_empty() {
+            return Err(bgops_core::CoreError::EmptyField { field: "steps" }.into());
+        }
+        let handlers = self.inner.registry.snapshot();
+        for step in &new.steps {
+            validate::name("step.name", &step.name)?;
+            if handlers.operation(&step.operation).is_none() {
+                return Err(SagaError::UnknownOperation {
+                    kind: "operation",
+                    operation: step.operation.clone(),
+                });
+            }
+            if let Some(comp) = &step.compensation_operation {
+                if handlers.compensation(comp).is_none() {
+                    return Err(SagaError::UnknownOperation {
+                        kind: "compensation",
+                        operation: comp.clone(),
+                    });
+                }
+            }
+        }
+        let mut saga = SagaWorkflow::new(
+            new.tenant_id,
+            new.workflow_type,
+            new.steps,
+            self.inner.clock.now(),
+        );
+        saga.idempotency_key = new.idempotency_key;
+        saga.timeout_seconds = new.timeout.map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
+        saga.context = new.context;
+        let id = saga.saga_id.clone();
+        self.inner.store.create_saga(saga).await.map_err(|e| SagaError::from_store(&id, e))
+    }
+
+    /// Runs the saga under its lease (the seed's `execute_saga_workflow`): from the start,
+    /// or from where its journal says it stopped. Returns how it ended; a saga that had
+    /// already ended is returned as found.
+    ///
+    /// # Errors
+    /// [`SagaError::Busy`] when another executor holds a live lease;
+    /// [`SagaError::LeaseLost`] when another executor took over midway (this one stopped);
+    /// [`SagaError::NotFound`]; store failures.
+    pub async fn execute(&self, saga_id: &str) -> SagaResult<SagaOutcome> {
+        Run::start(&self.inner, saga_id, Mode::Forward, None).await
+    }
+
+    /// Like [`execute`](Self::execute), in a task of its own, streaming its events (for
+    /// SSE). The last event is [`SagaEvent::Finished`] or [`SagaEvent::Aborted`].
+    ///
+    /// Must be called within a tokio runtime.
+    pub fn execute_stream(&self, saga_id: &str) -> SagaEventStream {
+        self.spawn_streamed(saga_id, Mode::Forward)
+    }
+
+    /// Resumes a saga whose executor died (its lease expired): succeeded steps are not run
+    /// again, a step left started runs again, a compensating saga only compensates.
+    /// Same as [`execute`](Self::execute), named for intent.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn recover(&self, saga_id: &str) -> SagaResult<SagaOutcome> {
+        Run::start(&self.inner, saga_id, Mode::Forward, None).await
+    }
+
+    /// Tries again the compensations of a saga that ended `CompensationFailed`, each with
+    /// a fresh round of retries; the steps already compensated are left alone.
+    ///
+    /// # Errors
+    /// [`SagaError::InvalidState`] when the saga is not `CompensationFailed`; otherwise as
+    /// [`execute`](Self::execute).
+    pub async fn retry_compensation(&self, saga_id: &str) -> SagaResult<SagaOutcome> {
+        Run::start(&self.inner, saga_id, Mode::RetryCompensation, None).await
+    }
+
+    /// Like [`retry_compensation`](Self::retry_compensation), streaming its events.
+    pub fn retry_compensation_stream(&self, saga_id: &str) -> SagaEventStream {
+        self.spawn_streamed(saga_id, Mode::RetryCompensation)
+    }
+
+    fn spawn_streamed(&self, saga_id: &str, mode: Mode) -> SagaEventStream {
+        let (tx, rx) = mpsc::unbounded();
+        let inner = Arc::clone(&self.inner);
+        let id = saga_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = Run::start(&inner, &id, mode, Some(tx.clone())).await {
+                let _ = tx.unbounded_send(SagaEvent::Aborted { saga_id: id, error: e.to_string() });
+            }
+        });
+        SagaEventStream { rx }
+    }
+
+    /// The saga, if it exists.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn get(&self, saga_id: &str) -> SagaResult<Option<SagaWorkflow>> {
+        self.inner.store.get_saga(saga_id).await.map_err(|e| SagaError::from_store(saga_id, e))
+    }
+
+    /// The saga's history (journal), oldest first.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn history(&self, saga_id: &str) -> SagaResult<Vec<bgops_core::SagaHistoryEntry>> {
+        self.inner
+            .store
+            .get_saga_history(saga_id)
+            .await
+            .map_err(|e| SagaError::from_store(saga_id, e))
+    }
+}
