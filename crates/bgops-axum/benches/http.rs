@@ -1,0 +1,2 @@
+//! HTTP benchmark (placeholder, filled in next).
+fn main() {}

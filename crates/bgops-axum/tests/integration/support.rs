@@ -1,0 +1,307 @@
+//! A server on an ephemeral loopback port, a real HTTP client, and store doubles.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use bgops_core::{IdempotencyRecord, OperationOutcome, OperationStatus};
+use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, StorageResult};
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use time::OffsetDateTime;
+
+/// Serves `app` on 127.0.0.1:0; the server stops when the test's runtime ends.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A response as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// The problem `type` of a problem+json response.
+    pub fn problem_type(&self) -> String {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        self.json()["type"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A keep-alive HTTP/1 client (hyper).
+#[derive(Clone)]
+pub struct Client {
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            inner: HyperClient::builder(TokioExecutor::new()).build_http(),
+            base: format!("http://{addr}"),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, hyper_util::client::legacy::Error> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self
+            .inner
+            .request(req.body(Full::new(body.into())).unwrap())
+            .await?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// POST with an optional key.
+    pub async fn post(&self, path: &str, key: Option<&str>, body: &str) -> Reply {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(k) = key {
+            headers.push(("idempotency-key", k));
+        }
+        self.send("POST", path, &headers, body.to_owned())
+            .await
+            .unwrap()
+    }
+}
+
+/// A unique key per call.
+pub fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Counts handler runs.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    pub fn inc(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A store whose every call fails as if the backend were down.
+pub struct DownStore;
+
+fn down() -> StorageError {
+    StorageError::Unavailable {
+        backend: "down",
+        source: "connection refused".into(),
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DownStore {
+    async fn begin(&self, _: BeginRequest) -> StorageResult<BeginOutcome> {
+        Err(down())
+    }
+    async fn complete(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: OperationOutcome,
+    ) -> StorageResult<IdempotencyRecord> {
+        Err(down())
+    }
+    async fn release(&self, _: &str, _: &str, _: &str) -> StorageResult<()> {
+        Err(down())
+    }
+    async fn renew(&self, _: &str, _: &str, _: &str, _: Duration) -> StorageResult<OffsetDateTime> {
+        Err(down())
+    }
+    async fn get_idempotency(&self, _: &str, _: &str) -> StorageResult<Option<IdempotencyRecord>> {
+        Err(down())
+    }
+    async fn delete_idempotency(&self, _: &str, _: &str) -> StorageResult<bool> {
+        Err(down())
+    }
+    async fn purge_expired(&self, _: usize) -> StorageResult<u64> {
+        Err(down())
+    }
+}
+
+/// Stand-in until `bgops_memory::MemoryStorage` implements `IdempotencyStore`.
+#[derive(Default)]
+pub struct MapStore {
+    map: std::sync::Mutex<HashMap<(String, String), (IdempotencyRecord, String)>>,
+    next: AtomicUsize,
+}
+
+#[async_trait]
+impl IdempotencyStore for MapStore {
+    async fn begin(&self, r: BeginRequest) -> StorageResult<BeginOutcome> {
+        let now = OffsetDateTime::now_utc();
+        let mut map = self.map.lock().unwrap();
+        let addr = (r.tenant_id.clone(), r.key.clone());
+        if let Some((rec, _)) = map.get(&addr) {
+            let live = now < rec.expires_at;
+            if live {
+                if rec.fingerprint != r.fingerprint && r.fingerprint.is_some() {
+                    return Ok(BeginOutcome::Mismatch(rec.clone()));
+                }
+                if rec.status.is_terminal() {
+                    return Ok(BeginOutcome::Completed(rec.clone()));
+                }
+                if rec.lease_expires_at.is_some_and(|l| now < l) {
+                    return Ok(BeginOutcome::InProgress(rec.clone()));
+                }
+            }
+        }
+        let token = format!("t{}", self.next.fetch_add(1, Ordering::SeqCst));
+        let rec = IdempotencyRecord {
+            key: r.key,
+            tenant_id: r.tenant_id,
+            user_id: r.user_id,
+            operation_type: r.operation_type,
+            created_at: now,
+            expires_at: now + r.ttl,
+            status: OperationStatus::InProgress,
+            result: None,
+            error: None,
+            parameters: r.parameters,
+            fingerprint: r.fingerprint,
+            lease_expires_at: Some(now + r.lease),
+            completed_at: None,
+        };
+        map.insert(addr, (rec.clone(), token.clone()));
+        Ok(BeginOutcome::Started { token, record: rec })
+    }
+
+    async fn complete(
+        &self,
+        t: &str,
+        k: &str,
+        token: &str,
+        outcome: OperationOutcome,
+    ) -> StorageResult<IdempotencyRecord> {
+        let mut map = self.map.lock().unwrap();
+        let Some((rec, tok)) = map.get_mut(&(t.to_owned(), k.to_owned())) else {
+            return Err(StorageError::NotFound {
+                kind: "idempotency",
+                id: k.to_owned(),
+            });
+        };
+        if tok != token {
+            return Err(StorageError::LeaseLost {
+                kind: "idempotency",
+                id: k.to_owned(),
+            });
+        }
+        rec.status = outcome.status();
+        match outcome {
+            OperationOutcome::Succeeded(v) => rec.result = Some(v),
+            OperationOutcome::Failed { error, result } => {
+                rec.error = Some(error);
+                rec.result = result;
+            }
+        }
+        rec.lease_expires_at = None;
+        tok.clear();
+        Ok(rec.clone())
+    }
+
+    async fn release(&self, t: &str, k: &str, token: &str) -> StorageResult<()> {
+        let mut map = self.map.lock().unwrap();
+        let addr = (t.to_owned(), k.to_owned());
+        match map.get(&addr) {
+            Some((_, tok)) if tok == token => {
+                map.remove(&addr);
+                Ok(())
+            }
+            _ => Err(StorageError::LeaseLost {
+                kind: "idempotency",
+                id: k.to_owned(),
+            }),
+        }
+    }
+
+    async fn renew(
+        &self,
+        t: &str,
+        k: &str,
+        token: &str,
+        lease: Duration,
+    ) -> StorageResult<OffsetDateTime> {
+        let mut map = self.map.lock().unwrap();
+        match map.get_mut(&(t.to_owned(), k.to_owned())) {
+            Some((rec, tok)) if tok == token => {
+                let until = OffsetDateTime::now_utc() + lease;
+                rec.lease_expires_at = Some(until);
+                Ok(until)
+            }
+            _ => Err(StorageError::LeaseLost {
+                kind: "idempotency",
+                id: k.to_owned(),
+            }),
+        }
+    }
+
+    async fn get_idempotency(&self, t: &str, k: &str) -> StorageResult<Option<IdempotencyRecord>> {
+        Ok(self
+            .map
+            .lock()
+            .unwrap()
+            .get(&(t.to_owned(), k.to_owned()))
+            .map(|(r, _)| r.clone()))
+    }
+
+    async fn delete_idempotency(&self, t: &str, k: &str) -> StorageResult<bool> {
+        Ok(self
+            .map
+            .lock()
+            .unwrap()
+            .remove(&(t.to_owned(), k.to_owned()))
+            .is_some())
+    }
+
+    async fn purge_expired(&self, _: usize) -> StorageResult<u64> {
+        Ok(0)
+    }
+}
