@@ -9,7 +9,28 @@
 //!
 //! Each case is one `#[tokio::test]` in the calling crate (which needs `tokio` as a
 //! dev-dependency). Cases never share keys: each fixture is isolated (a new memory store,
-//! or a unique Redis prefix).
+//! or a unique Redis prefix), and each case still picks unique tenants, keys and names.
+//!
+//! The cases are written for backends that use their own clock (Redis server time): they
+//! compare timestamps only with one another, never with the test's clock, and make time
+//! pass only through [`Fixture::time`] and [`Fixture::expire_short_lease`].
+//!
+//! | module | states |
+//! |---|---|
+//! | [`idempotency`] | semantics §2: `begin` / `complete` / `release` / `renew`, expiry, tenants |
+//! | [`lock`] | semantics §6: fenced locks |
+//! | [`saga`] | semantics §4, store side: insert-if-absent, fenced CAS, history, recovery |
+//! | [`task`] | semantics §5, store side: dedupe, fenced claims, leases, retries, cleanup |
+//! | [`storage`] | health and stats |
+
+// The suite is test code compiled into the library: a failed expectation must panic.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod idempotency;
+pub mod lock;
+pub mod saga;
+pub mod storage;
+pub mod task;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +38,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::Storage;
+
+/// A lease or TTL that outlives any case: used wherever something must stay live.
+pub const LONG: Duration = Duration::from_secs(600);
+
+/// A name no other case (or earlier run against the same server) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Asserts that a time difference equals `expected` within a second (backends may round
+/// to milliseconds or compute both ends in separate steps).
+pub fn assert_close(got: time::Duration, expected: Duration, what: &str) {
+    let expected = time::Duration::try_from(expected).expect("duration in range");
+    let off = (got - expected).abs();
+    assert!(
+        off <= time::Duration::SECOND,
+        "{what}: {got} instead of about {expected}"
+    );
+}
 
 /// Moves a backend's notion of "now" forward.
 #[async_trait]
@@ -51,6 +91,9 @@ macro_rules! conformance_suite {
     ($fixture:expr) => {
         $crate::idempotency_suite!($fixture);
         $crate::lock_suite!($fixture);
+        $crate::saga_suite!($fixture);
+        $crate::task_suite!($fixture);
+        $crate::storage_suite!($fixture);
     };
 }
 

@@ -1,0 +1,342 @@
+//! Sagas: one table with its indexes under one mutex, so that a save, its history entries
+//! and its index moves are one atomic step. Saga writes happen once per step transition,
+//! far less often than idempotency checks, so one lock costs little here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bgops_core::{SagaHistoryEntry, SagaLease, SagaStatus, SagaWorkflow, validate};
+use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageError, StorageResult};
+use time::OffsetDateTime;
+
+use crate::MemoryStorage;
+use crate::deadline::after;
+
+const KIND: &str = "saga";
+const DEFAULT_PAGE: usize = 100;
+
+/// Index order: creation time, then insertion sequence (ties under a manual clock), then id.
+type Order = (OffsetDateTime, u64, String);
+
+/// Every saga, its journal, and the indexes `list_sagas` and recovery read.
+#[derive(Debug, Default)]
+pub(crate) struct SagaTables {
+    sagas: HashMap<String, Entry>,
+    next_seq: u64,
+    index: SagaIndex,
+}
+
+#[derive(Debug)]
+struct Entry {
+    saga: SagaWorkflow,
+    history: Vec<SagaHistoryEntry>,
+    seq: u64,
+    /// The highest fence ever handed out: the lease itself may be cleared.
+    max_fence: u64,
+}
+
+#[derive(Debug, Default)]
+struct SagaIndex {
+    all: BTreeSet<Order>,
+    by_status: HashMap<SagaStatus, BTreeSet<Order>>,
+    by_tenant: HashMap<String, BTreeSet<Order>>,
+    by_tenant_status: HashMap<(String, SagaStatus), BTreeSet<Order>>,
+    by_key: HashMap<(String, String), String>,
+}
+
+fn order(saga: &SagaWorkflow, seq: u64) -> Order {
+    (saga.created_at, seq, saga.saga_id.clone())
+}
+
+fn remove_from<K: Eq + std::hash::Hash>(
+    map: &mut HashMap<K, BTreeSet<Order>>,
+    key: &K,
+    item: &Order,
+) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(item);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+impl SagaIndex {
+    fn add(&mut self, saga: &SagaWorkflow, seq: u64) {
+        let item = order(saga, seq);
+        self.by_status
+            .entry(saga.status)
+            .or_default()
+            .insert(item.clone());
+        self.by_tenant
+            .entry(saga.tenant_id.clone())
+            .or_default()
+            .insert(item.clone());
+        self.by_tenant_status
+            .entry((saga.tenant_id.clone(), saga.status))
+            .or_default()
+            .insert(item.clone());
+        self.all.insert(item);
+        if let Some(key) = &saga.idempotency_key {
+            self.by_key
+                .entry((saga.tenant_id.clone(), key.clone()))
+                .or_insert_with(|| saga.saga_id.clone());
+        }
+    }
+
+    fn remove(&mut self, saga: &SagaWorkflow, seq: u64) {
+        let item = order(saga, seq);
+        self.all.remove(&item);
+        remove_from(&mut self.by_status, &saga.status, &item);
+        remove_from(&mut self.by_tenant, &saga.tenant_id, &item);
+        remove_from(
+            &mut self.by_tenant_status,
+            &(saga.tenant_id.clone(), saga.status),
+            &item,
+        );
+        if let Some(key) = &saga.idempotency_key {
+            let address = (saga.tenant_id.clone(), key.clone());
+            if self.by_key.get(&address) == Some(&saga.saga_id) {
+                self.by_key.remove(&address);
+            }
+        }
+    }
+
+    /// The narrowest index that holds every saga matching `filter`.
+    fn select(&self, filter: &SagaFilter) -> Option<&BTreeSet<Order>> {
+        match (&filter.tenant_id, filter.status) {
+            (Some(tenant), Some(status)) => self.by_tenant_status.get(&(tenant.clone(), status)),
+            (Some(tenant), None) => self.by_tenant.get(tenant),
+            (None, Some(status)) => self.by_status.get(&status),
+            (None, None) => Some(&self.all),
+        }
+    }
+}
+
+impl SagaTables {
+    /// Sagas by status name.
+    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
+        self.index
+            .by_status
+            .iter()
+            .map(|(status, set)| (status.as_str().to_owned(), set.len() as u64))
+            .collect()
+    }
+
+    fn entry(&mut self, saga_id: &str) -> StorageResult<&mut Entry> {
+        self.sagas
+            .get_mut(saga_id)
+            .ok_or_else(|| not_found(saga_id))
+    }
+}
+
+fn not_found(saga_id: &str) -> StorageError {
+    StorageError::NotFound {
+        kind: KIND,
+        id: saga_id.to_owned(),
+    }
+}
+
+fn validate_saga(saga: &SagaWorkflow) -> StorageResult<()> {
+    validate::name("saga_id", &saga.saga_id)?;
+    validate::name("tenant_id", &saga.tenant_id)?;
+    validate::name("workflow_type", &saga.workflow_type)?;
+    if let Some(key) = &saga.idempotency_key {
+        validate::idempotency_key(key)?;
+    }
+    Ok(())
+}
+
+fn lease_is_live(lease: &SagaLease, now: OffsetDateTime) -> bool {
+    now < lease.expires_at
+}
+
+#[async_trait]
+impl SagaStore for MemoryStorage {
+    async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga> {
+        validate_saga(&saga)?;
+        let mut tables = self.inner.sagas.lock();
+        if let Some(existing) = tables.sagas.get(&saga.saga_id) {
+            return Ok(CreateSaga::Existing(existing.saga.clone()));
+        }
+        if let Some(key) = &saga.idempotency_key {
+            let address = (saga.tenant_id.clone(), key.clone());
+            if let Some(existing) = tables
+                .index
+                .by_key
+                .get(&address)
+                .and_then(|id| tables.sagas.get(id))
+            {
+                return Ok(CreateSaga::Existing(existing.saga.clone()));
+            }
+        }
+        let seq = tables.next_seq;
+        tables.next_seq += 1;
+        tables.index.add(&saga, seq);
+        let max_fence = saga.lease.as_ref().map_or(0, |lease| lease.fence);
+        let entry = Entry {
+            saga: saga.clone(),
+            history: Vec::new(),
+            seq,
+            max_fence,
+        };
+        tables.sagas.insert(saga.saga_id.clone(), entry);
+        Ok(CreateSaga::Created(saga))
+    }
+
+    async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
+        Ok(self
+            .inner
+            .sagas
+            .lock()
+            .sagas
+            .get(saga_id)
+            .map(|entry| entry.saga.clone()))
+    }
+
+    async fn acquire_saga_lease(
+        &self,
+        saga_id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<SagaWorkflow>> {
+        validate::name("owner", owner)?;
+        validate::duration("lease", lease)?;
+        let now = self.now();
+        let expires_at = after(now, "lease", lease)?;
+        let mut tables = self.inner.sagas.lock();
+        let entry = tables.entry(saga_id)?;
+        if entry
+            .saga
+            .lease
+            .as_ref()
+            .is_some_and(|held| held.owner != owner && lease_is_live(held, now))
+        {
+            return Ok(None);
+        }
+        entry.max_fence += 1;
+        entry.saga.lease = Some(SagaLease {
+            owner: owner.to_owned(),
+            fence: entry.max_fence,
+            expires_at,
+        });
+        entry.saga.version += 1;
+        entry.saga.updated_at = now;
+        Ok(Some(entry.saga.clone()))
+    }
+
+    async fn save_saga(
+        &self,
+        saga: &SagaWorkflow,
+        fence: u64,
+        history: &[SagaHistoryEntry],
+    ) -> StorageResult<SagaWorkflow> {
+        validate_saga(saga)?;
+        let mut tables = self.inner.sagas.lock();
+        let SagaTables { sagas, index, .. } = &mut *tables;
+        let entry = sagas
+            .get_mut(&saga.saga_id)
+            .ok_or_else(|| not_found(&saga.saga_id))?;
+        // A cleared lease leaves fence 0, so a released executor is fenced out too.
+        let stored_fence = entry.saga.lease.as_ref().map_or(0, |lease| lease.fence);
+        if fence != stored_fence {
+            return Err(StorageError::LeaseLost {
+                kind: KIND,
+                id: saga.saga_id.clone(),
+            });
+        }
+        if saga.version != entry.saga.version {
+            return Err(StorageError::VersionConflict {
+                kind: KIND,
+                id: saga.saga_id.clone(),
+                expected: saga.version,
+                found: entry.saga.version,
+            });
+        }
+        let mut stored = saga.clone();
+        stored.version += 1;
+        if let Some(lease) = &stored.lease {
+            entry.max_fence = entry.max_fence.max(lease.fence);
+        }
+        index.remove(&entry.saga, entry.seq);
+        index.add(&stored, entry.seq);
+        entry.saga = stored;
+        entry.history.extend_from_slice(history);
+        Ok(entry.saga.clone())
+    }
+
+    async fn append_saga_history(
+        &self,
+        saga_id: &str,
+        entry: &SagaHistoryEntry,
+    ) -> StorageResult<()> {
+        self.inner
+            .sagas
+            .lock()
+            .entry(saga_id)?
+            .history
+            .push(entry.clone());
+        Ok(())
+    }
+
+    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
+        Ok(self
+            .inner
+            .sagas
+            .lock()
+            .sagas
+            .get(saga_id)
+            .map(|entry| entry.history.clone())
+            .unwrap_or_default())
+    }
+
+    async fn list_sagas(&self, filter: &SagaFilter) -> StorageResult<Vec<SagaWorkflow>> {
+        let limit = if filter.limit == 0 {
+            DEFAULT_PAGE
+        } else {
+            filter.limit
+        };
+        let tables = self.inner.sagas.lock();
+        let Some(set) = tables.index.select(filter) else {
+            return Ok(Vec::new());
+        };
+        Ok(set
+            .iter()
+            .rev()
+            .skip(filter.offset)
+            .take(limit)
+            .filter_map(|(_, _, id)| tables.sagas.get(id).map(|entry| entry.saga.clone()))
+            .collect())
+    }
+
+    async fn list_recoverable_sagas(&self, limit: usize) -> StorageResult<Vec<String>> {
+        let now = self.now();
+        let tables = self.inner.sagas.lock();
+        let active = [SagaStatus::Running, SagaStatus::Compensating];
+        Ok(active
+            .iter()
+            .filter_map(|status| tables.index.by_status.get(status))
+            .flat_map(BTreeSet::iter)
+            .filter_map(|(_, _, id)| tables.sagas.get(id))
+            .filter(|entry| {
+                !entry
+                    .saga
+                    .lease
+                    .as_ref()
+                    .is_some_and(|lease| lease_is_live(lease, now))
+            })
+            .take(limit)
+            .map(|entry| entry.saga.saga_id.clone())
+            .collect())
+    }
+
+    async fn delete_saga(&self, saga_id: &str) -> StorageResult<bool> {
+        let mut tables = self.inner.sagas.lock();
+        let Some(entry) = tables.sagas.remove(saga_id) else {
+            return Ok(false);
+        };
+        tables.index.remove(&entry.saga, entry.seq);
+        Ok(true)
+    }
+}

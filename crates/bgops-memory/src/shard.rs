@@ -1,0 +1,39 @@
+//! A fixed set of mutex-guarded shards chosen by key hash, so callers on different keys
+//! rarely wait for one another.
+
+use std::hash::{BuildHasher, Hash, RandomState};
+
+use parking_lot::Mutex;
+
+/// How many shards: a power of two well above the core counts this runs on, small enough
+/// that scans over all shards (purge, stats) stay cheap.
+pub(crate) const SHARDS: usize = 64;
+
+/// `SHARDS` values of `T`, each behind its own mutex.
+#[derive(Debug)]
+pub(crate) struct Sharded<T> {
+    shards: Box<[Mutex<T>]>,
+    hasher: RandomState,
+}
+
+impl<T: Default> Sharded<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(T::default())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl<T> Sharded<T> {
+    /// The shard that owns `key`.
+    pub(crate) fn shard<K: Hash + ?Sized>(&self, key: &K) -> &Mutex<T> {
+        let hash = self.hasher.hash_one(key);
+        &self.shards[(hash % SHARDS as u64) as usize]
+    }
+
+    /// Every shard, for scans.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Mutex<T>> {
+        self.shards.iter()
+    }
+}

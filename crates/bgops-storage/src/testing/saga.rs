@@ -1,0 +1,760 @@
+//! What [`SagaStore`](crate::SagaStore) promises (semantics §4, store side):
+//!
+//! - `create_saga` is insert-if-absent by id, and by (tenant, idempotency key) when a key
+//!   is set: the existing saga comes back unchanged;
+//! - `acquire_saga_lease` hands out a fence higher than every earlier one on the saga and
+//!   bumps the version; a live lease of another owner gives `None`; an expired one is taken
+//!   over, and of N concurrent acquirers exactly one wins;
+//! - `save_saga` is a compare-and-set on (fence, version): a stale fence is `LeaseLost`, a
+//!   stale version `VersionConflict`, and the history entries are appended in the same
+//!   step (a refused save appends nothing); clearing the lease fences its holder out;
+//! - `list_sagas` filters by status and tenant, newest first, with limit and offset, and
+//!   follows status changes; `list_recoverable_sagas` returns exactly the Running or
+//!   Compensating sagas whose lease expired or is absent;
+//! - `delete_saga` removes the saga, its history and its index entries;
+//! - bad input is a [`StorageError::Invalid`], never a panic.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bgops_core::{SagaHistoryEntry, SagaStatus, SagaStep, SagaWorkflow};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::{Fixture, LONG, unique};
+use crate::{CreateSaga, SagaFilter, StorageError};
+
+/// Defines one `#[tokio::test]` per saga case, each on a fresh `$fixture`.
+#[macro_export]
+macro_rules! saga_suite {
+    ($fixture:expr) => {
+        $crate::__conformance_cases!(
+            $fixture,
+            saga,
+            [
+                create_then_get_round_trips,
+                create_is_insert_if_absent_by_id,
+                create_dedupes_by_tenant_and_idempotency_key,
+                acquire_lease_sets_fence_and_version,
+                live_lease_is_not_given_to_another_owner,
+                expired_lease_is_taken_over_and_old_fence_lost,
+                concurrent_lease_acquisitions_exactly_one_wins,
+                acquire_on_missing_saga_is_not_found,
+                save_is_a_fenced_compare_and_set,
+                save_appends_history_atomically,
+                concurrent_saves_exactly_one_wins,
+                cleared_lease_fences_out_its_holder,
+                history_is_kept_oldest_first,
+                list_filters_by_status_and_tenant_newest_first,
+                list_pages_with_limit_and_offset,
+                list_recoverable_finds_abandoned_active_sagas,
+                delete_removes_saga_history_and_index,
+                invalid_saga_input_is_rejected,
+            ]
+        );
+    };
+}
+
+/// A whole second, so timestamps survive any backend's encoding unchanged.
+fn base_time() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    OffsetDateTime::from_unix_timestamp(now.unix_timestamp()).expect("now is in range")
+}
+
+fn new_saga(tenant: &str, created_at: OffsetDateTime) -> SagaWorkflow {
+    let steps = vec![
+        SagaStep::new("reserve", "reserve_stock", json!({"sku": "A-1", "qty": 2}))
+            .with_compensation("release_stock", json!({"sku": "A-1"})),
+        SagaStep::new("charge", "charge_card", json!({"amount": 1250})),
+    ];
+    let mut saga = SagaWorkflow::new(tenant, "checkout", steps, created_at);
+    saga.context = json!({"order": "o-1"});
+    saga
+}
+
+fn entry(event: &str, status: SagaStatus, fence: u64) -> SagaHistoryEntry {
+    SagaHistoryEntry {
+        at: base_time(),
+        event: event.to_owned(),
+        step_index: Some(0),
+        attempt: Some(1),
+        status,
+        fence,
+        detail: Some(json!({"note": event})),
+    }
+}
+
+async fn create(f: &Fixture, saga: SagaWorkflow) -> SagaWorkflow {
+    match f.storage.create_saga(saga).await.expect("create") {
+        CreateSaga::Created(saga) => saga,
+        CreateSaga::Existing(saga) => panic!("expected Created, got Existing({})", saga.saga_id),
+    }
+}
+
+async fn acquire(
+    f: &Fixture,
+    saga_id: &str,
+    owner: &str,
+    lease: std::time::Duration,
+) -> SagaWorkflow {
+    f.storage
+        .acquire_saga_lease(saga_id, owner, lease)
+        .await
+        .expect("acquire")
+        .expect("lease free")
+}
+
+fn fence_of(saga: &SagaWorkflow) -> u64 {
+    saga.lease.as_ref().expect("leased").fence
+}
+
+/// Puts `saga` into `status` through a leased save; returns it as stored.
+async fn move_to(f: &Fixture, saga: &SagaWorkflow, status: SagaStatus) -> SagaWorkflow {
+    let mut leased = acquire(f, &saga.saga_id, &unique("executor"), LONG).await;
+    let fence = fence_of(&leased);
+    leased.status = status;
+    f.storage
+        .save_saga(&leased, fence, &[])
+        .await
+        .expect("save")
+}
+
+/// A created saga reads back exactly as stored.
+pub async fn create_then_get_round_trips(f: Fixture) {
+    let saga = new_saga(&unique("tenant"), base_time());
+    let created = create(&f, saga.clone()).await;
+    assert_eq!(created.saga_id, saga.saga_id);
+    assert_eq!(created.steps, saga.steps);
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored, created);
+    assert_eq!(stored.context, json!({"order": "o-1"}));
+    assert_eq!(
+        f.storage.get_saga(&unique("missing")).await.expect("get"),
+        None
+    );
+}
+
+/// Creating a saga whose id exists returns the stored one unchanged.
+pub async fn create_is_insert_if_absent_by_id(f: Fixture) {
+    let saga = new_saga(&unique("tenant"), base_time());
+    let created = create(&f, saga.clone()).await;
+    let mut other = saga.clone();
+    other.workflow_type = "something_else".into();
+    match f.storage.create_saga(other).await.expect("create") {
+        CreateSaga::Existing(existing) => assert_eq!(existing, created),
+        CreateSaga::Created(_) => panic!("a second create with the same id must not overwrite"),
+    }
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.workflow_type, "checkout");
+}
+
+/// A second saga with the same tenant and idempotency key returns the first; the same key
+/// under another tenant is a new saga.
+pub async fn create_dedupes_by_tenant_and_idempotency_key(f: Fixture) {
+    let (tenant, other_tenant, key) = (unique("tenant"), unique("tenant"), unique("key"));
+    let mut first = new_saga(&tenant, base_time());
+    first.idempotency_key = Some(key.clone());
+    let first = create(&f, first).await;
+
+    let mut second = new_saga(&tenant, base_time());
+    second.idempotency_key = Some(key.clone());
+    let second_id = second.saga_id.clone();
+    let answer = f
+        .storage
+        .create_saga(second)
+        .await
+        .expect("create")
+        .into_saga();
+    assert_eq!(
+        answer.saga_id, first.saga_id,
+        "same tenant and key: the first saga"
+    );
+    assert_eq!(
+        f.storage.get_saga(&second_id).await.expect("get"),
+        None,
+        "no second saga"
+    );
+
+    let mut third = new_saga(&other_tenant, base_time());
+    third.idempotency_key = Some(key);
+    let third = create(&f, third).await;
+    assert_ne!(third.saga_id, first.saga_id);
+}
+
+/// Acquiring the lease stores owner, fence and expiry and increments the version; the
+/// same owner acquiring again gets a higher fence.
+pub async fn acquire_lease_sets_fence_and_version(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let leased = acquire(&f, &saga.saga_id, "executor-a", LONG).await;
+    let lease = leased.lease.clone().expect("leased");
+    assert_eq!(lease.owner, "executor-a");
+    assert_eq!(
+        leased.version,
+        saga.version + 1,
+        "acquiring bumps the version"
+    );
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.lease, Some(lease.clone()));
+    assert_eq!(stored.version, leased.version);
+
+    let again = acquire(&f, &saga.saga_id, "executor-a", LONG).await;
+    assert!(
+        fence_of(&again) > lease.fence,
+        "every acquisition raises the fence"
+    );
+}
+
+/// A live lease of another owner: `None`, and the stored lease is untouched.
+pub async fn live_lease_is_not_given_to_another_owner(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let leased = acquire(&f, &saga.saga_id, "executor-a", LONG).await;
+    let got = f
+        .storage
+        .acquire_saga_lease(&saga.saga_id, "executor-b", LONG)
+        .await
+        .expect("call");
+    assert_eq!(got, None);
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.lease, leased.lease);
+    assert_eq!(stored.version, leased.version);
+}
+
+/// After the lease expires another executor takes over with a higher fence, and the first
+/// executor's save is `LeaseLost`.
+pub async fn expired_lease_is_taken_over_and_old_fence_lost(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let mut old = acquire(&f, &saga.saga_id, "executor-a", f.short_lease).await;
+    f.expire_short_lease().await;
+    let new = acquire(&f, &saga.saga_id, "executor-b", LONG).await;
+    assert!(fence_of(&new) > fence_of(&old));
+    assert_eq!(
+        new.lease.as_ref().map(|l| l.owner.as_str()),
+        Some("executor-b")
+    );
+
+    let old_fence = fence_of(&old);
+    old.status = SagaStatus::Running;
+    old.version = new.version;
+    let got = f
+        .storage
+        .save_saga(&old, old_fence, &[entry("stale", SagaStatus::Running, 0)])
+        .await;
+    assert!(
+        matches!(got, Err(StorageError::LeaseLost { .. })),
+        "got {got:?}"
+    );
+    let history = f
+        .storage
+        .get_saga_history(&saga.saga_id)
+        .await
+        .expect("history");
+    assert!(history.is_empty(), "a refused save appends nothing");
+}
+
+/// 20 executors racing for one saga's lease: exactly one gets it.
+pub async fn concurrent_lease_acquisitions_exactly_one_wins(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let storage = Arc::clone(&f.storage);
+            let id = saga.saga_id.clone();
+            tokio::spawn(async move {
+                storage
+                    .acquire_saga_lease(&id, &format!("executor-{i}"), LONG)
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for handle in handles {
+        winners += usize::from(handle.await.expect("join").expect("acquire").is_some());
+    }
+    assert_eq!(winners, 1);
+}
+
+/// Acquiring the lease of a saga that does not exist is `NotFound`.
+pub async fn acquire_on_missing_saga_is_not_found(f: Fixture) {
+    let got = f
+        .storage
+        .acquire_saga_lease(&unique("missing"), "executor", LONG)
+        .await;
+    assert!(
+        matches!(got, Err(StorageError::NotFound { .. })),
+        "got {got:?}"
+    );
+    let phantom = new_saga(&unique("tenant"), base_time());
+    let got = f.storage.save_saga(&phantom, 0, &[]).await;
+    assert!(
+        matches!(got, Err(StorageError::NotFound { .. })),
+        "save of a missing saga: {got:?}"
+    );
+}
+
+/// `save_saga` stores with `version + 1` when fence and version match; a stale version is
+/// `VersionConflict`, a wrong fence `LeaseLost` (checked first).
+pub async fn save_is_a_fenced_compare_and_set(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let mut leased = acquire(&f, &saga.saga_id, "executor", LONG).await;
+    let fence = fence_of(&leased);
+    let stale = leased.clone();
+    leased.status = SagaStatus::Running;
+    leased.current_step = 1;
+    leased.context = json!({"order": "o-1", "reserved": true});
+    let saved = f
+        .storage
+        .save_saga(&leased, fence, &[])
+        .await
+        .expect("save");
+    assert_eq!(saved.version, leased.version + 1);
+    assert_eq!((saved.status, saved.current_step), (SagaStatus::Running, 1));
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored, saved);
+
+    match f.storage.save_saga(&stale, fence, &[]).await {
+        Err(StorageError::VersionConflict {
+            expected, found, ..
+        }) => {
+            assert_eq!((expected, found), (stale.version, saved.version));
+        }
+        other => panic!("expected VersionConflict, got {other:?}"),
+    }
+    let got = f.storage.save_saga(&saved, fence + 1, &[]).await;
+    assert!(
+        matches!(got, Err(StorageError::LeaseLost { .. })),
+        "wrong fence: {got:?}"
+    );
+    let got = f.storage.save_saga(&stale, fence + 1, &[]).await;
+    assert!(
+        matches!(got, Err(StorageError::LeaseLost { .. })),
+        "wrong fence and version: {got:?}"
+    );
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored, saved, "refused saves change nothing");
+}
+
+/// History entries given to a successful save are appended with it, in order; a refused
+/// save appends none.
+pub async fn save_appends_history_atomically(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let mut leased = acquire(&f, &saga.saga_id, "executor", LONG).await;
+    let fence = fence_of(&leased);
+    leased.status = SagaStatus::Running;
+    let batch = [
+        entry("step_started", SagaStatus::Running, fence),
+        entry("step_succeeded", SagaStatus::Running, fence),
+    ];
+    let saved = f
+        .storage
+        .save_saga(&leased, fence, &batch)
+        .await
+        .expect("save");
+    let refused = f
+        .storage
+        .save_saga(
+            &leased,
+            fence,
+            &[entry("refused", SagaStatus::Running, fence)],
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::VersionConflict { .. })),
+        "got {refused:?}"
+    );
+    let mut next = saved.clone();
+    next.status = SagaStatus::Completed;
+    f.storage
+        .save_saga(
+            &next,
+            fence,
+            &[entry("finished", SagaStatus::Completed, fence)],
+        )
+        .await
+        .expect("save");
+
+    let history = f
+        .storage
+        .get_saga_history(&saga.saga_id)
+        .await
+        .expect("history");
+    let events: Vec<_> = history.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(events, ["step_started", "step_succeeded", "finished"]);
+    assert_eq!(history[0], batch[0], "entries are stored as given");
+}
+
+/// 10 executors saving the same version with the right fence at once: exactly one wins,
+/// the others get `VersionConflict`.
+pub async fn concurrent_saves_exactly_one_wins(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let leased = acquire(&f, &saga.saga_id, "executor", LONG).await;
+    let fence = fence_of(&leased);
+    let handles: Vec<_> = (0..10)
+        .map(|i| {
+            let storage = Arc::clone(&f.storage);
+            let mut copy = leased.clone();
+            copy.current_step = i;
+            tokio::spawn(async move {
+                let note = entry(&format!("save-{i}"), SagaStatus::Running, fence);
+                storage.save_saga(&copy, fence, &[note]).await
+            })
+        })
+        .collect();
+    let (mut wins, mut conflicts) = (0, 0);
+    for handle in handles {
+        match handle.await.expect("join") {
+            Ok(_) => wins += 1,
+            Err(StorageError::VersionConflict { .. }) => conflicts += 1,
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!((wins, conflicts), (1, 9));
+    let history = f
+        .storage
+        .get_saga_history(&saga.saga_id)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1, "only the winning save's entry is kept");
+}
+
+/// Saving with the lease cleared releases it: the former holder's fence no longer
+/// writes, and the next acquisition gets a fence above it.
+pub async fn cleared_lease_fences_out_its_holder(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let mut leased = acquire(&f, &saga.saga_id, "executor-a", LONG).await;
+    let fence = fence_of(&leased);
+    leased.lease = None;
+    leased.status = SagaStatus::Running;
+    let released = f
+        .storage
+        .save_saga(&leased, fence, &[])
+        .await
+        .expect("save");
+    assert_eq!(released.lease, None);
+    let got = f.storage.save_saga(&released, fence, &[]).await;
+    assert!(
+        matches!(got, Err(StorageError::LeaseLost { .. })),
+        "old fence after release: {got:?}"
+    );
+    let next = acquire(&f, &saga.saga_id, "executor-b", LONG).await;
+    assert!(
+        fence_of(&next) > fence,
+        "fences keep rising after a release"
+    );
+}
+
+/// `append_saga_history` adds entries oldest first; a saga without history has none.
+pub async fn history_is_kept_oldest_first(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    assert!(
+        f.storage
+            .get_saga_history(&saga.saga_id)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    for event in ["created", "note", "lease_acquired"] {
+        f.storage
+            .append_saga_history(&saga.saga_id, &entry(event, SagaStatus::Pending, 0))
+            .await
+            .expect("append");
+    }
+    let history = f
+        .storage
+        .get_saga_history(&saga.saga_id)
+        .await
+        .expect("history");
+    let events: Vec<_> = history.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(events, ["created", "note", "lease_acquired"]);
+    let none = f
+        .storage
+        .get_saga_history(&unique("missing"))
+        .await
+        .expect("history of nothing");
+    assert!(none.is_empty());
+}
+
+/// `list_sagas` filters by status and tenant, newest first, and follows status changes.
+pub async fn list_filters_by_status_and_tenant_newest_first(f: Fixture) {
+    let (tenant, other) = (unique("tenant"), unique("tenant"));
+    let base = base_time();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let saga = create(&f, new_saga(&tenant, base + time::Duration::seconds(i))).await;
+        ids.push(saga.saga_id);
+    }
+    create(&f, new_saga(&other, base)).await;
+    let running = f
+        .storage
+        .get_saga(&ids[1])
+        .await
+        .expect("get")
+        .expect("saga");
+    move_to(&f, &running, SagaStatus::Running).await;
+
+    let list = |status: Option<SagaStatus>, tenant: &str| SagaFilter {
+        status,
+        tenant_id: Some(tenant.to_owned()),
+        limit: 0,
+        offset: 0,
+    };
+    let pending = f
+        .storage
+        .list_sagas(&list(Some(SagaStatus::Pending), &tenant))
+        .await
+        .expect("list");
+    let pending: Vec<_> = pending.iter().map(|s| s.saga_id.as_str()).collect();
+    assert_eq!(
+        pending,
+        [ids[3].as_str(), ids[2].as_str(), ids[0].as_str()],
+        "newest first"
+    );
+    let running = f
+        .storage
+        .list_sagas(&list(Some(SagaStatus::Running), &tenant))
+        .await
+        .expect("list");
+    assert_eq!(
+        running
+            .iter()
+            .map(|s| s.saga_id.as_str())
+            .collect::<Vec<_>>(),
+        [ids[1].as_str()]
+    );
+    let all = f
+        .storage
+        .list_sagas(&list(None, &tenant))
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 4, "only this tenant's sagas");
+    assert!(all.iter().all(|s| s.tenant_id == tenant));
+
+    let by_status = SagaFilter {
+        status: Some(SagaStatus::Running),
+        ..SagaFilter::default()
+    };
+    let running_anywhere = f.storage.list_sagas(&by_status).await.expect("list");
+    assert!(
+        running_anywhere
+            .iter()
+            .all(|s| s.status == SagaStatus::Running)
+    );
+    assert!(running_anywhere.iter().any(|s| s.saga_id == ids[1]));
+}
+
+/// `limit` and `offset` page through the newest-first list.
+pub async fn list_pages_with_limit_and_offset(f: Fixture) {
+    let tenant = unique("tenant");
+    let base = base_time();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            create(&f, new_saga(&tenant, base + time::Duration::seconds(i)))
+                .await
+                .saga_id,
+        );
+    }
+    ids.reverse();
+    let page = |limit, offset| SagaFilter {
+        status: None,
+        tenant_id: Some(tenant.clone()),
+        limit,
+        offset,
+    };
+    let got = f.storage.list_sagas(&page(2, 1)).await.expect("list");
+    assert_eq!(
+        got.iter().map(|s| s.saga_id.clone()).collect::<Vec<_>>(),
+        ids[1..3]
+    );
+    let got = f.storage.list_sagas(&page(2, 4)).await.expect("list");
+    assert_eq!(
+        got.iter().map(|s| s.saga_id.clone()).collect::<Vec<_>>(),
+        ids[4..]
+    );
+    assert!(
+        f.storage
+            .list_sagas(&page(2, 5))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        f.storage.list_sagas(&page(0, 0)).await.expect("list").len(),
+        5,
+        "0 means the default page"
+    );
+}
+
+/// Recoverable: Running or Compensating with an expired or no lease; not Pending, not
+/// live-leased, not terminal.
+pub async fn list_recoverable_finds_abandoned_active_sagas(f: Fixture) {
+    let tenant = unique("tenant");
+    let make = || new_saga(&tenant, base_time());
+    let pending = create(&f, make()).await;
+    let live = create(&f, make()).await;
+    let expired_running = create(&f, make()).await;
+    let unleased_running = create(&f, make()).await;
+    let expired_compensating = create(&f, make()).await;
+    let mut terminal = Vec::new();
+    for status in [
+        SagaStatus::Completed,
+        SagaStatus::Compensated,
+        SagaStatus::CompensationFailed,
+    ] {
+        let saga = create(&f, make()).await;
+        let mut saved = move_to(&f, &saga, status).await;
+        let fence = fence_of(&saved);
+        saved.lease = None;
+        f.storage
+            .save_saga(&saved, fence, &[])
+            .await
+            .expect("clear lease");
+        terminal.push(saga.saga_id);
+    }
+    move_to(&f, &live, SagaStatus::Running).await;
+    for (saga, status) in [
+        (&expired_running, SagaStatus::Running),
+        (&expired_compensating, SagaStatus::Compensating),
+    ] {
+        let mut leased = acquire(&f, &saga.saga_id, "doomed", f.short_lease).await;
+        let fence = fence_of(&leased);
+        leased.status = status;
+        f.storage
+            .save_saga(&leased, fence, &[])
+            .await
+            .expect("save");
+    }
+    let mut unleased = move_to(&f, &unleased_running, SagaStatus::Running).await;
+    let fence = fence_of(&unleased);
+    unleased.lease = None;
+    f.storage
+        .save_saga(&unleased, fence, &[])
+        .await
+        .expect("clear lease");
+    f.expire_short_lease().await;
+
+    let found: HashSet<String> = f
+        .storage
+        .list_recoverable_sagas(100)
+        .await
+        .expect("list")
+        .into_iter()
+        .collect();
+    let expected: HashSet<String> = [&expired_running, &unleased_running, &expired_compensating]
+        .iter()
+        .map(|s| s.saga_id.clone())
+        .collect();
+    assert_eq!(found, expected, "exactly the abandoned active sagas");
+    assert!(!found.contains(&pending.saga_id) && !found.contains(&live.saga_id));
+    assert_eq!(
+        f.storage
+            .list_recoverable_sagas(2)
+            .await
+            .expect("list")
+            .len(),
+        2,
+        "limit"
+    );
+}
+
+/// Deleting removes the saga, its history, its index entries and its idempotency key.
+pub async fn delete_removes_saga_history_and_index(f: Fixture) {
+    let (tenant, key) = (unique("tenant"), unique("key"));
+    let mut saga = new_saga(&tenant, base_time());
+    saga.idempotency_key = Some(key.clone());
+    let saga = create(&f, saga).await;
+    f.storage
+        .append_saga_history(&saga.saga_id, &entry("created", SagaStatus::Pending, 0))
+        .await
+        .expect("append");
+    assert!(f.storage.delete_saga(&saga.saga_id).await.expect("delete"));
+    assert_eq!(f.storage.get_saga(&saga.saga_id).await.expect("get"), None);
+    assert!(
+        f.storage
+            .get_saga_history(&saga.saga_id)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    let filter = SagaFilter {
+        tenant_id: Some(tenant.clone()),
+        ..SagaFilter::default()
+    };
+    assert!(
+        f.storage
+            .list_sagas(&filter)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        !f.storage
+            .delete_saga(&saga.saga_id)
+            .await
+            .expect("delete again")
+    );
+
+    let mut again = new_saga(&tenant, base_time());
+    again.idempotency_key = Some(key);
+    create(&f, again).await;
+}
+
+/// Empty ids, tenants or owners and zero leases: `StorageError::Invalid`.
+pub async fn invalid_saga_input_is_rejected(f: Fixture) {
+    let mut no_tenant = new_saga("", base_time());
+    no_tenant.tenant_id = String::new();
+    let got = f.storage.create_saga(no_tenant).await;
+    assert!(
+        matches!(got, Err(StorageError::Invalid(_))),
+        "empty tenant: {got:?}"
+    );
+    let mut no_id = new_saga(&unique("tenant"), base_time());
+    no_id.saga_id = String::new();
+    let got = f.storage.create_saga(no_id).await;
+    assert!(
+        matches!(got, Err(StorageError::Invalid(_))),
+        "empty id: {got:?}"
+    );
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let got = f
+        .storage
+        .acquire_saga_lease(&saga.saga_id, "executor", std::time::Duration::ZERO)
+        .await;
+    assert!(
+        matches!(got, Err(StorageError::Invalid(_))),
+        "zero lease: {got:?}"
+    );
+    let got = f.storage.acquire_saga_lease(&saga.saga_id, "", LONG).await;
+    assert!(
+        matches!(got, Err(StorageError::Invalid(_))),
+        "empty owner: {got:?}"
+    );
+}
