@@ -1,0 +1,1 @@
+//! Crash test, in-process variant (placeholder until written).
