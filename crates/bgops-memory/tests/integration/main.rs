@@ -34,3 +34,4 @@ async fn fixture() -> Fixture {
 
 bgops_storage::idempotency_suite!(fixture());
 bgops_storage::lock_suite!(fixture());
+bgops_storage::saga_suite!(fixture());
