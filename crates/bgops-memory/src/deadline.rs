@@ -28,7 +28,6 @@ pub(crate) fn after(
     now.checked_add(by).ok_or_else(invalid)
 }
 
-#[allow(dead_code)]
 /// `now - by`, clamped to the epoch (for "older than" cut-offs).
 pub(crate) fn before(now: OffsetDateTime, by: Duration) -> OffsetDateTime {
     time::Duration::try_from(by)

@@ -1,76 +1,599 @@
-//! The task queue (being written).
+//! The task queue: one table with its indexes under one mutex, so a claim, its history
+//! entry and its index moves are one atomic step. Per-queue sets ordered by availability
+//! and by lease expiry make `claim_next_task` and the expiry sweeps cheap range reads
+//! instead of scans.
+//!
+//! Attempt numbers are positions in the task's history (1-based): every claim appends an
+//! entry, so they never repeat, while `attempts` counts only the attempts that use up
+//! `max_attempts` (a released claim does not). A `max_attempts` of 0 is stored as 1.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bgops_core::Task;
+use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus, validate};
 use bgops_storage::{NewTask, StorageError, StorageResult, Submitted, TaskFilter, TaskStore};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use crate::MemoryStorage;
+use crate::deadline::{after, before};
 
-/// Every task and its indexes.
+const KIND: &str = "task";
+const DEFAULT_PAGE: usize = 100;
+
+/// A time and the task's insertion sequence: ordered by time, ties by age.
+type Timed = (OffsetDateTime, u64);
+
+/// Every task, keyed by insertion sequence, and the indexes over them.
 #[derive(Debug, Default)]
-pub(crate) struct TaskTables {}
+pub(crate) struct TaskTables {
+    tasks: HashMap<u64, Task>,
+    ids: HashMap<String, u64>,
+    keys: HashMap<(String, String), u64>,
+    next_seq: u64,
+    index: TaskIndex,
+}
 
-impl TaskTables {
-    /// Tasks by status name.
-    #[allow(clippy::unused_self)]
-    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
-        BTreeMap::new()
+#[derive(Debug, Default)]
+struct TaskIndex {
+    all: BTreeSet<u64>,
+    by_queue: HashMap<String, BTreeSet<u64>>,
+    by_status: HashMap<TaskStatus, BTreeSet<u64>>,
+    by_queue_status: HashMap<(String, TaskStatus), BTreeSet<u64>>,
+    /// Pending tasks per queue, by `available_at`.
+    ready: HashMap<String, BTreeSet<Timed>>,
+    /// Claimed tasks by lease expiry, everywhere and per queue.
+    leases: BTreeSet<Timed>,
+    queue_leases: HashMap<String, BTreeSet<Timed>>,
+    /// Completed and Failed tasks by `finished_at`.
+    finished: BTreeSet<Timed>,
+}
+
+fn insert<K: Eq + std::hash::Hash, T: Ord>(map: &mut HashMap<K, BTreeSet<T>>, key: K, item: T) {
+    map.entry(key).or_default().insert(item);
+}
+
+fn remove<K, Q, T>(map: &mut HashMap<K, BTreeSet<T>>, key: &Q, item: &T)
+where
+    K: Eq + std::hash::Hash + std::borrow::Borrow<Q>,
+    Q: Eq + std::hash::Hash + ?Sized,
+    T: Ord,
+{
+    if let Some(set) = map.get_mut(key) {
+        set.remove(item);
+        if set.is_empty() {
+            map.remove(key);
+        }
     }
 }
 
-fn todo() -> StorageError {
-    StorageError::Backend {
-        backend: "memory",
-        source: "the memory task queue is not written yet".into(),
+impl TaskIndex {
+    fn add(&mut self, seq: u64, task: &Task) {
+        self.all.insert(seq);
+        insert(&mut self.by_queue, task.queue.clone(), seq);
+        insert(&mut self.by_status, task.status, seq);
+        insert(
+            &mut self.by_queue_status,
+            (task.queue.clone(), task.status),
+            seq,
+        );
+        match (task.status, &task.lease, task.finished_at) {
+            (TaskStatus::Pending, _, _) => insert(
+                &mut self.ready,
+                task.queue.clone(),
+                (task.available_at, seq),
+            ),
+            (TaskStatus::Claimed, Some(lease), _) => {
+                self.leases.insert((lease.expires_at, seq));
+                insert(
+                    &mut self.queue_leases,
+                    task.queue.clone(),
+                    (lease.expires_at, seq),
+                );
+            }
+            (TaskStatus::Completed | TaskStatus::Failed, _, Some(at)) => {
+                self.finished.insert((at, seq));
+            }
+            _ => {}
+        }
     }
+
+    fn remove(&mut self, seq: u64, task: &Task) {
+        self.all.remove(&seq);
+        remove(&mut self.by_queue, task.queue.as_str(), &seq);
+        remove(&mut self.by_status, &task.status, &seq);
+        remove(
+            &mut self.by_queue_status,
+            &(task.queue.clone(), task.status),
+            &seq,
+        );
+        remove(
+            &mut self.ready,
+            task.queue.as_str(),
+            &(task.available_at, seq),
+        );
+        if let Some(lease) = &task.lease {
+            self.leases.remove(&(lease.expires_at, seq));
+            remove(
+                &mut self.queue_leases,
+                task.queue.as_str(),
+                &(lease.expires_at, seq),
+            );
+        }
+        if let Some(at) = task.finished_at {
+            self.finished.remove(&(at, seq));
+        }
+    }
+}
+
+impl TaskTables {
+    /// Tasks by status name.
+    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
+        self.index
+            .by_status
+            .iter()
+            .map(|(status, set)| (status.as_str().to_owned(), set.len() as u64))
+            .collect()
+    }
+
+    fn seq(&self, task_id: &str) -> StorageResult<u64> {
+        self.ids
+            .get(task_id)
+            .copied()
+            .ok_or_else(|| StorageError::NotFound {
+                kind: KIND,
+                id: task_id.to_owned(),
+            })
+    }
+
+    /// Runs `change` on the task, moving its index entries along.
+    fn modify<R>(&mut self, seq: u64, change: impl FnOnce(&mut Task) -> R) -> Option<R> {
+        let task = self.tasks.get_mut(&seq)?;
+        self.index.remove(seq, task);
+        let result = change(task);
+        self.index.add(seq, task);
+        Some(result)
+    }
+
+    fn snapshot(&self, seq: u64) -> Option<Task> {
+        self.tasks.get(&seq).cloned()
+    }
+
+    /// Ends the claims among `due` (sequence numbers whose lease ran out); returns how many.
+    fn expire(&mut self, due: Vec<u64>) -> u64 {
+        let mut moved = 0;
+        for seq in due {
+            moved += u64::from(self.modify(seq, expire_claim).is_some());
+        }
+        moved
+    }
+
+    /// Ends this task's claim if its lease ran out.
+    fn expire_if_due(&mut self, seq: u64, now: OffsetDateTime) {
+        let due = self.tasks.get(&seq).is_some_and(|task| {
+            task.status == TaskStatus::Claimed
+                && task.lease.as_ref().is_some_and(|l| now >= l.expires_at)
+        });
+        if due {
+            self.modify(seq, expire_claim);
+        }
+    }
+
+    /// The task if `attempt` holds its live claim (an expired claim is ended first).
+    fn claimed_by(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        now: OffsetDateTime,
+    ) -> StorageResult<u64> {
+        let seq = self.seq(task_id)?;
+        self.expire_if_due(seq, now);
+        let holds = self.tasks.get(&seq).is_some_and(|task| {
+            task.status == TaskStatus::Claimed
+                && task.lease.as_ref().is_some_and(|l| l.attempt == attempt)
+        });
+        if holds {
+            Ok(seq)
+        } else {
+            Err(StorageError::LeaseLost {
+                kind: KIND,
+                id: task_id.to_owned(),
+            })
+        }
+    }
+
+    fn claim(
+        &mut self,
+        seq: u64,
+        worker_id: &str,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<Task> {
+        self.modify(seq, |task| {
+            let attempt = task.history.len() as u32 + 1;
+            task.attempts += 1;
+            task.status = TaskStatus::Claimed;
+            task.lease = Some(TaskLease {
+                worker_id: worker_id.to_owned(),
+                attempt,
+                expires_at: until,
+            });
+            task.history.push(TaskAttempt {
+                attempt,
+                worker_id: worker_id.to_owned(),
+                claimed_at: now,
+                finished_at: None,
+                outcome: None,
+                error: None,
+            });
+            task.updated_at = now;
+            task.clone()
+        })
+    }
+
+    fn remove_task(&mut self, seq: u64) -> bool {
+        let Some(task) = self.tasks.remove(&seq) else {
+            return false;
+        };
+        self.index.remove(seq, &task);
+        self.ids.remove(&task.task_id);
+        if let Some(key) = task.idempotency_key {
+            let address = (task.queue, key);
+            if self.keys.get(&address) == Some(&seq) {
+                self.keys.remove(&address);
+            }
+        }
+        true
+    }
+}
+
+/// Closes the current attempt's history entry and drops the lease.
+fn end_attempt(task: &mut Task, at: OffsetDateTime, outcome: &str, error: Option<&str>) {
+    if let Some(entry) = task.history.last_mut() {
+        entry.finished_at = Some(at);
+        entry.outcome = Some(outcome.to_owned());
+        entry.error = error.map(str::to_owned);
+    }
+    task.lease = None;
+    task.updated_at = at;
+}
+
+/// A claim whose lease ran out: back to Pending, or Failed if it was the last attempt.
+fn expire_claim(task: &mut Task) {
+    let Some(expired_at) = task.lease.as_ref().map(|lease| lease.expires_at) else {
+        return;
+    };
+    end_attempt(task, expired_at, "lease_expired", None);
+    if task.attempts >= task.max_attempts {
+        task.status = TaskStatus::Failed;
+        task.error = Some(format!(
+            "lease expired at attempt {} of {}",
+            task.attempts, task.max_attempts
+        ));
+        task.finished_at = Some(expired_at);
+    } else {
+        task.status = TaskStatus::Pending;
+        task.available_at = expired_at;
+    }
+}
+
+fn validate_claim(worker_id: &str, lease: Duration) -> StorageResult<()> {
+    validate::name("worker_id", worker_id)?;
+    validate::duration("lease", lease)?;
+    Ok(())
 }
 
 #[async_trait]
 impl TaskStore for MemoryStorage {
-    async fn submit_task(&self, _task: NewTask) -> StorageResult<Submitted> {
-        Err(todo())
+    async fn submit_task(&self, new: NewTask) -> StorageResult<Submitted> {
+        validate::name("queue", &new.queue)?;
+        validate::name("task_type", &new.task_type)?;
+        if let Some(key) = &new.idempotency_key {
+            validate::idempotency_key(key)?;
+        }
+        let now = self.now();
+        let available_at = after(now, "delay", new.delay.unwrap_or_default())?;
+        let mut tables = self.inner.tasks.lock();
+        if let Some(key) = &new.idempotency_key {
+            if let Some(existing) = tables
+                .keys
+                .get(&(new.queue.clone(), key.clone()))
+                .and_then(|seq| tables.tasks.get(seq))
+            {
+                if existing.payload != new.payload || existing.task_type != new.task_type {
+                    return Err(StorageError::KeyConflict {
+                        kind: KIND,
+                        key: key.clone(),
+                    });
+                }
+                return Ok(Submitted {
+                    task: existing.clone(),
+                    duplicate: true,
+                });
+            }
+        }
+        let task = Task {
+            task_id: uuid::Uuid::now_v7().to_string(),
+            queue: new.queue,
+            task_type: new.task_type,
+            idempotency_key: new.idempotency_key,
+            payload: new.payload,
+            status: TaskStatus::Pending,
+            attempts: 0,
+            max_attempts: new.max_attempts.max(1),
+            result: None,
+            error: None,
+            lease: None,
+            history: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            available_at,
+            finished_at: None,
+        };
+        let seq = tables.next_seq;
+        tables.next_seq += 1;
+        tables.index.add(seq, &task);
+        tables.ids.insert(task.task_id.clone(), seq);
+        if let Some(key) = &task.idempotency_key {
+            tables.keys.insert((task.queue.clone(), key.clone()), seq);
+        }
+        tables.tasks.insert(seq, task.clone());
+        Ok(Submitted {
+            task,
+            duplicate: false,
+        })
     }
-    async fn claim_task(&self, _: &str, _: &str, _: Duration) -> StorageResult<Option<Task>> {
-        Err(todo())
+
+    async fn claim_task(
+        &self,
+        task_id: &str,
+        worker_id: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<Task>> {
+        validate_claim(worker_id, lease)?;
+        let now = self.now();
+        let until = after(now, "lease", lease)?;
+        let mut tables = self.inner.tasks.lock();
+        let Ok(seq) = tables.seq(task_id) else {
+            return Ok(None);
+        };
+        tables.expire_if_due(seq, now);
+        let claimable = tables
+            .tasks
+            .get(&seq)
+            .is_some_and(|task| task.status == TaskStatus::Pending && task.available_at <= now);
+        Ok(if claimable {
+            tables.claim(seq, worker_id, until, now)
+        } else {
+            None
+        })
     }
-    async fn claim_next_task(&self, _: &str, _: &str, _: Duration) -> StorageResult<Option<Task>> {
-        Err(todo())
+
+    async fn claim_next_task(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<Task>> {
+        validate::name("queue", queue)?;
+        validate_claim(worker_id, lease)?;
+        let now = self.now();
+        let until = after(now, "lease", lease)?;
+        let mut tables = self.inner.tasks.lock();
+        // A dead worker's task comes back here, without a sweeper.
+        let due: Vec<u64> = tables
+            .index
+            .queue_leases
+            .get(queue)
+            .map(|set| {
+                set.iter()
+                    .take_while(|(at, _)| *at <= now)
+                    .map(|(_, seq)| *seq)
+                    .collect()
+            })
+            .unwrap_or_default();
+        tables.expire(due);
+        let next = tables
+            .index
+            .ready
+            .get(queue)
+            .and_then(|set| set.first().copied())
+            .filter(|(available_at, _)| *available_at <= now);
+        Ok(next.and_then(|(_, seq)| tables.claim(seq, worker_id, until, now)))
     }
-    async fn complete_task(&self, _: &str, _: u32, _: Value) -> StorageResult<Task> {
-        Err(todo())
+
+    async fn complete_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        result: Value,
+    ) -> StorageResult<Task> {
+        let now = self.now();
+        let mut tables = self.inner.tasks.lock();
+        let seq = tables.claimed_by(task_id, attempt, now)?;
+        tables.modify(seq, |task| {
+            end_attempt(task, now, "completed", None);
+            task.status = TaskStatus::Completed;
+            task.result = Some(result);
+            task.finished_at = Some(now);
+        });
+        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
+            kind: KIND,
+            id: task_id.to_owned(),
+        })
     }
-    async fn fail_task(&self, _: &str, _: u32, _: &str, _: Duration) -> StorageResult<Task> {
-        Err(todo())
+
+    async fn fail_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+        retry_after: Duration,
+    ) -> StorageResult<Task> {
+        let now = self.now();
+        let retry_at = after(now, "retry_after", retry_after)?;
+        let mut tables = self.inner.tasks.lock();
+        let seq = tables.claimed_by(task_id, attempt, now)?;
+        tables.modify(seq, |task| {
+            end_attempt(task, now, "failed", Some(error));
+            task.error = Some(error.to_owned());
+            if task.attempts >= task.max_attempts {
+                task.status = TaskStatus::Failed;
+                task.finished_at = Some(now);
+            } else {
+                task.status = TaskStatus::Pending;
+                task.available_at = retry_at;
+            }
+        });
+        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
+            kind: KIND,
+            id: task_id.to_owned(),
+        })
     }
-    async fn renew_task_lease(&self, _: &str, _: u32, _: Duration) -> StorageResult<Task> {
-        Err(todo())
+
+    async fn renew_task_lease(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        lease: Duration,
+    ) -> StorageResult<Task> {
+        validate::duration("lease", lease)?;
+        let now = self.now();
+        let until = after(now, "lease", lease)?;
+        let mut tables = self.inner.tasks.lock();
+        let seq = tables.claimed_by(task_id, attempt, now)?;
+        tables.modify(seq, |task| {
+            if let Some(lease) = &mut task.lease {
+                lease.expires_at = until;
+            }
+            task.updated_at = now;
+        });
+        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
+            kind: KIND,
+            id: task_id.to_owned(),
+        })
     }
-    async fn release_task(&self, _: &str, _: u32) -> StorageResult<Task> {
-        Err(todo())
+
+    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<Task> {
+        let now = self.now();
+        let mut tables = self.inner.tasks.lock();
+        let seq = tables.claimed_by(task_id, attempt, now)?;
+        tables.modify(seq, |task| {
+            end_attempt(task, now, "released", None);
+            task.attempts = task.attempts.saturating_sub(1);
+            task.status = TaskStatus::Pending;
+            task.available_at = now;
+        });
+        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
+            kind: KIND,
+            id: task_id.to_owned(),
+        })
     }
-    async fn retry_task(&self, _: &str) -> StorageResult<Task> {
-        Err(todo())
+
+    async fn retry_task(&self, task_id: &str) -> StorageResult<Task> {
+        let now = self.now();
+        let mut tables = self.inner.tasks.lock();
+        let seq = tables.seq(task_id)?;
+        tables.expire_if_due(seq, now);
+        let status = tables.tasks.get(&seq).map(|task| task.status);
+        if status != Some(TaskStatus::Failed) {
+            return Err(StorageError::InvalidState {
+                kind: KIND,
+                id: task_id.to_owned(),
+                state: status.map_or("missing", TaskStatus::as_str).to_owned(),
+                action: "retry",
+            });
+        }
+        tables.modify(seq, |task| {
+            task.status = TaskStatus::Pending;
+            task.attempts = 0;
+            task.available_at = now;
+            task.finished_at = None;
+            task.updated_at = now;
+        });
+        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
+            kind: KIND,
+            id: task_id.to_owned(),
+        })
     }
-    async fn get_task(&self, _: &str) -> StorageResult<Option<Task>> {
-        Err(todo())
+
+    async fn get_task(&self, task_id: &str) -> StorageResult<Option<Task>> {
+        let tables = self.inner.tasks.lock();
+        Ok(tables
+            .ids
+            .get(task_id)
+            .and_then(|seq| tables.snapshot(*seq)))
     }
-    async fn get_task_by_key(&self, _: &str, _: &str) -> StorageResult<Option<Task>> {
-        Err(todo())
+
+    async fn get_task_by_key(&self, queue: &str, key: &str) -> StorageResult<Option<Task>> {
+        let tables = self.inner.tasks.lock();
+        Ok(tables
+            .keys
+            .get(&(queue.to_owned(), key.to_owned()))
+            .and_then(|seq| tables.snapshot(*seq)))
     }
-    async fn list_tasks(&self, _: &TaskFilter) -> StorageResult<Vec<Task>> {
-        Err(todo())
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StorageResult<Vec<Task>> {
+        let limit = if filter.limit == 0 {
+            DEFAULT_PAGE
+        } else {
+            filter.limit
+        };
+        let tables = self.inner.tasks.lock();
+        let index = &tables.index;
+        let set = match (&filter.queue, filter.status) {
+            (Some(queue), Some(status)) => index.by_queue_status.get(&(queue.clone(), status)),
+            (Some(queue), None) => index.by_queue.get(queue),
+            (None, Some(status)) => index.by_status.get(&status),
+            (None, None) => Some(&index.all),
+        };
+        Ok(set
+            .into_iter()
+            .flatten()
+            .skip(filter.offset)
+            .take(limit)
+            .filter_map(|seq| tables.snapshot(*seq))
+            .collect())
     }
-    async fn delete_task(&self, _: &str) -> StorageResult<bool> {
-        Err(todo())
+
+    async fn delete_task(&self, task_id: &str) -> StorageResult<bool> {
+        let mut tables = self.inner.tasks.lock();
+        let Ok(seq) = tables.seq(task_id) else {
+            return Ok(false);
+        };
+        Ok(tables.remove_task(seq))
     }
-    async fn requeue_expired_tasks(&self, _: usize) -> StorageResult<u64> {
-        Err(todo())
+
+    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<u64> {
+        let now = self.now();
+        let mut tables = self.inner.tasks.lock();
+        let due: Vec<u64> = tables
+            .index
+            .leases
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .map(|(_, seq)| *seq)
+            .collect();
+        Ok(tables.expire(due))
     }
-    async fn purge_tasks(&self, _: Duration, _: usize) -> StorageResult<u64> {
-        Err(todo())
+
+    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64> {
+        let cutoff = before(self.now(), older_than);
+        let mut tables = self.inner.tasks.lock();
+        let old: Vec<u64> = tables
+            .index
+            .finished
+            .iter()
+            .take_while(|(at, _)| *at < cutoff)
+            .take(limit)
+            .map(|(_, seq)| *seq)
+            .collect();
+        let mut removed = 0;
+        for seq in old {
+            removed += u64::from(tables.remove_task(seq));
+        }
+        Ok(removed)
     }
 }

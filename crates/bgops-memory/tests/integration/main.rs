@@ -32,6 +32,4 @@ async fn fixture() -> Fixture {
     }
 }
 
-bgops_storage::idempotency_suite!(fixture());
-bgops_storage::lock_suite!(fixture());
-bgops_storage::saga_suite!(fixture());
+bgops_storage::conformance_suite!(fixture());
