@@ -1,0 +1,29 @@
+-- Shared helpers, prepended to every script. Time always comes from the server
+-- (redis.call('TIME')), so lease and expiry decisions never depend on client clocks.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- An optional argument: '' is none, '=' .. value is some(value).
+local function opt(v)
+  if v == nil or v == '' then return nil end
+  return string.sub(v, 2)
+end
+
+local function corrupt(key, reason)
+  return redis.error_reply('BGOPS_CORRUPT ' .. key .. '\n' .. reason)
+end
+
+-- Returns an error reply when `key` holds something other than `want`.
+local function wrong_type(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then
+    return corrupt(key, 'holds a ' .. t .. ', expected a ' .. want)
+  end
+  return nil
+end
+
+local function ms(n)
+  return string.format('%d', n)
+end

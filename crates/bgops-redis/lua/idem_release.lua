@@ -1,0 +1,15 @@
+-- Deletes an in-flight claim, only for the current token.
+-- KEYS: record, bucket index. ARGV: token. Returns 'ok' | 'not_found' | 'lease_lost'
+local rec, idx = KEYS[1], KEYS[2]
+local bad = wrong_type(rec, 'hash')
+if bad then return bad end
+local now = now_ms()
+local cur = redis.call('HMGET', rec, 'status', 'token', 'expires')
+if not cur[1] then return 'not_found' end
+local expires = tonumber(cur[3])
+if not expires then return corrupt(rec, 'field expires is missing or not a number') end
+if expires <= now then return 'not_found' end
+if cur[1] ~= 'in_progress' or cur[2] ~= ARGV[1] then return 'lease_lost' end
+redis.call('DEL', rec)
+redis.call('ZREM', idx, rec)
+return 'ok'

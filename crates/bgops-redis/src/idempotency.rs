@@ -1,0 +1,233 @@
+//! [`IdempotencyStore`] on Redis: one hash per record, one script per state change.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bgops_core::clock::from_millis;
+use bgops_core::{IdempotencyRecord, OperationOutcome, OperationStatus};
+use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, StorageResult};
+use fred::interfaces::HashesInterface;
+use fred::types::Value;
+use time::OffsetDateTime;
+
+use crate::codec::{Fields, items, ms, opt_arg, text, to_json};
+use crate::error::{self, from_fred};
+use crate::keys::BUCKETS;
+use crate::scripts::{
+    IDEM_BEGIN, IDEM_COMPLETE, IDEM_DELETE, IDEM_PURGE, IDEM_RELEASE, IDEM_RENEW,
+};
+use crate::storage::RedisStorage;
+
+const KIND: &str = "idempotency";
+
+fn record(fields: &Fields) -> StorageResult<IdempotencyRecord> {
+    let status = match fields.req("status")? {
+        "pending" => OperationStatus::Pending,
+        "in_progress" => OperationStatus::InProgress,
+        "completed" => OperationStatus::Completed,
+        "failed" => OperationStatus::Failed,
+        other => {
+            return Err(crate::codec::corrupt(&fields.key, format!("unknown status {other:?}")));
+        }
+    };
+    Ok(IdempotencyRecord {
+        key: fields.req("key")?.to_owned(),
+        tenant_id: fields.req("tenant")?.to_owned(),
+        user_id: fields.opt("user").map(str::to_owned),
+        operation_type: fields.req("op")?.to_owned(),
+        created_at: fields.time("created")?,
+        expires_at: fields.time("expires")?,
+        status,
+        result: fields.opt_json("result")?,
+        error: fields.opt("error").map(str::to_owned),
+        parameters: fields.opt_json("params")?,
+        fingerprint: fields.opt("fp").map(str::to_owned),
+        lease_expires_at: if status == OperationStatus::InProgress {
+            fields.opt_time("lease")?
+        } else {
+            None
+        },
+        completed_at: fields.opt_time("completed")?,
+    })
+}
+
+/// Rejects a bad tenant or key before building a storage key from it.
+fn check(tenant: &str, key: &str) -> StorageResult<()> {
+    bgops_core::validate::name("tenant_id", tenant)?;
+    bgops_core::validate::idempotency_key(key)?;
+    Ok(())
+}
+
+fn not_found(tenant: &str, key: &str) -> StorageError {
+    StorageError::NotFound { kind: KIND, id: format!("{tenant}/{key}") }
+}
+
+fn lease_lost(tenant: &str, key: &str) -> StorageError {
+    StorageError::LeaseLost { kind: KIND, id: format!("{tenant}/{key}") }
+}
+
+/// The first item of a script reply, as text.
+fn code(items: &[Value], rec: &str) -> StorageResult<String> {
+    items.first().map_or_else(|| Ok(String::new()), |v| text(v, rec))
+}
+
+#[async_trait]
+impl IdempotencyStore for RedisStorage {
+    async fn begin(&self, request: BeginRequest) -> StorageResult<BeginOutcome> {
+        request.validate()?;
+        let (rec, idx) = self.keys.idempotency(&request.tenant_id, &request.key);
+        let params = request.parameters.as_ref().map(to_json).transpose()?;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let reply = self
+            .run(
+                &IDEM_BEGIN,
+                vec![rec.clone(), idx],
+                vec![
+                    request.tenant_id.clone(),
+                    request.key.clone(),
+                    opt_arg(request.user_id.as_deref()),
+                    request.operation_type.clone(),
+                    opt_arg(request.fingerprint.as_deref()),
+                    opt_arg(params.as_deref()),
+                    ms(request.ttl),
+                    ms(request.lease),
+                    ms(self.grace),
+                    token,
+                ],
+            )
+            .await?;
+        let mut parts = items(reply).into_iter();
+        let (Some(outcome), Some(token), Some(hash)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(error::unexpected(IDEM_BEGIN.name, "short reply"));
+        };
+        let record = record(&Fields::from_value(&rec, hash)?)?;
+        Ok(match text(&outcome, &rec)?.as_str() {
+            "started" => BeginOutcome::Started { token: text(&token, &rec)?, record },
+            "in_progress" => BeginOutcome::InProgress(record),
+            "completed" => BeginOutcome::Completed(record),
+            "mismatch" => BeginOutcome::Mismatch(record),
+            other => return Err(error::unexpected(IDEM_BEGIN.name, other)),
+        })
+    }
+
+    async fn complete(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        token: &str,
+        outcome: OperationOutcome,
+    ) -> StorageResult<IdempotencyRecord> {
+        check(tenant_id, key)?;
+        let (rec, idx) = self.keys.idempotency(tenant_id, key);
+        let status = outcome.status();
+        let (result, err) = match &outcome {
+            OperationOutcome::Succeeded(value) => (Some(to_json(value)?), None),
+            OperationOutcome::Failed { error, result } => {
+                (result.as_ref().map(to_json).transpose()?, Some(error.as_str()))
+            }
+        };
+        let reply = self
+            .run(
+                &IDEM_COMPLETE,
+                vec![rec.clone(), idx],
+                vec![
+                    token.to_owned(),
+                    status.as_str().to_owned(),
+                    opt_arg(result.as_deref()),
+                    opt_arg(err),
+                ],
+            )
+            .await?;
+        let parts = items(reply);
+        match code(&parts, &rec)?.as_str() {
+            "ok" => {
+                let hash = parts.into_iter().nth(1).unwrap_or(Value::Null);
+                record(&Fields::from_value(&rec, hash)?)
+            }
+            "not_found" => Err(not_found(tenant_id, key)),
+            "lease_lost" => Err(lease_lost(tenant_id, key)),
+            other => Err(error::unexpected(IDEM_COMPLETE.name, other)),
+        }
+    }
+
+    async fn release(&self, tenant_id: &str, key: &str, token: &str) -> StorageResult<()> {
+        check(tenant_id, key)?;
+        let (rec, idx) = self.keys.idempotency(tenant_id, key);
+        let reply = self.run(&IDEM_RELEASE, vec![rec.clone(), idx], vec![token.to_owned()]).await?;
+        match text(&reply, &rec)?.as_str() {
+            "ok" => Ok(()),
+            "not_found" => Err(not_found(tenant_id, key)),
+            "lease_lost" => Err(lease_lost(tenant_id, key)),
+            other => Err(error::unexpected(IDEM_RELEASE.name, other)),
+        }
+    }
+
+    async fn renew(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        token: &str,
+        lease: Duration,
+    ) -> StorageResult<OffsetDateTime> {
+        check(tenant_id, key)?;
+        bgops_core::validate::duration("lease", lease)?;
+        let (rec, idx) = self.keys.idempotency(tenant_id, key);
+        let reply = self
+            .run(
+                &IDEM_RENEW,
+                vec![rec.clone(), idx],
+                vec![token.to_owned(), ms(lease), ms(self.grace)],
+            )
+            .await?;
+        let parts = items(reply);
+        match code(&parts, &rec)?.as_str() {
+            "ok" => {
+                let at = parts.get(1).map(|v| text(v, &rec)).transpose()?.unwrap_or_default();
+                let at: i64 =
+                    at.parse().map_err(|_| error::unexpected(IDEM_RENEW.name, at.clone()))?;
+                Ok(from_millis(at))
+            }
+            "not_found" => Err(not_found(tenant_id, key)),
+            "lease_lost" => Err(lease_lost(tenant_id, key)),
+            other => Err(error::unexpected(IDEM_RENEW.name, other)),
+        }
+    }
+
+    async fn get_idempotency(
+        &self,
+        tenant_id: &str,
+        key: &str,
+    ) -> StorageResult<Option<IdempotencyRecord>> {
+        check(tenant_id, key)?;
+        let (rec, _) = self.keys.idempotency(tenant_id, key);
+        let hash: Value = self.pool.hgetall(rec.as_str()).await.map_err(|e| from_fred(e, &rec))?;
+        let fields = Fields::from_value(&rec, hash)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        record(&fields).map(Some)
+    }
+
+    async fn delete_idempotency(&self, tenant_id: &str, key: &str) -> StorageResult<bool> {
+        check(tenant_id, key)?;
+        let (rec, idx) = self.keys.idempotency(tenant_id, key);
+        let reply = self.run(&IDEM_DELETE, vec![rec, idx], vec![]).await?;
+        Ok(reply.as_u64().unwrap_or(0) > 0)
+    }
+
+    async fn purge_expired(&self, limit: usize) -> StorageResult<u64> {
+        let mut removed = 0_u64;
+        for b in 0..BUCKETS {
+            let left = (limit as u64).saturating_sub(removed);
+            if left == 0 {
+                break;
+            }
+            let reply = self
+                .run(&IDEM_PURGE, vec![self.keys.idempotency_index(b)], vec![left.to_string()])
+                .await?;
+            removed += reply.as_u64().ok_or_else(|| error::unexpected(IDEM_PURGE.name, reply))?;
+        }
+        Ok(removed)
+    }
+}

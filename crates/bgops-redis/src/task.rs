@@ -1,0 +1,375 @@
+//! [`TaskStore`] on Redis: a hash per task, its attempts as a list, and per-queue ready
+//! and lease indexes, all under the `{task}` tag so each script stays on one slot.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bgops_core::clock::from_millis;
+use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus};
+use bgops_storage::{NewTask, StorageError, StorageResult, Submitted, TaskFilter, TaskStore};
+use fred::types::Value;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::codec::{Fields, corrupt, items, ms, opt_arg, text, to_json};
+use crate::error;
+use crate::keys::enc;
+use crate::scripts::{
+    LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_DELETE, TASK_FINISH, TASK_GET, TASK_LIST,
+    TASK_RETRY, TASK_SUBMIT, TASK_SWEEP,
+};
+use crate::storage::RedisStorage;
+
+const KIND: &str = "task";
+const STATUSES: [TaskStatus; 4] =
+    [TaskStatus::Pending, TaskStatus::Claimed, TaskStatus::Completed, TaskStatus::Failed];
+
+/// One attempt as the scripts write it (times in ms).
+#[derive(Deserialize)]
+struct RawAttempt {
+    attempt: u32,
+    worker_id: String,
+    claimed: i64,
+    finished: Option<i64>,
+    outcome: Option<String>,
+    error: Option<String>,
+}
+
+fn status(fields: &Fields) -> StorageResult<TaskStatus> {
+    Ok(match fields.req("status")? {
+        "pending" => TaskStatus::Pending,
+        "claimed" => TaskStatus::Claimed,
+        "completed" => TaskStatus::Completed,
+        "failed" => TaskStatus::Failed,
+        other => return Err(corrupt(&fields.key, format!("unknown status {other:?}"))),
+    })
+}
+
+fn task(key: &str, hash: Value, history: Value) -> StorageResult<Option<Task>> {
+    let fields = Fields::from_value(key, hash)?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let status = status(&fields)?;
+    let attempts = fields.int("attempts")? as u32;
+    let lease = match (status, fields.opt("lworker")) {
+        (TaskStatus::Claimed, Some(worker)) => Some(TaskLease {
+            worker_id: worker.to_owned(),
+            attempt: fields.int("claim")? as u32,
+            expires_at: fields.time("lexp")?,
+        }),
+        _ => None,
+    };
+    let history = items(history)
+        .iter()
+        .map(|v| {
+            let raw: RawAttempt = serde_json::from_str(&text(v, key)?)
+                .map_err(|e| corrupt(key, format!("attempt entry is not valid: {e}")))?;
+            Ok(TaskAttempt {
+                attempt: raw.attempt,
+                worker_id: raw.worker_id,
+                claimed_at: from_millis(raw.claimed),
+                finished_at: raw.finished.map(from_millis),
+                outcome: raw.outcome,
+                error: raw.error,
+            })
+        })
+        .collect::<StorageResult<Vec<_>>>()?;
+    Ok(Some(Task {
+        task_id: fields.req("id")?.to_owned(),
+        queue: fields.req("queue")?.to_owned(),
+        task_type: fields.req("type")?.to_owned(),
+        idempotency_key: fields.opt("ikey").map(str::to_owned),
+        payload: fields.json("payload")?,
+        status,
+        attempts,
+        max_attempts: fields.int("max")? as u32,
+        result: fields.opt_json("result")?,
+        error: fields.opt("error").map(str::to_owned),
+        lease,
+        history,
+        created_at: fields.time("created")?,
+        updated_at: fields.time("updated")?,
+        available_at: fields.time("available")?,
+        finished_at: fields.opt_time("finished")?,
+    }))
+}
+
+impl RedisStorage {
+    fn task_key(&self, task_id: &str) -> (String, String) {
+        let base = self.keys.task_base();
+        (format!("{base}t:{task_id}"), base)
+    }
+
+    pub(crate) async fn task_counts(&self) -> StorageResult<BTreeMap<String, u64>> {
+        let base = self.keys.task_base();
+        let mut counts = BTreeMap::new();
+        for status in STATUSES {
+            let n = self.zcard(format!("{base}idx:st:{}", status.as_str())).await?;
+            if n > 0 {
+                counts.insert(status.as_str().to_owned(), n);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Runs a script answering `{code, HGETALL, history}`; returns the code and the task.
+    async fn task_script(
+        &self,
+        script: &LuaScript,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> StorageResult<(String, Option<Task>)> {
+        let key = keys.first().cloned().unwrap_or_default();
+        let reply = self.run(script, keys, args).await?;
+        let mut parts = items(reply).into_iter();
+        let code = parts.next().map(|v| text(&v, &key)).transpose()?.unwrap_or_default();
+        let found = match (parts.next(), parts.next()) {
+            (Some(hash), Some(history)) => task(&key, hash, history)?,
+            _ => None,
+        };
+        Ok((code, found))
+    }
+
+    async fn finish(
+        &self,
+        task_id: &str,
+        action: &'static str,
+        attempt: u32,
+        value: String,
+        retry_after: Duration,
+    ) -> StorageResult<Task> {
+        let (rec, base) = self.task_key(task_id);
+        let (code, found) = self
+            .task_script(
+                &TASK_FINISH,
+                vec![rec],
+                vec![
+                    base,
+                    task_id.to_owned(),
+                    action.to_owned(),
+                    attempt.to_string(),
+                    value,
+                    ms(retry_after),
+                ],
+            )
+            .await?;
+        let id = task_id.to_owned();
+        match (code.as_str(), found) {
+            ("ok", Some(task)) => Ok(task),
+            ("not_found", _) => Err(StorageError::NotFound { kind: KIND, id }),
+            ("lease_lost", _) => Err(StorageError::LeaseLost { kind: KIND, id }),
+            (other, _) => Err(error::unexpected(TASK_FINISH.name, other.to_owned())),
+        }
+    }
+
+    async fn get_task_with(&self, key: String, mode: &str) -> StorageResult<Option<Task>> {
+        let base = self.keys.task_base();
+        let reply = self.run(&TASK_GET, vec![key.clone()], vec![base, mode.to_owned()]).await?;
+        let mut parts = items(reply).into_iter();
+        match (parts.next(), parts.next()) {
+            (Some(hash), Some(history)) => task(&key, hash, history),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl TaskStore for RedisStorage {
+    async fn submit_task(&self, new: NewTask) -> StorageResult<Submitted> {
+        bgops_core::validate::name("queue", &new.queue)?;
+        bgops_core::validate::name("task_type", &new.task_type)?;
+        if let Some(key) = &new.idempotency_key {
+            bgops_core::validate::idempotency_key(key)?;
+        }
+        if new.max_attempts == 0 {
+            return Err(bgops_core::CoreError::InvalidDuration {
+                field: "max_attempts",
+                got: "0".to_owned(),
+                max_secs: 0,
+            }
+            .into());
+        }
+        let task_id = uuid::Uuid::now_v7().to_string();
+        let (rec, base) = self.task_key(&task_id);
+        let (code, found) = self
+            .task_script(
+                &TASK_SUBMIT,
+                vec![rec],
+                vec![
+                    base,
+                    task_id,
+                    new.queue.clone(),
+                    new.task_type.clone(),
+                    opt_arg(new.idempotency_key.as_deref()),
+                    to_json(&new.payload)?,
+                    new.max_attempts.to_string(),
+                    ms(new.delay.unwrap_or_default()),
+                ],
+            )
+            .await?;
+        match (code.as_str(), found) {
+            ("created", Some(task)) => Ok(Submitted { task, duplicate: false }),
+            ("duplicate", Some(task)) => Ok(Submitted { task, duplicate: true }),
+            ("conflict", _) => Err(StorageError::KeyConflict {
+                kind: KIND,
+                key: new.idempotency_key.unwrap_or_default(),
+            }),
+            (other, _) => Err(error::unexpected(TASK_SUBMIT.name, other.to_owned())),
+        }
+    }
+
+    async fn claim_task(
+        &self,
+        task_id: &str,
+        worker_id: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<Task>> {
+        bgops_core::validate::duration("lease", lease)?;
+        bgops_core::validate::name("worker_id", worker_id)?;
+        let (rec, base) = self.task_key(task_id);
+        let (code, found) = self
+            .task_script(
+                &TASK_CLAIM,
+                vec![rec],
+                vec![base, task_id.to_owned(), worker_id.to_owned(), ms(lease)],
+            )
+            .await?;
+        Ok(if code == "ok" { found } else { None })
+    }
+
+    async fn claim_next_task(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<Task>> {
+        bgops_core::validate::duration("lease", lease)?;
+        bgops_core::validate::name("queue", queue)?;
+        bgops_core::validate::name("worker_id", worker_id)?;
+        let base = self.keys.task_base();
+        let (code, found) = self
+            .task_script(
+                &TASK_CLAIM_NEXT,
+                vec![format!("{base}ready:{}", enc(queue)), format!("{base}leases:{}", enc(queue))],
+                vec![base, worker_id.to_owned(), ms(lease)],
+            )
+            .await?;
+        Ok(if code == "ok" { found } else { None })
+    }
+
+    async fn complete_task(&self, task_id: &str, attempt: u32, result: Json) -> StorageResult<Task> {
+        self.finish(task_id, "complete", attempt, to_json(&result)?, Duration::ZERO).await
+    }
+
+    async fn fail_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+        retry_after: Duration,
+    ) -> StorageResult<Task> {
+        self.finish(task_id, "fail", attempt, error.to_owned(), retry_after).await
+    }
+
+    async fn renew_task_lease(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        lease: Duration,
+    ) -> StorageResult<Task> {
+        bgops_core::validate::duration("lease", lease)?;
+        self.finish(task_id, "renew", attempt, ms(lease), Duration::ZERO).await
+    }
+
+    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<Task> {
+        self.finish(task_id, "release", attempt, String::new(), Duration::ZERO).await
+    }
+
+    async fn retry_task(&self, task_id: &str) -> StorageResult<Task> {
+        let (rec, base) = self.task_key(task_id);
+        let key = rec.clone();
+        let reply = self.run(&TASK_RETRY, vec![rec], vec![base, task_id.to_owned()]).await?;
+        let mut parts = items(reply).into_iter();
+        let code = parts.next().map(|v| text(&v, &key)).transpose()?.unwrap_or_default();
+        let id = task_id.to_owned();
+        match code.as_str() {
+            "ok" => match (parts.next(), parts.next()) {
+                (Some(hash), Some(history)) => task(&key, hash, history)?
+                    .ok_or_else(|| error::unexpected(TASK_RETRY.name, "empty task")),
+                _ => Err(error::unexpected(TASK_RETRY.name, "short reply")),
+            },
+            "not_found" => Err(StorageError::NotFound { kind: KIND, id }),
+            "invalid" => Err(StorageError::InvalidState {
+                kind: KIND,
+                id,
+                state: parts.next().map(|v| text(&v, &key)).transpose()?.unwrap_or_default(),
+                action: "retry",
+            }),
+            other => Err(error::unexpected(TASK_RETRY.name, other.to_owned())),
+        }
+    }
+
+    async fn get_task(&self, task_id: &str) -> StorageResult<Option<Task>> {
+        let (rec, _) = self.task_key(task_id);
+        self.get_task_with(rec, "id").await
+    }
+
+    async fn get_task_by_key(&self, queue: &str, key: &str) -> StorageResult<Option<Task>> {
+        let keymap = format!("{}key:{}:{key}", self.keys.task_base(), enc(queue));
+        self.get_task_with(keymap, "key").await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StorageResult<Vec<Task>> {
+        let base = self.keys.task_base();
+        let index = match (&filter.queue, filter.status) {
+            (None, None) => format!("{base}idx:all"),
+            (None, Some(s)) => format!("{base}idx:st:{}", s.as_str()),
+            (Some(q), None) => format!("{base}idx:q:{}", enc(q)),
+            (Some(q), Some(s)) => format!("{base}idx:qs:{}:{}", enc(q), s.as_str()),
+        };
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        let reply = self
+            .run(&TASK_LIST, vec![index.clone()], vec![base, filter.offset.to_string(), limit.to_string()])
+            .await?;
+        let mut parts = items(reply).into_iter();
+        let mut tasks = Vec::new();
+        while let (Some(hash), Some(history)) = (parts.next(), parts.next()) {
+            if let Some(t) = task(&index, hash, history)? {
+                tasks.push(t);
+            }
+        }
+        Ok(tasks)
+    }
+
+    async fn delete_task(&self, task_id: &str) -> StorageResult<bool> {
+        let (rec, base) = self.task_key(task_id);
+        let reply = self.run(&TASK_DELETE, vec![rec], vec![base, task_id.to_owned()]).await?;
+        Ok(reply.as_u64().unwrap_or(0) > 0)
+    }
+
+    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<u64> {
+        let base = self.keys.task_base();
+        let reply = self
+            .run(
+                &TASK_SWEEP,
+                vec![format!("{base}leases")],
+                vec![base, "requeue".to_owned(), limit.to_string(), "0".to_owned()],
+            )
+            .await?;
+        reply.as_u64().ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
+    }
+
+    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64> {
+        let base = self.keys.task_base();
+        let reply = self
+            .run(
+                &TASK_SWEEP,
+                vec![format!("{base}done")],
+                vec![base, "purge".to_owned(), limit.to_string(), ms(older_than)],
+            )
+            .await?;
+        reply.as_u64().ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
+    }
+}
