@@ -35,3 +35,39 @@ pub(crate) fn before(now: OffsetDateTime, by: Duration) -> OffsetDateTime {
         .and_then(|by| now.checked_sub(by))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_adds_or_rejects() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        assert_eq!(
+            after(now, "ttl", Duration::from_secs(5)).unwrap(),
+            now + time::Duration::seconds(5)
+        );
+        assert_eq!(after(now, "delay", Duration::ZERO).unwrap(), now);
+        let too_long = after(now, "ttl", MAX_TTL + Duration::from_secs(1));
+        assert!(matches!(
+            too_long,
+            Err(StorageError::Invalid(CoreError::InvalidDuration {
+                field: "ttl",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn before_clamps_at_the_epoch() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(10);
+        assert_eq!(
+            before(now, Duration::from_secs(4)),
+            now - time::Duration::seconds(4)
+        );
+        assert_eq!(
+            before(now, Duration::from_secs(u64::MAX)),
+            OffsetDateTime::UNIX_EPOCH
+        );
+    }
+}

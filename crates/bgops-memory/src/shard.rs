@@ -37,3 +37,31 @@ impl<T> Sharded<T> {
         self.shards.iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn keys_spread_over_the_shards() {
+        let sharded: Sharded<()> = Sharded::new();
+        let used: HashSet<*const Mutex<()>> = (0..1000)
+            .map(|i| std::ptr::from_ref(sharded.shard(&("tenant", format!("key-{i}")))))
+            .collect();
+        // 1000 keys over 64 shards leave one empty with probability ~1e-5.
+        assert!(
+            used.len() >= SHARDS * 3 / 4,
+            "only {} of {SHARDS} shards used",
+            used.len()
+        );
+    }
+
+    #[test]
+    fn one_key_always_maps_to_one_shard() {
+        let sharded: Sharded<()> = Sharded::new();
+        let first = std::ptr::from_ref(sharded.shard(&("t", "k")));
+        assert!((0..10).all(|_| std::ptr::eq(first, sharded.shard(&("t", "k")))));
+    }
+}

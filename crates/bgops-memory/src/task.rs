@@ -597,3 +597,163 @@ impl TaskStore for MemoryStorage {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bgops_core::ManualClock;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Every index holds exactly the tasks it should, at the position it should.
+    fn check_indexes(tables: &TaskTables) {
+        let index = &tables.index;
+        assert_eq!(index.all.len(), tables.tasks.len());
+        assert_eq!(tables.ids.len(), tables.tasks.len());
+        let sizes = |m: &HashMap<_, BTreeSet<_>>| m.values().map(BTreeSet::len).sum::<usize>();
+        assert_eq!(sizes(&index.by_queue), tables.tasks.len());
+        assert_eq!(
+            index.by_status.values().map(BTreeSet::len).sum::<usize>(),
+            tables.tasks.len()
+        );
+        assert_eq!(
+            index
+                .by_queue_status
+                .values()
+                .map(BTreeSet::len)
+                .sum::<usize>(),
+            tables.tasks.len()
+        );
+        let (mut ready, mut claimed, mut finished) = (0, 0, 0);
+        for (seq, task) in &tables.tasks {
+            assert_eq!(tables.ids.get(&task.task_id), Some(seq));
+            assert!(index.by_queue_status[&(task.queue.clone(), task.status)].contains(seq));
+            match task.status {
+                TaskStatus::Pending => {
+                    ready += 1;
+                    assert!(task.lease.is_none());
+                    assert!(index.ready[&task.queue].contains(&(task.available_at, *seq)));
+                }
+                TaskStatus::Claimed => {
+                    claimed += 1;
+                    let lease = task.lease.as_ref().expect("a claimed task has a lease");
+                    assert_eq!(lease.attempt as usize, task.history.len());
+                    assert!(index.leases.contains(&(lease.expires_at, *seq)));
+                    assert!(index.queue_leases[&task.queue].contains(&(lease.expires_at, *seq)));
+                }
+                TaskStatus::Completed | TaskStatus::Failed => {
+                    finished += 1;
+                    assert!(task.lease.is_none());
+                    assert!(
+                        index
+                            .finished
+                            .contains(&(task.finished_at.expect("finished"), *seq))
+                    );
+                }
+            }
+            assert!(task.attempts <= task.max_attempts);
+        }
+        assert_eq!(
+            index.ready.values().map(BTreeSet::len).sum::<usize>(),
+            ready
+        );
+        let queue_leases = index
+            .queue_leases
+            .values()
+            .map(BTreeSet::len)
+            .sum::<usize>();
+        assert_eq!((index.leases.len(), queue_leases), (claimed, claimed));
+        assert_eq!(index.finished.len(), finished);
+        for (address, seq) in &tables.keys {
+            let task = &tables.tasks[seq];
+            assert_eq!(
+                (&task.queue, task.idempotency_key.as_ref()),
+                (&address.0, Some(&address.1))
+            );
+        }
+    }
+
+    /// A long pseudo-random mix of every operation keeps the indexes exact.
+    #[tokio::test]
+    async fn indexes_stay_exact_under_a_random_mix_of_operations() {
+        let clock = ManualClock::new();
+        let store = MemoryStorage::with_clock(Arc::new(clock.clone()));
+        let lease = Duration::from_secs(10);
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            // xorshift64: deterministic, no dependency.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut held: Vec<(String, u32)> = Vec::new();
+        for step in 0..3_000 {
+            let queue = format!("q{}", next(3));
+            match next(10) {
+                0 | 1 => {
+                    let mut new =
+                        NewTask::new(&queue, "t", json!(next(5))).max_attempts(1 + next(3) as u32);
+                    if next(2) == 0 {
+                        new = new.idempotency_key(format!("k{}", next(40)));
+                    }
+                    let _conflict_is_fine = store.submit_task(new).await;
+                }
+                2 | 3 => {
+                    if let Some(task) = store.claim_next_task(&queue, "w", lease).await.unwrap() {
+                        held.push((task.task_id.clone(), task.lease.unwrap().attempt));
+                    }
+                }
+                4 | 5 if !held.is_empty() => {
+                    let (id, attempt) = held.swap_remove(next(held.len() as u64) as usize);
+                    let _lost_is_fine = match next(4) {
+                        0 => store.complete_task(&id, attempt, json!(step)).await,
+                        1 => {
+                            store
+                                .fail_task(&id, attempt, "boom", Duration::from_secs(next(5)))
+                                .await
+                        }
+                        2 => store.release_task(&id, attempt).await,
+                        _ => store.renew_task_lease(&id, attempt, lease).await,
+                    };
+                }
+                6 => clock.advance(Duration::from_secs(next(8))),
+                7 => {
+                    store.requeue_expired_tasks(next(4) as usize).await.unwrap();
+                }
+                8 => {
+                    let failed = TaskFilter {
+                        status: Some(TaskStatus::Failed),
+                        limit: 1,
+                        ..TaskFilter::default()
+                    };
+                    if let Some(task) = store.list_tasks(&failed).await.unwrap().pop() {
+                        store.retry_task(&task.task_id).await.unwrap();
+                    }
+                }
+                _ => {
+                    if next(2) == 0 {
+                        store
+                            .purge_tasks(Duration::from_secs(next(20)), 3)
+                            .await
+                            .unwrap();
+                    } else if let Some(task) = store
+                        .list_tasks(&TaskFilter::default())
+                        .await
+                        .unwrap()
+                        .first()
+                    {
+                        store.delete_task(&task.task_id).await.unwrap();
+                    }
+                }
+            }
+            check_indexes(&store.inner.tasks.lock());
+        }
+        assert!(
+            !store.inner.tasks.lock().tasks.is_empty(),
+            "the mix kept some tasks"
+        );
+    }
+}
