@@ -5,7 +5,7 @@ mod idempotency;
 
 use std::sync::Arc;
 
-use bgops_core::{Clock, Config, MetricsHooks, SystemClock};
+use bgops_core::{Config, MetricsHooks};
 use bgops_storage::Storage;
 use tokio::sync::Mutex;
 
@@ -45,7 +45,6 @@ pub struct BackgroundOperationsManager {
 struct Inner {
     storage: Arc<dyn Storage>,
     config: Config,
-    clock: Arc<dyn Clock>,
     metrics: Arc<dyn MetricsHooks>,
     cleanup: Mutex<Option<cleanup::CleanupTask>>,
 }
@@ -64,7 +63,6 @@ impl std::fmt::Debug for BackgroundOperationsManager {
 pub struct ManagerBuilder {
     storage: Option<Arc<dyn Storage>>,
     config: Config,
-    clock: Arc<dyn Clock>,
     metrics: Arc<dyn MetricsHooks>,
 }
 
@@ -73,7 +71,6 @@ impl Default for ManagerBuilder {
         Self {
             storage: None,
             config: Config::default(),
-            clock: Arc::new(SystemClock),
             metrics: bgops_core::metrics::noop(),
         }
     }
@@ -89,13 +86,6 @@ impl ManagerBuilder {
     /// TTLs and cleanup interval.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
-        self
-    }
-
-    /// The clock used for record timestamps the manager computes (the store keeps its own
-    /// notion of time for expiry).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
         self
     }
 
@@ -119,7 +109,6 @@ impl ManagerBuilder {
             inner: Arc::new(Inner {
                 storage,
                 config: self.config,
-                clock: self.clock,
                 metrics: self.metrics,
                 cleanup: Mutex::new(None),
             }),
@@ -128,6 +117,7 @@ impl ManagerBuilder {
 }
 
 #[cfg(feature = "memory")]
+#[allow(clippy::unnecessary_wraps)] // same signature as the fallible variant without `memory`
 fn default_storage() -> Result<Arc<dyn Storage>, Error> {
     Ok(Arc::new(bgops_memory::MemoryStorage::new()))
 }
