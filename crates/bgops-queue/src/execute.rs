@@ -132,7 +132,7 @@ async fn attempt_inner(exec: Execution, claim: Claim) {
             }
         }
         Ending::Finished(Ok(Err(error))) => {
-            fail(&exec, &task_id, attempt, &worker_id, &queue_name, &error).await
+            fail(&exec, &task_id, attempt, &worker_id, &queue_name, &error).await;
         }
         Ending::Finished(Err(join_error)) => {
             let error = TaskError::retryable(format!("handler panicked: {join_error}"));

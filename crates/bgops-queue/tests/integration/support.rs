@@ -5,12 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bgops_core::{ManualClock, MetricsHooks};
+use bgops_memory::MemoryStorage;
 use bgops_queue::{Backoff, TaskQueue};
 
 /// A queue over a fresh in-memory store whose time moves only with `clock`.
 pub fn manual_queue() -> (TaskQueue, ManualClock) {
     let clock = ManualClock::new();
-    let store = Arc::new(crate::fake_store::FakeStore::new(Arc::new(clock.clone())));
+    let store = Arc::new(MemoryStorage::with_clock(Arc::new(clock.clone())));
     let queue = TaskQueue::new(store)
         .with_backoff(Backoff::none())
         .with_lease(Duration::from_secs(30));
@@ -20,9 +21,7 @@ pub fn manual_queue() -> (TaskQueue, ManualClock) {
 /// A queue over a fresh in-memory store on the system clock (for worker tests in real
 /// time).
 pub fn system_queue(lease: Duration) -> TaskQueue {
-    let store = Arc::new(crate::fake_store::FakeStore::new(Arc::new(
-        bgops_core::SystemClock,
-    )));
+    let store = Arc::new(MemoryStorage::new());
     TaskQueue::new(store)
         .with_backoff(Backoff::none())
         .with_lease(lease)

@@ -175,7 +175,7 @@ async fn heartbeats_keep_a_long_task_from_being_taken_over() {
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 // Five leases long: only heartbeats keep the claim.
-                tokio::time::sleep(Duration::from_millis(1000)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 Ok::<Value, TaskError>(json!("done"))
             }
         }
