@@ -50,12 +50,16 @@ impl ManualClock {
     /// A manual clock set to the current system time (rounded to whole milliseconds).
     pub fn new() -> Self {
         let now = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000 * 1_000_000;
-        Self { nanos: Arc::new(AtomicI64::new(now as i64)) }
+        Self {
+            nanos: Arc::new(AtomicI64::new(now as i64)),
+        }
     }
 
     /// A manual clock set to `at`.
     pub fn at(at: OffsetDateTime) -> Self {
-        Self { nanos: Arc::new(AtomicI64::new(at.unix_timestamp_nanos() as i64)) }
+        Self {
+            nanos: Arc::new(AtomicI64::new(at.unix_timestamp_nanos() as i64)),
+        }
     }
 
     /// Moves the clock forward by `by`.
@@ -65,7 +69,8 @@ impl ManualClock {
 
     /// Sets the clock to `at`.
     pub fn set(&self, at: OffsetDateTime) {
-        self.nanos.store(at.unix_timestamp_nanos() as i64, Ordering::SeqCst);
+        self.nanos
+            .store(at.unix_timestamp_nanos() as i64, Ordering::SeqCst);
     }
 }
 

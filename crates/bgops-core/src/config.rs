@@ -59,11 +59,16 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CoreError> {
         let mut config = Self::default();
         let first = |vars: &[&str]| {
-            vars.iter().find_map(|v| lookup(v).map(|value| ((*v).to_owned(), value)))
+            vars.iter()
+                .find_map(|v| lookup(v).map(|value| ((*v).to_owned(), value)))
         };
         if let Some((var, value)) = first(&REDIS_VARS) {
             if value.trim().is_empty() {
-                return Err(CoreError::InvalidEnv { var, value, reason: "empty URL".into() });
+                return Err(CoreError::InvalidEnv {
+                    var,
+                    value,
+                    reason: "empty URL".into(),
+                });
             }
             config.redis_url = Some(value);
         }
@@ -125,8 +130,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 

@@ -232,7 +232,12 @@ mod tests {
         let err = derive_key::<Value>("", None, "op", None).unwrap_err();
         assert!(matches!(err, CoreError::EmptyField { field: "tenant_id" }));
         let err = derive_key::<Value>("t", None, " ", None).unwrap_err();
-        assert!(matches!(err, CoreError::EmptyField { field: "operation_type" }));
+        assert!(matches!(
+            err,
+            CoreError::EmptyField {
+                field: "operation_type"
+            }
+        ));
     }
 
     #[test]
@@ -251,6 +256,9 @@ mod tests {
         assert_ne!(base, derive_key("t", Some("u2"), "op", Some(&p)).unwrap());
         assert_ne!(base, derive_key("t", None, "op", Some(&p)).unwrap());
         assert_ne!(base, derive_key("t", Some("u"), "op2", Some(&p)).unwrap());
-        assert_ne!(base, derive_key("t", Some("u"), "op", Some(&json!({"a": 2}))).unwrap());
+        assert_ne!(
+            base,
+            derive_key("t", Some("u"), "op", Some(&json!({"a": 2}))).unwrap()
+        );
     }
 }

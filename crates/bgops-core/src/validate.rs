@@ -26,7 +26,11 @@ pub fn non_empty(field: &'static str, value: &str) -> Result<(), CoreError> {
 pub fn name(field: &'static str, value: &str) -> Result<(), CoreError> {
     non_empty(field, value)?;
     if value.len() > MAX_NAME_LEN {
-        return Err(CoreError::TooLong { field, len: value.len(), max: MAX_NAME_LEN });
+        return Err(CoreError::TooLong {
+            field,
+            len: value.len(),
+            max: MAX_NAME_LEN,
+        });
     }
     Ok(())
 }
@@ -38,10 +42,17 @@ pub fn idempotency_key(value: &str) -> Result<(), CoreError> {
         return Err(CoreError::EmptyField { field: FIELD });
     }
     if value.len() > MAX_KEY_LEN {
-        return Err(CoreError::TooLong { field: FIELD, len: value.len(), max: MAX_KEY_LEN });
+        return Err(CoreError::TooLong {
+            field: FIELD,
+            len: value.len(),
+            max: MAX_KEY_LEN,
+        });
     }
     if let Some(position) = value.bytes().position(|b| !(b'!'..=b'~').contains(&b)) {
-        return Err(CoreError::InvalidCharacter { field: FIELD, position });
+        return Err(CoreError::InvalidCharacter {
+            field: FIELD,
+            position,
+        });
     }
     Ok(())
 }
@@ -65,17 +76,27 @@ mod tests {
     #[test]
     fn keys() {
         assert!(idempotency_key("abc-123_X.y~").is_ok());
-        assert!(matches!(idempotency_key(""), Err(CoreError::EmptyField { .. })));
+        assert!(matches!(
+            idempotency_key(""),
+            Err(CoreError::EmptyField { .. })
+        ));
         assert!(matches!(
             idempotency_key(&"k".repeat(256)),
-            Err(CoreError::TooLong { len: 256, max: 255, .. })
+            Err(CoreError::TooLong {
+                len: 256,
+                max: 255,
+                ..
+            })
         ));
         assert!(idempotency_key(&"k".repeat(255)).is_ok());
         assert!(matches!(
             idempotency_key("a b"),
             Err(CoreError::InvalidCharacter { position: 1, .. })
         ));
-        assert!(matches!(idempotency_key("é"), Err(CoreError::InvalidCharacter { position: 0, .. })));
+        assert!(matches!(
+            idempotency_key("é"),
+            Err(CoreError::InvalidCharacter { position: 0, .. })
+        ));
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub enum Error {
     /// The operation passed to `run_once` returned an error (nothing was stored).
     #[error("operation failed: {0}")]
     Operation(String),
+    /// The saga engine failed (feature `saga`).
+    #[cfg(feature = "saga")]
+    #[error(transparent)]
+    Saga(#[from] bgops_saga::SagaError),
     /// The configuration cannot be used (e.g. `REDIS_URL` set without the `redis` feature).
     #[error("configuration error: {0}")]
     Config(String),

@@ -14,6 +14,8 @@
 
 mod error;
 mod manager;
+#[cfg(feature = "saga")]
+mod saga_api;
 
 use std::sync::Arc;
 
@@ -67,10 +69,14 @@ pub async fn storage_from_config(config: &Config) -> Result<Arc<dyn Storage>, Er
             Ok(Arc::new(storage))
         }
         #[cfg(not(feature = "redis"))]
-        Some(_) => Err(Error::Config("REDIS_URL is set but the `redis` feature is off".into())),
+        Some(_) => Err(Error::Config(
+            "REDIS_URL is set but the `redis` feature is off".into(),
+        )),
         #[cfg(feature = "memory")]
         None => Ok(Arc::new(bgops_memory::MemoryStorage::new())),
         #[cfg(not(feature = "memory"))]
-        None => Err(Error::Config("no REDIS_URL and the `memory` feature is off".into())),
+        None => Err(Error::Config(
+            "no REDIS_URL and the `memory` feature is off".into(),
+        )),
     }
 }

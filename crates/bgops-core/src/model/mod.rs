@@ -7,7 +7,5 @@ mod task;
 
 pub use idempotency::{IdempotencyKey, IdempotencyRecord, OperationOutcome, OperationStatus};
 pub use operation::BackgroundOperation;
-pub use saga::{
-    SagaHistoryEntry, SagaLease, SagaStatus, SagaStep, SagaStepStatus, SagaWorkflow,
-};
+pub use saga::{SagaHistoryEntry, SagaLease, SagaStatus, SagaStep, SagaStepStatus, SagaWorkflow};
 pub use task::{Task, TaskAttempt, TaskLease, TaskStatus};

@@ -27,7 +27,10 @@ pub enum SagaStatus {
 impl SagaStatus {
     /// Whether no executor will act on the saga without being asked.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Compensated | Self::CompensationFailed)
+        matches!(
+            self,
+            Self::Completed | Self::Compensated | Self::CompensationFailed
+        )
     }
 
     /// The name used in storage and APIs.
@@ -66,7 +69,8 @@ pub enum SagaStepStatus {
 /// One step of a saga: the seed's `SagaStep` plus its journal fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SagaStep {
-    /// Unique id of the step.
+    /// Unique id of the step (a new one when absent, so the seed's step dicts deserialize).
+    #[serde(default = "new_step_id")]
     pub step_id: String,
     /// Human-readable name.
     pub name: String,
@@ -113,6 +117,10 @@ pub struct SagaStep {
     pub compensated_at: Option<OffsetDateTime>,
 }
 
+fn new_step_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 fn default_max_retries() -> u32 {
     3
 }
@@ -125,7 +133,7 @@ impl SagaStep {
     /// A pending step with a fresh id, no compensation and the seed's 3 retries.
     pub fn new(name: impl Into<String>, operation: impl Into<String>, parameters: Value) -> Self {
         Self {
-            step_id: uuid::Uuid::new_v4().to_string(),
+            step_id: new_step_id(),
             name: name.into(),
             operation: operation.into(),
             parameters,

@@ -13,7 +13,11 @@ fn derive_key_matches_python_vectors() {
         let user = v["user_id"].as_str();
         let op = v["operation_type"].as_str().unwrap();
         let params = &v["parameters"];
-        assert_eq!(python_json(params), v["parameters_json"].as_str().unwrap(), "json of {v}");
+        assert_eq!(
+            python_json(params),
+            v["parameters_json"].as_str().unwrap(),
+            "json of {v}"
+        );
         let key = bgops_core::derive_key(tenant, user, op, Some(params)).unwrap();
         assert_eq!(key, v["key"].as_str().unwrap(), "key of {v}");
     }

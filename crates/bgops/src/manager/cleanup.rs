@@ -58,7 +58,10 @@ impl CleanupTask {
 
 /// One pass: purge expired idempotency records and return expired task leases, in
 /// batches.
-pub(super) async fn run_once(storage: &dyn Storage, metrics: &dyn MetricsHooks) -> StorageResult<u64> {
+pub(super) async fn run_once(
+    storage: &dyn Storage,
+    metrics: &dyn MetricsHooks,
+) -> StorageResult<u64> {
     let mut total = 0;
     for _ in 0..MAX_BATCHES {
         let n = storage.purge_expired(BATCH).await?;

@@ -93,11 +93,18 @@ impl BackgroundOperationsManager {
             .map_err(bgops_core::CoreError::NotJson)?;
         let key = match key {
             Some(k) => k.to_owned(),
-            None => bgops_core::derive_key(tenant_id, user_id, operation_type, parameters.as_ref())?,
+            None => {
+                bgops_core::derive_key(tenant_id, user_id, operation_type, parameters.as_ref())?
+            }
         };
         let mut request = BeginRequest::new(tenant_id, key, operation_type)
             .ttl(ttl.unwrap_or(self.inner.config.default_ttl))
-            .lease(self.inner.config.default_lease.min(ttl.unwrap_or(Duration::MAX)));
+            .lease(
+                self.inner
+                    .config
+                    .default_lease
+                    .min(ttl.unwrap_or(Duration::MAX)),
+            );
         request.fingerprint = Some(fingerprint(operation_type, parameters.as_ref()));
         request.user_id = user_id.map(str::to_owned);
         request.parameters = parameters;
@@ -160,7 +167,9 @@ impl BackgroundOperationsManager {
             .storage
             .complete(claim.tenant_id(), claim.key(), &claim.token, outcome)
             .await?;
-        self.inner.metrics.idempotency_completed(&record.operation_type, &record.tenant_id, failed);
+        self.inner
+            .metrics
+            .idempotency_completed(&record.operation_type, &record.tenant_id, failed);
         Ok(record)
     }
 
@@ -170,7 +179,11 @@ impl BackgroundOperationsManager {
     /// # Errors
     /// [`Error::Storage`] with `LeaseLost` when the claim is no longer current.
     pub async fn release_idempotency_key(&self, claim: &Claim) -> Result<(), Error> {
-        Ok(self.inner.storage.release(claim.tenant_id(), claim.key(), &claim.token).await?)
+        Ok(self
+            .inner
+            .storage
+            .release(claim.tenant_id(), claim.key(), &claim.token)
+            .await?)
     }
 
     /// Runs `operation` at most once for these inputs: derives the key, claims it, runs the
@@ -200,12 +213,20 @@ impl BackgroundOperationsManager {
         E: std::fmt::Display,
     {
         let status = self
-            .create_idempotency_key(tenant_id, user_id, operation_type, None, Some(parameters), None)
+            .create_idempotency_key(
+                tenant_id,
+                user_id,
+                operation_type,
+                None,
+                Some(parameters),
+                None,
+            )
             .await?;
         match status {
             KeyStatus::Created(claim) => match operation().await {
                 Ok(value) => {
-                    self.complete_idempotent_operation(&claim, Some(value.clone()), None).await?;
+                    self.complete_idempotent_operation(&claim, Some(value.clone()), None)
+                        .await?;
                     Ok(value)
                 }
                 Err(e) => {

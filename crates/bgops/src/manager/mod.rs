@@ -39,14 +39,18 @@ use crate::Error;
 /// ```
 #[derive(Clone)]
 pub struct BackgroundOperationsManager {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     storage: Arc<dyn Storage>,
     config: Config,
     metrics: Arc<dyn MetricsHooks>,
     cleanup: Mutex<Option<cleanup::CleanupTask>>,
+    #[cfg(feature = "saga")]
+    pub(crate) sagas: bgops_saga::SagaEngine,
+    #[cfg(feature = "saga")]
+    recoverer: Mutex<Option<bgops_saga::Recoverer>>,
 }
 
 impl std::fmt::Debug for BackgroundOperationsManager {
@@ -107,6 +111,12 @@ impl ManagerBuilder {
         };
         Ok(BackgroundOperationsManager {
             inner: Arc::new(Inner {
+                #[cfg(feature = "saga")]
+                sagas: bgops_saga::SagaEngine::builder(storage.clone())
+                    .metrics(self.metrics.clone())
+                    .build(),
+                #[cfg(feature = "saga")]
+                recoverer: Mutex::new(None),
                 storage,
                 config: self.config,
                 metrics: self.metrics,
@@ -124,7 +134,9 @@ fn default_storage() -> Result<Arc<dyn Storage>, Error> {
 
 #[cfg(not(feature = "memory"))]
 fn default_storage() -> Result<Arc<dyn Storage>, Error> {
-    Err(Error::Config("no storage given and the `memory` feature is off".into()))
+    Err(Error::Config(
+        "no storage given and the `memory` feature is off".into(),
+    ))
 }
 
 impl BackgroundOperationsManager {
@@ -175,8 +187,10 @@ impl BackgroundOperationsManager {
         &self.inner.config
     }
 
-    /// Starts the background cleanup loop (every `cleanup_interval`: purge expired
-    /// idempotency records, return expired task leases). Calling it twice is harmless.
+    /// Starts the background work: the cleanup loop (every `cleanup_interval`: purge
+    /// expired idempotency records, return expired task leases) and, with the `saga`
+    /// feature, the saga recoverer (resumes sagas whose executor died). Calling it twice
+    /// is harmless.
     pub async fn start(&self) {
         let mut slot = self.inner.cleanup.lock().await;
         if slot.is_none() {
@@ -186,13 +200,27 @@ impl BackgroundOperationsManager {
                 self.inner.metrics.clone(),
             ));
         }
+        #[cfg(feature = "saga")]
+        {
+            let mut recoverer = self.inner.recoverer.lock().await;
+            if recoverer.is_none() {
+                *recoverer = Some(self.inner.sagas.spawn_recoverer());
+            }
+        }
     }
 
-    /// Stops the cleanup loop and waits for it to finish its current pass.
+    /// Stops the background work and waits for it to finish its current pass.
     pub async fn shutdown(&self) {
         let task = self.inner.cleanup.lock().await.take();
         if let Some(task) = task {
             task.stop().await;
+        }
+        #[cfg(feature = "saga")]
+        {
+            let recoverer = self.inner.recoverer.lock().await.take();
+            if let Some(recoverer) = recoverer {
+                recoverer.shutdown().await;
+            }
         }
     }
 

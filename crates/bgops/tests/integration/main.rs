@@ -3,3 +3,5 @@
 //! Integration tests of the facade: the seed's manager API over real backends.
 
 mod manager;
+#[cfg(feature = "saga")]
+mod saga;

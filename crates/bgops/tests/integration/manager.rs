@@ -22,10 +22,19 @@ async fn derived_key_matches_the_seed_algorithm() {
     let manager = BackgroundOperationsManager::in_memory();
     let params = json!({"to": "user@example.com", "subject": "Welcome"});
     let status = manager
-        .create_idempotency_key("tenant1", Some("user1"), "send_email", None, Some(&params), None)
+        .create_idempotency_key(
+            "tenant1",
+            Some("user1"),
+            "send_email",
+            None,
+            Some(&params),
+            None,
+        )
         .await
         .unwrap();
-    let KeyStatus::Created(claim) = status else { panic!("expected Created, got {status:?}") };
+    let KeyStatus::Created(claim) = status else {
+        panic!("expected Created, got {status:?}")
+    };
     // Produced by python3 with the seed's algorithm (see bgops-core's vectors).
     assert_eq!(claim.key(), "8d0d5304231d6a0478dae9a604a2314b");
     assert_eq!(claim.record().status, OperationStatus::InProgress);
@@ -42,7 +51,10 @@ async fn create_check_complete_replay() {
     else {
         panic!("first call must create");
     };
-    let second = manager.create_idempotency_key("t1", None, "op", None, Some(&params), None).await.unwrap();
+    let second = manager
+        .create_idempotency_key("t1", None, "op", None, Some(&params), None)
+        .await
+        .unwrap();
     assert!(matches!(second, KeyStatus::InProgress(_)), "{second:?}");
 
     let record = manager
@@ -51,12 +63,19 @@ async fn create_check_complete_replay() {
         .unwrap();
     assert_eq!(record.status, OperationStatus::Completed);
 
-    let third = manager.create_idempotency_key("t1", None, "op", None, Some(&params), None).await.unwrap();
+    let third = manager
+        .create_idempotency_key("t1", None, "op", None, Some(&params), None)
+        .await
+        .unwrap();
     match third {
         KeyStatus::Completed(r) => assert_eq!(r.result, Some(json!({"done": true}))),
         other => panic!("expected Completed, got {other:?}"),
     }
-    let checked = manager.check_idempotency("t1", claim.key()).await.unwrap().unwrap();
+    let checked = manager
+        .check_idempotency("t1", claim.key())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(checked.status, OperationStatus::Completed);
 }
 
@@ -64,7 +83,14 @@ async fn create_check_complete_replay() {
 async fn failure_is_remembered_and_replayed() {
     let manager = BackgroundOperationsManager::in_memory();
     let KeyStatus::Created(claim) = manager
-        .create_idempotency_key("t1", None, "charge", Some("order-1"), Some(&json!({"amount": 5})), None)
+        .create_idempotency_key(
+            "t1",
+            None,
+            "charge",
+            Some("order-1"),
+            Some(&json!({"amount": 5})),
+            None,
+        )
         .await
         .unwrap()
     else {
@@ -77,22 +103,46 @@ async fn failure_is_remembered_and_replayed() {
     assert_eq!(record.status, OperationStatus::Failed);
     assert_eq!(record.error.as_deref(), Some("card declined"));
     let again = manager
-        .create_idempotency_key("t1", None, "charge", Some("order-1"), Some(&json!({"amount": 5})), None)
+        .create_idempotency_key(
+            "t1",
+            None,
+            "charge",
+            Some("order-1"),
+            Some(&json!({"amount": 5})),
+            None,
+        )
         .await
         .unwrap();
-    assert!(matches!(&again, KeyStatus::Completed(r) if r.status == OperationStatus::Failed), "{again:?}");
+    assert!(
+        matches!(&again, KeyStatus::Completed(r) if r.status == OperationStatus::Failed),
+        "{again:?}"
+    );
 }
 
 #[tokio::test]
 async fn custom_key_with_other_parameters_is_a_mismatch() {
     let manager = BackgroundOperationsManager::in_memory();
     let first = manager
-        .create_idempotency_key("t1", None, "order", Some("k-1"), Some(&json!({"a": 1})), None)
+        .create_idempotency_key(
+            "t1",
+            None,
+            "order",
+            Some("k-1"),
+            Some(&json!({"a": 1})),
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(first, KeyStatus::Created(_)));
     let other = manager
-        .create_idempotency_key("t1", None, "order", Some("k-1"), Some(&json!({"a": 2})), None)
+        .create_idempotency_key(
+            "t1",
+            None,
+            "order",
+            Some("k-1"),
+            Some(&json!({"a": 2})),
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(other, KeyStatus::Mismatch(_)), "{other:?}");
@@ -101,13 +151,45 @@ async fn custom_key_with_other_parameters_is_a_mismatch() {
 #[tokio::test]
 async fn tenants_are_isolated() {
     let manager = BackgroundOperationsManager::in_memory();
-    let a = manager.create_idempotency_key("tenant-a", None, "op", Some("same-key"), Some(&json!({})), None).await.unwrap();
-    let b = manager.create_idempotency_key("tenant-b", None, "op", Some("same-key"), Some(&json!({})), None).await.unwrap();
+    let a = manager
+        .create_idempotency_key(
+            "tenant-a",
+            None,
+            "op",
+            Some("same-key"),
+            Some(&json!({})),
+            None,
+        )
+        .await
+        .unwrap();
+    let b = manager
+        .create_idempotency_key(
+            "tenant-b",
+            None,
+            "op",
+            Some("same-key"),
+            Some(&json!({})),
+            None,
+        )
+        .await
+        .unwrap();
     assert!(matches!(a, KeyStatus::Created(_)));
-    assert!(matches!(b, KeyStatus::Created(_)), "tenant b must not see tenant a's key: {b:?}");
-    let KeyStatus::Created(claim_a) = a else { unreachable!() };
-    manager.complete_idempotent_operation(&claim_a, Some(json!("a")), None).await.unwrap();
-    let seen_by_b = manager.check_idempotency("tenant-b", "same-key").await.unwrap().unwrap();
+    assert!(
+        matches!(b, KeyStatus::Created(_)),
+        "tenant b must not see tenant a's key: {b:?}"
+    );
+    let KeyStatus::Created(claim_a) = a else {
+        unreachable!()
+    };
+    manager
+        .complete_idempotent_operation(&claim_a, Some(json!("a")), None)
+        .await
+        .unwrap();
+    let seen_by_b = manager
+        .check_idempotency("tenant-b", "same-key")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seen_by_b.status, OperationStatus::InProgress);
     assert_eq!(seen_by_b.tenant_id, "tenant-b");
 }
@@ -122,11 +204,17 @@ async fn concurrent_duplicates_run_once() {
         let runs = runs.clone();
         handles.push(tokio::spawn(async move {
             manager
-                .run_once("t1", Some("u1"), "charge_card", &json!({"order": 7}), || async {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    Ok::<_, std::io::Error>(json!({"charged": 7}))
-                })
+                .run_once(
+                    "t1",
+                    Some("u1"),
+                    "charge_card",
+                    &json!({"order": 7}),
+                    || async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, std::io::Error>(json!({"charged": 7}))
+                    },
+                )
                 .await
         }));
     }
@@ -142,14 +230,22 @@ async fn concurrent_duplicates_run_once() {
             Err(e) => panic!("unexpected error {e}"),
         }
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "the operation must run exactly once");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the operation must run exactly once"
+    );
     assert!(ok >= 1);
     assert_eq!(ok + in_progress, 100);
     // After it finished, everyone gets the stored result.
     let v = manager
-        .run_once("t1", Some("u1"), "charge_card", &json!({"order": 7}), || async {
-            Err::<serde_json::Value, _>("must not run")
-        })
+        .run_once(
+            "t1",
+            Some("u1"),
+            "charge_card",
+            &json!({"order": 7}),
+            || async { Err::<serde_json::Value, _>("must not run") },
+        )
         .await
         .unwrap();
     assert_eq!(v, json!({"charged": 7}));
@@ -159,12 +255,19 @@ async fn concurrent_duplicates_run_once() {
 async fn run_once_error_releases_the_claim() {
     let manager = BackgroundOperationsManager::in_memory();
     let err = manager
-        .run_once("t1", None, "flaky", &json!({"x": 1}), || async { Err::<serde_json::Value, _>("boom") })
+        .run_once("t1", None, "flaky", &json!({"x": 1}), || async {
+            Err::<serde_json::Value, _>("boom")
+        })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Operation(ref m) if m == "boom"), "{err:?}");
+    assert!(
+        matches!(err, Error::Operation(ref m) if m == "boom"),
+        "{err:?}"
+    );
     let v = manager
-        .run_once("t1", None, "flaky", &json!({"x": 1}), || async { Ok::<_, std::io::Error>(json!(2)) })
+        .run_once("t1", None, "flaky", &json!({"x": 1}), || async {
+            Ok::<_, std::io::Error>(json!(2))
+        })
         .await
         .unwrap();
     assert_eq!(v, json!(2));
@@ -188,9 +291,18 @@ async fn stale_claim_cannot_complete_after_takeover() {
     else {
         panic!("an expired lease must be taken over");
     };
-    let err = manager.complete_idempotent_operation(&old, Some(json!(1)), None).await.unwrap_err();
-    assert!(matches!(err, Error::Storage(StorageError::LeaseLost { .. })), "{err:?}");
-    manager.complete_idempotent_operation(&new, Some(json!(2)), None).await.unwrap();
+    let err = manager
+        .complete_idempotent_operation(&old, Some(json!(1)), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Storage(StorageError::LeaseLost { .. })),
+        "{err:?}"
+    );
+    manager
+        .complete_idempotent_operation(&new, Some(json!(2)), None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -205,14 +317,30 @@ async fn bad_input_is_a_typed_error() {
         ("t", "op", None, Some(Duration::ZERO)),
     ];
     let long_key = "k".repeat(256);
-    for (tenant, op, key, ttl) in cases.into_iter().chain([("t", "op", Some(long_key.as_str()), None)]) {
-        let err = manager.create_idempotency_key(tenant, None, op, key, p, ttl).await.unwrap_err();
-        assert!(matches!(err, Error::Invalid(_)), "({tenant:?}, {op:?}, {key:?}, {ttl:?}) -> {err:?}");
+    for (tenant, op, key, ttl) in
+        cases
+            .into_iter()
+            .chain([("t", "op", Some(long_key.as_str()), None)])
+    {
+        let err = manager
+            .create_idempotency_key(tenant, None, op, key, p, ttl)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid(_)),
+            "({tenant:?}, {op:?}, {key:?}, {ttl:?}) -> {err:?}"
+        );
     }
     let mut not_json = std::collections::HashMap::new();
     not_json.insert((1, 2), "tuple keys are not JSON");
-    let err = manager.create_idempotency_key("t", None, "op", None, Some(&not_json), None).await.unwrap_err();
-    assert!(matches!(err, Error::Invalid(CoreError::NotJson(_))), "{err:?}");
+    let err = manager
+        .create_idempotency_key("t", None, "op", None, Some(&not_json), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(CoreError::NotJson(_))),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -220,18 +348,36 @@ async fn cleanup_purges_expired_records() {
     let (manager, clock) = manager_with_clock();
     for i in 0..10 {
         let status = manager
-            .create_idempotency_key("t1", None, "op", Some(&format!("k{i}")), Some(&json!({})), None)
+            .create_idempotency_key(
+                "t1",
+                None,
+                "op",
+                Some(&format!("k{i}")),
+                Some(&json!({})),
+                None,
+            )
             .await
             .unwrap();
-        let KeyStatus::Created(claim) = status else { panic!("must create") };
-        manager.complete_idempotent_operation(&claim, Some(json!(i)), None).await.unwrap();
+        let KeyStatus::Created(claim) = status else {
+            panic!("must create")
+        };
+        manager
+            .complete_idempotent_operation(&claim, Some(json!(i)), None)
+            .await
+            .unwrap();
     }
     assert_eq!(manager.stats().await.unwrap().idempotency_records, 10);
     clock.advance(Duration::from_secs(61));
     let removed = manager.cleanup_now().await.unwrap();
     assert_eq!(removed, 10);
     assert_eq!(manager.stats().await.unwrap().idempotency_records, 0);
-    assert!(manager.check_idempotency("t1", "k0").await.unwrap().is_none());
+    assert!(
+        manager
+            .check_idempotency("t1", "k0")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -240,7 +386,11 @@ async fn start_and_shutdown_run_the_cleanup_loop() {
     let storage = Arc::new(MemoryStorage::with_clock(Arc::new(clock.clone())));
     let manager = BackgroundOperationsManager::builder()
         .storage(storage)
-        .config(Config::default().with_default_ttl(Duration::from_secs(60)).with_cleanup_interval(Duration::from_millis(10)))
+        .config(
+            Config::default()
+                .with_default_ttl(Duration::from_secs(60))
+                .with_cleanup_interval(Duration::from_millis(10)),
+        )
         .build()
         .unwrap();
     let KeyStatus::Created(claim) = manager
@@ -250,7 +400,10 @@ async fn start_and_shutdown_run_the_cleanup_loop() {
     else {
         panic!("must create")
     };
-    manager.complete_idempotent_operation(&claim, None, None).await.unwrap();
+    manager
+        .complete_idempotent_operation(&claim, None, None)
+        .await
+        .unwrap();
     manager.start().await;
     manager.start().await; // a second start is harmless
     clock.advance(Duration::from_secs(61));

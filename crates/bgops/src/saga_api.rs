@@ -1,0 +1,97 @@
+//! The seed's saga API on the manager (feature `saga`): handler registration,
+//! `create_saga_workflow`, `execute_saga_workflow`, over one [`SagaEngine`].
+
+use bgops_core::{SagaHistoryEntry, SagaStep, SagaWorkflow};
+use bgops_saga::{SagaEngine, SagaOutcome, StepContext, StepError};
+use serde_json::Value;
+
+use crate::{BackgroundOperationsManager, Error};
+
+impl BackgroundOperationsManager {
+    /// The saga engine (for the typed API, event streams, recovery and everything else the
+    /// seed-style methods below do not cover).
+    pub fn saga_engine(&self) -> &SagaEngine {
+        &self.inner.sagas
+    }
+
+    /// Registers the handler of a saga operation (the seed's `register_operation_handler`).
+    pub fn register_operation_handler<F, Fut>(&self, operation: impl Into<String>, handler: F)
+    where
+        F: Fn(StepContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, StepError>> + Send + 'static,
+    {
+        self.inner
+            .sagas
+            .register_operation_handler(operation, handler);
+    }
+
+    /// Registers a compensation handler (the seed's `register_compensation_handler`).
+    pub fn register_compensation_handler<F, Fut>(&self, operation: impl Into<String>, handler: F)
+    where
+        F: Fn(StepContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, StepError>> + Send + 'static,
+    {
+        self.inner
+            .sagas
+            .register_compensation_handler(operation, handler);
+    }
+
+    /// Creates a saga workflow (status `Pending`). With an `idempotency_key` this tenant
+    /// already used, returns that saga instead of creating another.
+    ///
+    /// Steps can be built in code ([`SagaStep::new`]) or deserialized from the seed's step
+    /// dicts (`{"name", "operation", "parameters", "compensation_operation",
+    /// "compensation_parameters", "max_retries"}`).
+    ///
+    /// # Errors
+    /// [`Error::Saga`] for bad input (empty tenant, no steps, an operation without a
+    /// handler) or a store failure.
+    pub async fn create_saga_workflow(
+        &self,
+        tenant_id: &str,
+        workflow_type: &str,
+        steps: Vec<SagaStep>,
+        idempotency_key: Option<&str>,
+    ) -> Result<SagaWorkflow, Error> {
+        Ok(self
+            .inner
+            .sagas
+            .create(tenant_id, workflow_type, steps, idempotency_key)
+            .await?)
+    }
+
+    /// Executes a saga to its end and says whether every step succeeded (the seed's
+    /// `execute_saga_workflow`); `false` means it failed and was compensated (or its
+    /// compensation failed — see [`get_saga`](Self::get_saga)).
+    ///
+    /// # Errors
+    /// [`Error::Saga`] when the saga does not exist, another executor holds it, or the
+    /// store fails.
+    pub async fn execute_saga_workflow(&self, saga_id: &str) -> Result<bool, Error> {
+        Ok(self.execute_saga(saga_id).await?.succeeded())
+    }
+
+    /// Executes a saga and returns how it ended, with the saga as stored.
+    ///
+    /// # Errors
+    /// As [`execute_saga_workflow`](Self::execute_saga_workflow).
+    pub async fn execute_saga(&self, saga_id: &str) -> Result<SagaOutcome, Error> {
+        Ok(self.inner.sagas.execute(saga_id).await?)
+    }
+
+    /// The saga, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Saga`] when the store fails.
+    pub async fn get_saga(&self, saga_id: &str) -> Result<Option<SagaWorkflow>, Error> {
+        Ok(self.inner.sagas.get(saga_id).await?)
+    }
+
+    /// The saga's history, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Saga`] when the store fails.
+    pub async fn get_saga_history(&self, saga_id: &str) -> Result<Vec<SagaHistoryEntry>, Error> {
+        Ok(self.inner.sagas.history(saga_id).await?)
+    }
+}
