@@ -28,7 +28,7 @@ impl Fields {
             }
             Value::Map(m) => {
                 for (f, v) in m.inner() {
-                    let f = f.as_str().map(|s| s.to_string()).unwrap_or_default();
+                    let f = f.as_str().map(std::string::ToString::to_string).unwrap_or_default();
                     map.insert(f, text(&v, key)?);
                 }
             }

@@ -71,9 +71,10 @@ impl RedisStorage {
         Ok(counts)
     }
 
-    fn parse_saga_reply(&self, rec: &str, value: Option<Value>) -> StorageResult<SagaWorkflow> {
-        saga(&Fields::from_value(rec, value.unwrap_or(Value::Null))?)
-    }
+}
+
+fn parse_saga_reply(rec: &str, value: Option<Value>) -> StorageResult<SagaWorkflow> {
+    saga(&Fields::from_value(rec, value.unwrap_or(Value::Null))?)
 }
 
 #[async_trait]
@@ -104,7 +105,7 @@ impl SagaStore for RedisStorage {
             .await?;
         let mut parts = items(reply).into_iter();
         let outcome = parts.next().map(|v| text(&v, &rec)).transpose()?;
-        let stored = self.parse_saga_reply(&rec, parts.next())?;
+        let stored = parse_saga_reply(&rec, parts.next())?;
         match outcome.as_deref() {
             Some("created") => Ok(CreateSaga::Created(stored)),
             Some("existing") => Ok(CreateSaga::Existing(stored)),
@@ -136,7 +137,7 @@ impl SagaStore for RedisStorage {
             .await?;
         let mut parts = items(reply).into_iter();
         match parts.next().map(|v| text(&v, &rec)).transpose()?.as_deref() {
-            Some("ok") => self.parse_saga_reply(&rec, parts.next()).map(Some),
+            Some("ok") => parse_saga_reply(&rec, parts.next()).map(Some),
             Some("held") => Ok(None),
             Some("not_found") => Err(StorageError::NotFound { kind: KIND, id: saga_id.to_owned() }),
             other => Err(error::unexpected(SAGA_ACQUIRE.name, other)),
@@ -168,7 +169,7 @@ impl SagaStore for RedisStorage {
         let mut parts = items(reply).into_iter();
         let id = new.saga_id.clone();
         match parts.next().map(|v| text(&v, &rec)).transpose()?.as_deref() {
-            Some("ok") => self.parse_saga_reply(&rec, parts.next()),
+            Some("ok") => parse_saga_reply(&rec, parts.next()),
             Some("not_found") => Err(StorageError::NotFound { kind: KIND, id }),
             Some("lease_lost") => Err(StorageError::LeaseLost { kind: KIND, id }),
             Some("version_conflict") => {

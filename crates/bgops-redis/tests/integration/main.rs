@@ -2,6 +2,9 @@
 //! one node and on a 3-node cluster, failure behaviour with a server we stop and start,
 //! and focused checks of the schema.
 
+// Test helpers panic on setup failures: that is how a test reports them.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod failure;
 mod focused;
 mod monitor;

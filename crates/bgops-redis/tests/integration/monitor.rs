@@ -25,7 +25,7 @@ impl Monitor {
         Ok(Self { port, reader, marks: 0 })
     }
 
-    /// Top-level commands (name → count) seen since the last call, up to a marker sent now.
+    /// Names of the top-level commands seen since the last call, up to a marker sent now.
     pub fn take(&mut self) -> std::io::Result<Vec<String>> {
         self.marks += 1;
         let marker = format!("bgops-monitor-mark-{}", self.marks);

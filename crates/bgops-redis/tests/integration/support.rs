@@ -1,5 +1,6 @@
 //! Where the tests find a Redis server, and throwaway servers they can stop and start.
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -92,7 +93,7 @@ pub fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        let _ = write!(req, "${}\r\n{a}\r\n", a.len());
     }
     stream.write_all(req.as_bytes())?;
     let mut buf = vec![0; 8192];
