@@ -1,7 +1,6 @@
 //! Idempotency records: one entry per (tenant, key) in a sharded map, each state change
 //! done under its shard's mutex, so `begin` is atomic and callers on other keys do not wait.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,21 +9,22 @@ use bgops_core::{IdempotencyRecord, OperationOutcome, OperationStatus, validate}
 use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, StorageResult};
 use time::OffsetDateTime;
 
-use crate::MemoryStorage;
 use crate::deadline::after;
+use crate::shard::Map;
+use crate::{MemoryStorage, Token};
 
 const KIND: &str = "idempotency";
 
 /// One shard: tenant → key → slot. Nested maps let lookups borrow `&str` without
 /// building a combined key.
-pub(crate) type IdempotencyShard = HashMap<String, HashMap<String, Slot>>;
+pub(crate) type IdempotencyShard = Map<String, Map<String, Slot>>;
 
 /// A stored record and, while in flight, the token of its current claim. The record is
 /// behind an `Arc` so readers copy it out after the shard's lock is released.
 #[derive(Debug)]
 pub(crate) struct Slot {
     record: Arc<IdempotencyRecord>,
-    token: Option<Box<str>>,
+    token: Option<Token>,
 }
 
 impl Slot {
@@ -48,6 +48,45 @@ enum Verdict {
 /// `None` on either side matches anything.
 fn fingerprints_differ(stored: Option<&str>, given: Option<&str>) -> bool {
     matches!((stored, given), (Some(a), Some(b)) if a != b)
+}
+
+/// The answer for a live record, or `None` when the caller may start (the holder's lease
+/// ran out and the caller takes over).
+fn classify(slot: &Slot, fingerprint: Option<&str>, now: OffsetDateTime) -> Option<Verdict> {
+    let record = &slot.record;
+    if fingerprints_differ(record.fingerprint.as_deref(), fingerprint) {
+        Some(Verdict::Mismatch(Arc::clone(record)))
+    } else if record.status.is_terminal() {
+        Some(Verdict::Completed(Arc::clone(record)))
+    } else if slot.is_abandoned_at(now) {
+        None
+    } else {
+        Some(Verdict::InProgress(Arc::clone(record)))
+    }
+}
+
+/// The record a Started claim creates (also on takeover: the new holder's request).
+fn fresh_record(
+    request: BeginRequest,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    lease_expires_at: OffsetDateTime,
+) -> IdempotencyRecord {
+    IdempotencyRecord {
+        key: request.key,
+        tenant_id: request.tenant_id,
+        user_id: request.user_id,
+        operation_type: request.operation_type,
+        created_at: now,
+        expires_at,
+        status: OperationStatus::InProgress,
+        result: None,
+        error: None,
+        parameters: request.parameters,
+        fingerprint: request.fingerprint,
+        lease_expires_at: Some(lease_expires_at),
+        completed_at: None,
+    }
 }
 
 fn check_address(tenant_id: &str, key: &str) -> StorageResult<()> {
@@ -83,25 +122,22 @@ impl MemoryStorage {
             .and_then(|keys| keys.get_mut(key))
             .filter(|slot| !slot.record.is_expired_at(now))
     }
+}
 
-    /// Checks that `token` holds the live claim at (tenant, key) and runs `act` on it.
-    fn with_claim<R>(
-        &self,
-        tenant_id: &str,
-        key: &str,
-        token: &str,
-        act: impl FnOnce(&mut IdempotencyShard, OffsetDateTime) -> R,
-    ) -> StorageResult<R> {
-        check_address(tenant_id, key)?;
-        let now = self.now();
-        let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
-        let slot = Self::live_slot(&mut shard, tenant_id, key, now)
-            .ok_or_else(|| not_found(tenant_id, key))?;
-        if slot.record.status != OperationStatus::InProgress || slot.token.as_deref() != Some(token)
-        {
-            return Err(lease_lost(tenant_id, key));
-        }
-        Ok(act(&mut shard, now))
+/// The slot if `token` holds its live claim.
+fn claimed<'a>(
+    slot: Option<&'a mut Slot>,
+    tenant_id: &str,
+    key: &str,
+    token: &str,
+) -> StorageResult<&'a mut Slot> {
+    let slot = slot.ok_or_else(|| not_found(tenant_id, key))?;
+    let holds = slot.record.status == OperationStatus::InProgress
+        && slot.token.is_some_and(|held| held.matches(token));
+    if holds {
+        Ok(slot)
+    } else {
+        Err(lease_lost(tenant_id, key))
     }
 }
 
@@ -119,52 +155,26 @@ impl IdempotencyStore for MemoryStorage {
                 .shard(&(request.tenant_id.as_str(), request.key.as_str()))
                 .lock();
             let found = Self::live_slot(&mut shard, &request.tenant_id, &request.key, now)
-                .and_then(|slot| {
-                    let record = &slot.record;
-                    if fingerprints_differ(
-                        record.fingerprint.as_deref(),
-                        request.fingerprint.as_deref(),
-                    ) {
-                        Some(Verdict::Mismatch(Arc::clone(record)))
-                    } else if record.status.is_terminal() {
-                        Some(Verdict::Completed(Arc::clone(record)))
-                    } else if slot.is_abandoned_at(now) {
-                        // The holder's lease ran out: this caller takes over below.
-                        None
-                    } else {
-                        Some(Verdict::InProgress(Arc::clone(record)))
-                    }
-                });
+                .and_then(|slot| classify(slot, request.fingerprint.as_deref(), now));
             if let Some(verdict) = found {
                 verdict
             } else {
-                {
-                    let token = self.inner.tokens.next();
-                    let record = Arc::new(IdempotencyRecord {
-                        key: request.key.clone(),
-                        tenant_id: request.tenant_id.clone(),
-                        user_id: request.user_id,
-                        operation_type: request.operation_type,
-                        created_at: now,
-                        expires_at,
-                        status: OperationStatus::InProgress,
-                        result: None,
-                        error: None,
-                        parameters: request.parameters,
-                        fingerprint: request.fingerprint,
-                        lease_expires_at: Some(lease_expires_at),
-                        completed_at: None,
-                    });
-                    let slot = Slot {
-                        record: Arc::clone(&record),
-                        token: Some(token.as_str().into()),
-                    };
-                    shard
-                        .entry(request.tenant_id)
+                let token = self.inner.tokens.next();
+                let key = request.key.clone();
+                let record = Arc::new(fresh_record(request, now, expires_at, lease_expires_at));
+                let slot = Slot {
+                    record: Arc::clone(&record),
+                    token: Some(token),
+                };
+                match shard.get_mut(&record.tenant_id) {
+                    Some(keys) => keys.insert(key, slot),
+                    // The tenant's first record: only then does its map need the name.
+                    None => shard
+                        .entry(record.tenant_id.clone())
                         .or_default()
-                        .insert(request.key, slot);
-                    Verdict::Started(token, record)
-                }
+                        .insert(key, slot),
+                };
+                Verdict::Started(token.to_string(), record)
             }
         };
         // Records are copied out only now, with the shard unlocked.
@@ -186,8 +196,16 @@ impl IdempotencyStore for MemoryStorage {
         token: &str,
         outcome: OperationOutcome,
     ) -> StorageResult<IdempotencyRecord> {
-        let stored = self.with_claim(tenant_id, key, token, |shard, now| {
-            let slot = Self::live_slot(shard, tenant_id, key, now)?;
+        check_address(tenant_id, key)?;
+        let now = self.now();
+        let stored = {
+            let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
+            let slot = claimed(
+                Self::live_slot(&mut shard, tenant_id, key, now),
+                tenant_id,
+                key,
+                token,
+            )?;
             slot.token = None;
             // Usually the map holds the only reference, so this mutates in place.
             let record = Arc::make_mut(&mut slot.record);
@@ -204,22 +222,28 @@ impl IdempotencyStore for MemoryStorage {
             }
             record.completed_at = Some(now);
             record.lease_expires_at = None;
-            Some(Arc::clone(&slot.record))
-        })?;
-        stored
-            .map(|record| (*record).clone())
-            .ok_or_else(|| not_found(tenant_id, key))
+            Arc::clone(&slot.record)
+        };
+        Ok((*stored).clone())
     }
 
     async fn release(&self, tenant_id: &str, key: &str, token: &str) -> StorageResult<()> {
-        self.with_claim(tenant_id, key, token, |shard, _| {
-            if let Some(keys) = shard.get_mut(tenant_id) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    shard.remove(tenant_id);
-                }
+        check_address(tenant_id, key)?;
+        let now = self.now();
+        let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
+        claimed(
+            Self::live_slot(&mut shard, tenant_id, key, now),
+            tenant_id,
+            key,
+            token,
+        )?;
+        if let Some(keys) = shard.get_mut(tenant_id) {
+            keys.remove(key);
+            if keys.is_empty() {
+                shard.remove(tenant_id);
             }
-        })
+        }
+        Ok(())
     }
 
     async fn renew(
@@ -229,14 +253,19 @@ impl IdempotencyStore for MemoryStorage {
         token: &str,
         lease: Duration,
     ) -> StorageResult<OffsetDateTime> {
+        check_address(tenant_id, key)?;
         validate::duration("lease", lease)?;
-        self.with_claim(tenant_id, key, token, |shard, now| {
-            let until = after(now, "lease", lease)?;
-            if let Some(slot) = Self::live_slot(shard, tenant_id, key, now) {
-                Arc::make_mut(&mut slot.record).lease_expires_at = Some(until);
-            }
-            Ok::<_, StorageError>(until)
-        })?
+        let now = self.now();
+        let until = after(now, "lease", lease)?;
+        let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
+        let slot = claimed(
+            Self::live_slot(&mut shard, tenant_id, key, now),
+            tenant_id,
+            key,
+            token,
+        )?;
+        Arc::make_mut(&mut slot.record).lease_expires_at = Some(until);
+        Ok(until)
     }
 
     async fn get_idempotency(
@@ -295,6 +324,6 @@ pub(crate) fn count(storage: &MemoryStorage) -> u64 {
         .inner
         .idempotency
         .iter()
-        .map(|shard| shard.lock().values().map(HashMap::len).sum::<usize>() as u64)
+        .map(|shard| shard.lock().values().map(Map::len).sum::<usize>() as u64)
         .sum()
 }

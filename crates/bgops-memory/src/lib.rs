@@ -138,9 +138,38 @@ impl Tokens {
         }
     }
 
-    fn next(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{n:016x}", self.prefix)
+    fn next(&self) -> Token {
+        Token {
+            prefix: self.prefix,
+            n: self.counter.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// A token kept as two numbers, so a claim stores it without allocating; callers see it
+/// as 32 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Token {
+    prefix: u64,
+    n: u64,
+}
+
+impl Token {
+    /// Whether `text` is this token's text.
+    fn matches(self, text: &str) -> bool {
+        let (Some(prefix), Some(n)) = (text.get(..16), text.get(16..)) else {
+            return false;
+        };
+        n.len() == 16
+            && text.bytes().all(|b| b.is_ascii_hexdigit())
+            && u64::from_str_radix(prefix, 16) == Ok(self.prefix)
+            && u64::from_str_radix(n, 16) == Ok(self.n)
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}{:016x}", self.prefix, self.n)
     }
 }
 

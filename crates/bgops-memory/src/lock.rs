@@ -1,7 +1,6 @@
 //! Fenced locks: one entry per name that outlives releases, so its fencing counter keeps
 //! rising for the life of the store.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,9 +10,10 @@ use time::OffsetDateTime;
 
 use crate::MemoryStorage;
 use crate::deadline::after;
+use crate::shard::Map;
 
 /// One shard of locks, by name.
-pub(crate) type LockShard = HashMap<String, LockSlot>;
+pub(crate) type LockShard = Map<String, LockSlot>;
 
 /// A lock's fencing counter and its holder, if any.
 #[derive(Debug, Default)]
@@ -51,7 +51,7 @@ impl LockStore for MemoryStorage {
             return Ok(None);
         }
         slot.fence += 1;
-        let token = self.inner.tokens.next();
+        let token = self.inner.tokens.next().to_string();
         slot.holder = Some(Holder {
             token: token.clone(),
             expires_at,
