@@ -39,12 +39,22 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Starts at `initial`, doubles each retry, at most 30 s, 50 % jitter.
     pub fn new(initial: Duration) -> Self {
-        Self { initial, multiplier: 2.0, max: Duration::from_secs(30), jitter: 0.5 }
+        Self {
+            initial,
+            multiplier: 2.0,
+            max: Duration::from_secs(30),
+            jitter: 0.5,
+        }
     }
 
     /// No delay at all (tests, benchmarks).
     pub fn immediate() -> Self {
-        Self { initial: Duration::ZERO, multiplier: 1.0, max: Duration::ZERO, jitter: 0.0 }
+        Self {
+            initial: Duration::ZERO,
+            multiplier: 1.0,
+            max: Duration::ZERO,
+            jitter: 0.0,
+        }
     }
 
     /// Sets the growth factor.

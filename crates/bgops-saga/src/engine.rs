@@ -233,7 +233,11 @@ impl SagaEngine {
 
     /// Whether a handler is registered for `operation`.
     pub fn has_operation_handler(&self, operation: &str) -> bool {
-        self.inner.registry.snapshot().operation(operation).is_some()
+        self.inner
+            .registry
+            .snapshot()
+            .operation(operation)
+            .is_some()
     }
 
     /// Creates a saga (the seed's `create_saga_workflow`): status `Pending`, nothing run
@@ -292,10 +296,16 @@ impl SagaEngine {
             self.inner.clock.now(),
         );
         saga.idempotency_key = new.idempotency_key;
-        saga.timeout_seconds = new.timeout.map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
+        saga.timeout_seconds = new
+            .timeout
+            .map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
         saga.context = new.context;
         let id = saga.saga_id.clone();
-        self.inner.store.create_saga(saga).await.map_err(|e| SagaError::from_store(&id, e))
+        self.inner
+            .store
+            .create_saga(saga)
+            .await
+            .map_err(|e| SagaError::from_store(&id, e))
     }
 
     /// Runs the saga under its lease (the seed's `execute_saga_workflow`): from the start,
@@ -349,7 +359,10 @@ impl SagaEngine {
         let id = saga_id.to_owned();
         tokio::spawn(async move {
             if let Err(e) = Run::start(&inner, &id, mode, Some(tx.clone())).await {
-                let _ = tx.unbounded_send(SagaEvent::Aborted { saga_id: id, error: e.to_string() });
+                let _ = tx.unbounded_send(SagaEvent::Aborted {
+                    saga_id: id,
+                    error: e.to_string(),
+                });
             }
         });
         SagaEventStream { rx }
@@ -360,7 +373,11 @@ impl SagaEngine {
     /// # Errors
     /// Store failures.
     pub async fn get(&self, saga_id: &str) -> SagaResult<Option<SagaWorkflow>> {
-        self.inner.store.get_saga(saga_id).await.map_err(|e| SagaError::from_store(saga_id, e))
+        self.inner
+            .store
+            .get_saga(saga_id)
+            .await
+            .map_err(|e| SagaError::from_store(saga_id, e))
     }
 
     /// The saga's history (journal), oldest first.

@@ -188,6 +188,13 @@ pub struct SagaEventStream {
     pub(crate) rx: mpsc::UnboundedReceiver<SagaEvent>,
 }
 
+impl SagaEventStream {
+    /// The next event, or `None` after the last one (without importing `StreamExt`).
+    pub async fn recv(&mut self) -> Option<SagaEvent> {
+        futures::StreamExt::next(self).await
+    }
+}
+
 impl Stream for SagaEventStream {
     type Item = SagaEvent;
 

@@ -51,6 +51,9 @@ pub(crate) struct Run<'a> {
     history: Vec<SagaHistoryEntry>,
     events: Option<UnboundedSender<SagaEvent>>,
     deadline: Option<OffsetDateTime>,
+    /// The time of the current transition: read once per handler call rather than at
+    /// every field it stamps (the clock is on the hot path).
+    now: OffsetDateTime,
 }
 
 impl<'a> Run<'a> {
@@ -98,6 +101,7 @@ impl<'a> Run<'a> {
             history: Vec::with_capacity(4),
             events,
             deadline,
+            now: inner.clock.now(),
         };
         run.emit(|r| SagaEvent::Resumed {
             saga_id: r.saga_id.to_string(),
@@ -230,7 +234,9 @@ impl<'a> Run<'a> {
             let next = self.saga.steps.iter().rposition(|s| {
                 matches!(
                     s.status,
-                    SagaStepStatus::Completed | SagaStepStatus::Running | SagaStepStatus::Compensating
+                    SagaStepStatus::Completed
+                        | SagaStepStatus::Running
+                        | SagaStepStatus::Compensating
                 )
             });
             let Some(j) = next else {
@@ -307,16 +313,35 @@ impl<'a> Run<'a> {
         let mut fut = pin!(handler.call(ctx, context));
         // Most handlers of a fast saga finish on their first poll: no timer needed.
         if let Poll::Ready(r) = futures::poll!(fut.as_mut()) {
+            self.now = self.inner.clock.now();
             return r.map_err(CallError::Step);
         }
+        let r = self.call_slow(fut, forward).await;
+        self.now = self.inner.clock.now();
+        r
+    }
+
+    /// The handler did not finish at once: wait for it with timers.
+    async fn call_slow(
+        &mut self,
+        mut fut: std::pin::Pin<&mut crate::handler::BoxFuture<Result<HandlerOutput, StepError>>>,
+        forward: bool,
+    ) -> Result<HandlerOutput, CallError> {
         let renew_every = (self.inner.config.lease / 3).max(Duration::from_millis(1));
         let step_deadline = self.inner.config.step_timeout.map(|t| Instant::now() + t);
-        let saga_deadline = if forward { self.deadline_instant() } else { None };
+        let saga_deadline = if forward {
+            self.deadline_instant()
+        } else {
+            None
+        };
         loop {
             let renew = tokio::time::sleep(renew_every);
             tokio::select! {
                 r = fut.as_mut() => return r.map_err(CallError::Step),
-                () = renew => self.flush().await.map_err(CallError::Saga)?,
+                () = renew => {
+                    self.now = self.inner.clock.now();
+                    self.flush().await.map_err(CallError::Saga)?;
+                }
                 () = sleep_until(step_deadline), if step_deadline.is_some() => {
                     let t = self.inner.config.step_timeout.unwrap_or_default();
                     return Err(CallError::Step(StepError::retryable(format!(
@@ -339,15 +364,17 @@ impl<'a> Run<'a> {
         let mut left = delay;
         while left > renew_every {
             tokio::time::sleep(renew_every).await;
+            self.now = self.inner.clock.now();
             self.flush().await?;
             left -= renew_every;
         }
         tokio::time::sleep(left).await;
+        self.now = self.inner.clock.now();
         Ok(())
     }
 
     fn timed_out(&self) -> bool {
-        self.deadline.is_some_and(|d| self.inner.clock.now() >= d)
+        self.deadline.is_some_and(|d| self.now >= d)
     }
 
     fn deadline_instant(&self) -> Option<Instant> {
@@ -380,11 +407,15 @@ impl<'a> Run<'a> {
     }
 
     fn context_for(&self, handler: &dyn ErasedHandler) -> Value {
-        if handler.wants_context() { self.saga.context.clone() } else { Value::Null }
+        if handler.wants_context() {
+            self.saga.context.clone()
+        } else {
+            Value::Null
+        }
     }
 
     fn begin_attempt(&mut self, i: usize) {
-        let now = self.inner.clock.now();
+        let now = self.now;
         let step = &mut self.saga.steps[i];
         step.status = SagaStepStatus::Running;
         step.attempts += 1;
@@ -400,7 +431,7 @@ impl<'a> Run<'a> {
     }
 
     fn complete_step(&mut self, i: usize, out: HandlerOutput) {
-        let now = self.inner.clock.now();
+        let now = self.now;
         if let Some(context) = out.context {
             self.saga.context = context;
         }
@@ -440,13 +471,18 @@ impl<'a> Run<'a> {
     }
 
     fn fail_step(&mut self, i: usize, error: &str) {
-        let now = self.inner.clock.now();
+        let now = self.now;
         let step = &mut self.saga.steps[i];
         step.status = SagaStepStatus::Failed;
         step.error = Some(error.to_owned());
         step.completed_at = Some(now);
         let attempt = step.attempts;
-        self.push("step_failed", Some(i), Some(attempt), Some(json!({ "error": error })));
+        self.push(
+            "step_failed",
+            Some(i),
+            Some(attempt),
+            Some(json!({ "error": error })),
+        );
         self.inner.metrics.saga_step_failed(
             &self.saga.workflow_type,
             &self.saga.tenant_id,
@@ -462,7 +498,12 @@ impl<'a> Run<'a> {
 
     fn start_compensation(&mut self, reason: String) {
         self.saga.status = SagaStatus::Compensating;
-        self.push("compensating", None, None, Some(json!({ "reason": reason })));
+        self.push(
+            "compensating",
+            None,
+            None,
+            Some(json!({ "reason": reason })),
+        );
         self.emit(|r| SagaEvent::Compensating {
             saga_id: r.saga_id.to_string(),
             reason: reason.clone(),
@@ -485,7 +526,7 @@ impl<'a> Run<'a> {
     }
 
     fn compensated(&mut self, j: usize, context: Option<Value>) {
-        let now = self.inner.clock.now();
+        let now = self.now;
         if let Some(context) = context {
             self.saga.context = context;
         }
@@ -507,7 +548,12 @@ impl<'a> Run<'a> {
         step.compensation_error = Some(e.message.clone());
         let attempt = step.compensation_attempts;
         let detail = json!({ "error": e.message, "delay_ms": delay.as_millis() as u64 });
-        self.push("compensation_retrying", Some(j), Some(attempt), Some(detail));
+        self.push(
+            "compensation_retrying",
+            Some(j),
+            Some(attempt),
+            Some(detail),
+        );
         self.emit(|r| SagaEvent::CompensationRetrying {
             saga_id: r.saga_id.to_string(),
             step_index: j,
@@ -523,7 +569,12 @@ impl<'a> Run<'a> {
         step.status = SagaStepStatus::CompensationFailed;
         step.compensation_error = Some(error.to_owned());
         let attempt = step.compensation_attempts;
-        self.push("compensation_failed", Some(j), Some(attempt), Some(json!({ "error": error })));
+        self.push(
+            "compensation_failed",
+            Some(j),
+            Some(attempt),
+            Some(json!({ "error": error })),
+        );
         self.emit(|r| SagaEvent::CompensationFailed {
             saga_id: r.saga_id.to_string(),
             step_index: j,
@@ -543,7 +594,10 @@ impl<'a> Run<'a> {
             &self.saga.tenant_id,
             status.as_str(),
         );
-        self.emit(|r| SagaEvent::Finished { saga_id: r.saga_id.to_string(), status });
+        self.emit(|r| SagaEvent::Finished {
+            saga_id: r.saga_id.to_string(),
+            status,
+        });
         Ok(self.outcome())
     }
 
@@ -552,18 +606,43 @@ impl<'a> Run<'a> {
         self.saga.lease = None;
         self.flush().await?;
         let status = self.saga.status;
-        self.emit(|r| SagaEvent::Finished { saga_id: r.saga_id.to_string(), status });
+        self.emit(|r| SagaEvent::Finished {
+            saga_id: r.saga_id.to_string(),
+            status,
+        });
         Ok(self.outcome())
     }
 
-    fn outcome(&self) -> SagaOutcome {
-        SagaOutcome { status: self.saga.status, saga: self.saga.clone() }
+    /// Moves the saga out (the run is over): the final state is not cloned.
+    fn outcome(&mut self) -> SagaOutcome {
+        // Built field by field: `SagaWorkflow::new` would draw a fresh uuid.
+        let empty = SagaWorkflow {
+            saga_id: String::new(),
+            tenant_id: String::new(),
+            workflow_type: String::new(),
+            steps: Vec::new(),
+            status: self.saga.status,
+            current_step: 0,
+            created_at: self.now,
+            updated_at: self.now,
+            timeout_seconds: None,
+            idempotency_key: None,
+            context: Value::Null,
+            error: None,
+            version: 0,
+            lease: None,
+        };
+        let saga = std::mem::replace(&mut self.saga, empty);
+        SagaOutcome {
+            status: saga.status,
+            saga,
+        }
     }
 
     /// One fenced compare-and-set of the saga with the buffered history; extends the
     /// lease (unless it is being released).
     async fn flush(&mut self) -> SagaResult<()> {
-        let now = self.inner.clock.now();
+        let now = self.now;
         self.saga.updated_at = now;
         if let Some(lease) = &mut self.saga.lease {
             lease.expires_at = now + self.inner.config.lease;
@@ -579,9 +658,15 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn push(&mut self, event: &str, step: Option<usize>, attempt: Option<u32>, detail: Option<Value>) {
+    fn push(
+        &mut self,
+        event: &str,
+        step: Option<usize>,
+        attempt: Option<u32>,
+        detail: Option<Value>,
+    ) {
         self.history.push(SagaHistoryEntry {
-            at: self.inner.clock.now(),
+            at: self.now,
             event: event.to_owned(),
             step_index: step,
             attempt,

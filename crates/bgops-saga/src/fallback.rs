@@ -96,7 +96,9 @@ impl CircuitBreaker {
             Inner::Closed { .. } => true,
             Inner::Open { until_ms } => {
                 if self.clock.now_millis() >= until_ms {
-                    *state = Inner::HalfOpen { trial_running: true };
+                    *state = Inner::HalfOpen {
+                        trial_running: true,
+                    };
                     true
                 } else {
                     false
@@ -106,7 +108,9 @@ impl CircuitBreaker {
                 if trial_running {
                     false
                 } else {
-                    *state = Inner::HalfOpen { trial_running: true };
+                    *state = Inner::HalfOpen {
+                        trial_running: true,
+                    };
                     true
                 }
             }
@@ -126,9 +130,9 @@ impl CircuitBreaker {
                 + i64::try_from(self.reset_timeout.as_millis()).unwrap_or(i64::MAX / 2),
         };
         *state = match *state {
-            Inner::Closed { failures } if failures + 1 < self.fail_max => {
-                Inner::Closed { failures: failures + 1 }
-            }
+            Inner::Closed { failures } if failures + 1 < self.fail_max => Inner::Closed {
+                failures: failures + 1,
+            },
             _ => open,
         };
     }
@@ -148,7 +152,11 @@ pub struct Fallback<C: SagaContext> {
 impl<C: SagaContext> Fallback<C> {
     /// `primary`, falling back to `fallback`.
     pub fn new(primary: impl Step<C>, fallback: impl Step<C>) -> Self {
-        Self { primary: Arc::new(primary), backup: Arc::new(fallback), breaker: None }
+        Self {
+            primary: Arc::new(primary),
+            backup: Arc::new(fallback),
+            breaker: None,
+        }
     }
 
     /// Guards `primary` with `breaker`: while it is open, `fallback` runs straight away.
@@ -190,7 +198,11 @@ impl<C: SagaContext> Step<C> for Fallback<C> {
     }
 
     async fn compensate(&self, context: &mut C, step: &StepContext) -> Result<(), StepError> {
-        let branch = step.output.as_ref().and_then(|o| o.get("branch")).and_then(Value::as_str);
+        let branch = step
+            .output
+            .as_ref()
+            .and_then(|o| o.get("branch"))
+            .and_then(Value::as_str);
         let mut inner = step.clone();
         inner.output = step.output.as_ref().and_then(|o| o.get("output")).cloned();
         if branch == Some("fallback") {

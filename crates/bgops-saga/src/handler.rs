@@ -73,12 +73,18 @@ pub struct StepError {
 impl StepError {
     /// A transient failure: retried while attempts remain.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { kind: StepErrorKind::Retryable, message: message.into() }
+        Self {
+            kind: StepErrorKind::Retryable,
+            message: message.into(),
+        }
     }
 
     /// A definitive failure: not retried.
     pub fn terminal(message: impl Into<String>) -> Self {
-        Self { kind: StepErrorKind::Terminal, message: message.into() }
+        Self {
+            kind: StepErrorKind::Terminal,
+            message: message.into(),
+        }
     }
 
     /// A retryable failure carrying any error's text.
@@ -120,7 +126,11 @@ pub(crate) trait ErasedHandler: Send + Sync {
     }
 
     /// Runs once.
-    fn call(&self, step: StepContext, context: Value) -> BoxFuture<Result<HandlerOutput, StepError>>;
+    fn call(
+        &self,
+        step: StepContext,
+        context: Value,
+    ) -> BoxFuture<Result<HandlerOutput, StepError>>;
 }
 
 /// Adapts `Fn(StepContext) -> impl Future<Output = Result<Value, StepError>>`.
@@ -131,9 +141,18 @@ where
     F: Fn(StepContext) -> Fut + Send + Sync,
     Fut: Future<Output = Result<Value, StepError>> + Send + 'static,
 {
-    fn call(&self, step: StepContext, _context: Value) -> BoxFuture<Result<HandlerOutput, StepError>> {
+    fn call(
+        &self,
+        step: StepContext,
+        _context: Value,
+    ) -> BoxFuture<Result<HandlerOutput, StepError>> {
         let fut = (self.0)(step);
-        Box::pin(async move { fut.await.map(|output| HandlerOutput { output, context: None }) })
+        Box::pin(async move {
+            fut.await.map(|output| HandlerOutput {
+                output,
+                context: None,
+            })
+        })
     }
 }
 
@@ -166,7 +185,9 @@ impl Handlers {
     /// A compensation is looked up among compensation handlers first, then among
     /// operations (the seed lets a compensation name an ordinary operation).
     pub(crate) fn compensation(&self, name: &str) -> Option<&Arc<dyn ErasedHandler>> {
-        self.compensations.get(name).or_else(|| self.operations.get(name))
+        self.compensations
+            .get(name)
+            .or_else(|| self.operations.get(name))
     }
 }
 
@@ -174,11 +195,19 @@ impl Registry {
     pub(crate) fn snapshot(&self) -> Arc<Handlers> {
         // A poisoned lock only means a panic happened while swapping an Arc; the map
         // inside is still whole.
-        Arc::clone(&self.maps.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .maps
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut Handlers)) {
-        let mut guard = self.maps.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .maps
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = Handlers::clone(&guard);
         f(&mut next);
         *guard = Arc::new(next);

@@ -73,7 +73,7 @@ pub use error::{SagaError, SagaResult};
 pub use event::{SagaEvent, SagaEventStream};
 pub use fallback::{CircuitBreaker, CircuitState, Fallback};
 pub use handler::{BoxFuture, StepContext, StepError, StepErrorKind};
-pub use recovery::{RecoveryReport, Recoverer};
+pub use recovery::{Recoverer, RecoveryReport};
 pub use typed::{SagaContext, Step, TypedOutcome, TypedSaga, TypedSagaHandle};
 
 pub use bgops_core::{SagaHistoryEntry, SagaStatus, SagaStep, SagaStepStatus, SagaWorkflow};

@@ -36,7 +36,10 @@ impl SagaEngine {
             .list_recoverable_sagas(config.recovery_batch)
             .await
             .map_err(SagaError::Storage)?;
-        let mut report = RecoveryReport { found: ids.len(), ..RecoveryReport::default() };
+        let mut report = RecoveryReport {
+            found: ids.len(),
+            ..RecoveryReport::default()
+        };
         let mut results = futures::stream::iter(ids)
             .map(|id| async move {
                 let r = self.recover(&id).await;
@@ -77,7 +80,10 @@ impl SagaEngine {
                 }
             }
         });
-        Recoverer { stop: Some(stop), task: Some(task) }
+        Recoverer {
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 }
 

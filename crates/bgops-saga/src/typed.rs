@@ -82,7 +82,11 @@ pub struct TypedSaga<C: SagaContext> {
 impl<C: SagaContext> TypedSaga<C> {
     /// A saga of workflow type `workflow_type` with no steps yet.
     pub fn new(workflow_type: impl Into<String>) -> Self {
-        Self { workflow_type: workflow_type.into(), steps: Vec::new(), timeout: None }
+        Self {
+            workflow_type: workflow_type.into(),
+            steps: Vec::new(),
+            timeout: None,
+        }
     }
 
     /// Appends a step.
@@ -116,7 +120,11 @@ impl<C: SagaContext> ErasedHandler for TypedHandler<C> {
         true
     }
 
-    fn call(&self, ctx: StepContext, context: Value) -> BoxFuture<Result<HandlerOutput, StepError>> {
+    fn call(
+        &self,
+        ctx: StepContext,
+        context: Value,
+    ) -> BoxFuture<Result<HandlerOutput, StepError>> {
         let step = Arc::clone(&self.step);
         let compensation = self.compensation;
         Box::pin(async move {
@@ -131,7 +139,10 @@ impl<C: SagaContext> ErasedHandler for TypedHandler<C> {
             };
             let context = serde_json::to_value(&typed)
                 .map_err(|e| StepError::terminal(format!("saga context does not encode: {e}")))?;
-            Ok(HandlerOutput { output, context: Some(context) })
+            Ok(HandlerOutput {
+                output,
+                context: Some(context),
+            })
         })
     }
 }
@@ -190,7 +201,10 @@ impl SagaEngine {
     ///
     /// # Errors
     /// [`SagaError::Definition`] when it has no steps or two steps share a name.
-    pub fn register_saga<C: SagaContext>(&self, saga: TypedSaga<C>) -> SagaResult<TypedSagaHandle<C>> {
+    pub fn register_saga<C: SagaContext>(
+        &self,
+        saga: TypedSaga<C>,
+    ) -> SagaResult<TypedSagaHandle<C>> {
         let definition = |reason: &str| SagaError::Definition {
             workflow_type: saga.workflow_type.clone(),
             reason: reason.to_owned(),
@@ -200,15 +214,25 @@ impl SagaEngine {
             return Err(definition("a saga needs at least one step"));
         }
         let mut seen = HashSet::new();
-        if let Some(dup) = saga.steps.iter().find(|s| !seen.insert(s.name().to_owned())) {
+        if let Some(dup) = saga
+            .steps
+            .iter()
+            .find(|s| !seen.insert(s.name().to_owned()))
+        {
             return Err(definition(&format!("two steps are named `{}`", dup.name())));
         }
         let mut steps = Vec::with_capacity(saga.steps.len());
         self.inner.registry.update(|m| {
             for step in &saga.steps {
                 let op = format!("{}::{}", saga.workflow_type, step.name());
-                let act = TypedHandler { step: Arc::clone(step), compensation: false };
-                let comp = TypedHandler { step: Arc::clone(step), compensation: true };
+                let act = TypedHandler {
+                    step: Arc::clone(step),
+                    compensation: false,
+                };
+                let comp = TypedHandler {
+                    step: Arc::clone(step),
+                    compensation: true,
+                };
                 m.operations.insert(op.clone(), Arc::new(act));
                 m.compensations.insert(op.clone(), Arc::new(comp));
                 steps.push((step.name().to_owned(), op, step.max_retries()));
@@ -264,7 +288,11 @@ impl<C: SagaContext> TypedSagaHandle<C> {
     pub async fn execute(&self, saga_id: &str) -> SagaResult<TypedOutcome<C>> {
         let outcome = self.engine.execute(saga_id).await?;
         let context = self.context_of(&outcome.saga)?;
-        Ok(TypedOutcome { status: outcome.status, context, saga: outcome.saga })
+        Ok(TypedOutcome {
+            status: outcome.status,
+            context,
+            saga: outcome.saga,
+        })
     }
 
     /// Executes the saga in its own task, streaming its events.
@@ -290,6 +318,9 @@ impl<C: SagaContext> TypedSagaHandle<C> {
     }
 
     fn context_error(&self, e: serde_json::Error) -> SagaError {
-        SagaError::Context { workflow_type: self.workflow_type.clone(), source: Box::new(e) }
+        SagaError::Context {
+            workflow_type: self.workflow_type.clone(),
+            source: Box::new(e),
+        }
     }
 }

@@ -77,9 +77,15 @@ async fn aborted_executors_are_recovered_without_repeating_succeeded_steps() {
     for id in &ids {
         before.insert(id.clone(), first.get(id).await.unwrap().unwrap());
     }
-    let counts_before: HashMap<String, u32> =
-        ids.iter().flat_map(|id| keys(id)).map(|k| (k.clone(), rec.count(&k))).collect();
-    let interrupted = before.values().filter(|sg| !sg.status.is_terminal()).count();
+    let counts_before: HashMap<String, u32> = ids
+        .iter()
+        .flat_map(|id| keys(id))
+        .map(|k| (k.clone(), rec.count(&k)))
+        .collect();
+    let interrupted = before
+        .values()
+        .filter(|sg| !sg.status.is_terminal())
+        .count();
 
     s.expire_lease();
     let second = s.engine();
@@ -96,15 +102,25 @@ async fn aborted_executors_are_recovered_without_repeating_succeeded_steps() {
         let after = second.get(id).await.unwrap().unwrap();
         let prior = &before[id];
         let fails = after.tenant_id == "fail";
-        let expected = if fails { SagaStatus::Compensated } else { SagaStatus::Completed };
+        let expected = if fails {
+            SagaStatus::Compensated
+        } else {
+            SagaStatus::Completed
+        };
         assert_eq!(after.status, expected, "saga {id}");
         for (i, step) in prior.steps.iter().enumerate() {
             let key = format!("{id}:{i}");
             if matches!(
                 step.status,
-                SagaStepStatus::Completed | SagaStepStatus::Compensating | SagaStepStatus::Compensated
+                SagaStepStatus::Completed
+                    | SagaStepStatus::Compensating
+                    | SagaStepStatus::Compensated
             ) {
-                assert_eq!(rec.count(&key), counts_before[&key], "succeeded step {key} ran again");
+                assert_eq!(
+                    rec.count(&key),
+                    counts_before[&key],
+                    "succeeded step {key} ran again"
+                );
             }
         }
         for i in 0..3 {
@@ -126,5 +142,7 @@ async fn aborted_executors_are_recovered_without_repeating_succeeded_steps() {
 }
 
 fn keys(id: &str) -> Vec<String> {
-    (0..3).flat_map(|i| [format!("{id}:{i}"), format!("{id}:{i}:comp")]).collect()
+    (0..3)
+        .flat_map(|i| [format!("{id}:{i}"), format!("{id}:{i}:comp")])
+        .collect()
 }

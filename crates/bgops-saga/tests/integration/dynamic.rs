@@ -53,12 +53,19 @@ async fn success_runs_steps_in_order_with_steps_plus_two_writes() {
     let engine = s.engine();
     let rec = Recorder::default();
     register_ok(&engine, &rec);
-    let saga = engine.create("t1", "onboarding", steps3(), None).await.unwrap();
+    let saga = engine
+        .create("t1", "onboarding", steps3(), None)
+        .await
+        .unwrap();
     assert_eq!(saga.status, SagaStatus::Pending);
     let before = s.writes();
     let outcome = engine.execute(&saga.saga_id).await.unwrap();
     assert!(outcome.succeeded());
-    assert_eq!(s.writes() - before, 3 + 2, "lease + one write per step + end");
+    assert_eq!(
+        s.writes() - before,
+        3 + 2,
+        "lease + one write per step + end"
+    );
     assert_eq!(rec.log(), ["do_a", "do_b", "do_c"]);
     let stored = engine.get(&saga.saga_id).await.unwrap().unwrap();
     assert_eq!(stored, outcome.saga);
@@ -102,7 +109,10 @@ async fn failure_compensates_completed_steps_in_reverse_not_the_failed_one() {
     let rec = Recorder::default();
     register_ok(&engine, &rec);
     fail_terminal(&engine, &rec, "do_c");
-    let saga = engine.create("t1", "onboarding", steps3(), None).await.unwrap();
+    let saga = engine
+        .create("t1", "onboarding", steps3(), None)
+        .await
+        .unwrap();
     let outcome = engine.execute(&saga.saga_id).await.unwrap();
     assert!(!outcome.succeeded());
     assert_eq!(outcome.status, SagaStatus::Compensated);
@@ -128,8 +138,13 @@ async fn compensation_gets_its_key_parameters_and_the_step_output() {
     fail_terminal(&engine, &rec, "do_b");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     engine.register_compensation_handler("undo_a", move |step| {
-        tx.send((step.step_key(), step.parameters.clone(), step.output.clone(), step.compensation))
-            .unwrap();
+        tx.send((
+            step.step_key(),
+            step.parameters.clone(),
+            step.output.clone(),
+            step.compensation,
+        ))
+        .unwrap();
         async { Ok(json!(null)) }
     });
     let saga = engine.create("t1", "w", steps3(), None).await.unwrap();
@@ -167,8 +182,11 @@ async fn flaky_step_succeeds_after_retries() {
     assert_eq!(outcome.saga.steps[1].result, Some(json!({ "attempt": 3 })));
     assert_eq!(s.writes() - before, 5 + 2, "one extra write per retry");
     let history = engine.history(&saga.saga_id).await.unwrap();
-    let retries: Vec<_> =
-        history.iter().filter(|h| h.event == "step_retrying").map(|h| h.attempt).collect();
+    let retries: Vec<_> = history
+        .iter()
+        .filter(|h| h.event == "step_retrying")
+        .map(|h| h.attempt)
+        .collect();
     assert_eq!(retries, [Some(1), Some(2)]);
 }
 
@@ -208,12 +226,26 @@ async fn failing_compensation_is_recorded_others_still_run_and_retry_repairs_it(
     let outcome = engine.execute(&saga.saga_id).await.unwrap();
     assert_eq!(outcome.status, SagaStatus::CompensationFailed);
     assert_eq!(rec.count("undo_b"), 3);
-    assert_eq!(rec.count("undo_a"), 1, "a failed compensation does not stop the others");
+    assert_eq!(
+        rec.count("undo_a"),
+        1,
+        "a failed compensation does not stop the others"
+    );
     let steps = &outcome.saga.steps;
     assert_eq!(steps[1].status, SagaStepStatus::CompensationFailed);
-    assert_eq!(steps[1].compensation_error.as_deref(), Some("refund service down"));
+    assert_eq!(
+        steps[1].compensation_error.as_deref(),
+        Some("refund service down")
+    );
     assert_eq!(steps[0].status, SagaStepStatus::Compensated);
-    assert!(engine.store().list_recoverable_sagas(10).await.unwrap().is_empty());
+    assert!(
+        engine
+            .store()
+            .list_recoverable_sagas(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // The service is back: retry_compensation runs only what is left.
     register_ok(&engine, &rec);
@@ -221,11 +253,27 @@ async fn failing_compensation_is_recorded_others_still_run_and_retry_repairs_it(
     assert_eq!(outcome.status, SagaStatus::Compensated);
     assert_eq!(rec.count("undo_b"), 4);
     assert_eq!(rec.count("undo_a"), 1);
-    assert_eq!(outcome.saga.steps[1].compensation_attempts, 1, "a fresh round of retries");
-    assert_eq!(rec.count("do_a") + rec.count("do_b"), 2, "never forward again");
+    assert_eq!(
+        outcome.saga.steps[1].compensation_attempts, 1,
+        "a fresh round of retries"
+    );
+    assert_eq!(
+        rec.count("do_a") + rec.count("do_b"),
+        2,
+        "never forward again"
+    );
 
     let err = engine.retry_compensation(&saga.saga_id).await.unwrap_err();
-    assert!(matches!(err, SagaError::InvalidState { status: SagaStatus::Compensated, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SagaError::InvalidState {
+                status: SagaStatus::Compensated,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -249,15 +297,24 @@ async fn same_idempotency_key_returns_the_same_saga_per_tenant() {
     let s = Setup::new();
     let engine = s.engine();
     register_ok(&engine, &Recorder::default());
-    let a = engine.create("t1", "w", steps3(), Some("order-1")).await.unwrap();
-    let b = engine.create("t1", "w", steps3(), Some("order-1")).await.unwrap();
+    let a = engine
+        .create("t1", "w", steps3(), Some("order-1"))
+        .await
+        .unwrap();
+    let b = engine
+        .create("t1", "w", steps3(), Some("order-1"))
+        .await
+        .unwrap();
     assert_eq!(a.saga_id, b.saga_id);
     let created = engine
         .create_saga(NewSaga::new("t1", "w", steps3()).idempotency_key("order-1"))
         .await
         .unwrap();
     assert!(matches!(created, bgops_storage::CreateSaga::Existing(_)));
-    let other = engine.create("t2", "w", steps3(), Some("order-1")).await.unwrap();
+    let other = engine
+        .create("t2", "w", steps3(), Some("order-1"))
+        .await
+        .unwrap();
     assert_ne!(other.saga_id, a.saga_id);
     let fresh = engine.create("t1", "w", steps3(), None).await.unwrap();
     assert_ne!(fresh.saga_id, a.saga_id);
@@ -271,19 +328,46 @@ async fn bad_input_is_rejected_at_create() {
     let mut steps = steps3();
     steps[1].operation = "nope".into();
     let err = engine.create("t1", "w", steps, None).await.unwrap_err();
-    assert!(matches!(err, SagaError::UnknownOperation { kind: "operation", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SagaError::UnknownOperation {
+                kind: "operation",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let mut steps = steps3();
     steps[0].compensation_operation = Some("nope".into());
     let err = engine.create("t1", "w", steps, None).await.unwrap_err();
-    assert!(matches!(err, SagaError::UnknownOperation { kind: "compensation", .. }), "{err}");
-    assert!(matches!(engine.create("t1", "w", vec![], None).await, Err(SagaError::Invalid(_))));
-    assert!(matches!(engine.create("", "w", steps3(), None).await, Err(SagaError::Invalid(_))));
+    assert!(
+        matches!(
+            err,
+            SagaError::UnknownOperation {
+                kind: "compensation",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        engine.create("t1", "w", vec![], None).await,
+        Err(SagaError::Invalid(_))
+    ));
+    assert!(matches!(
+        engine.create("", "w", steps3(), None).await,
+        Err(SagaError::Invalid(_))
+    ));
     assert!(matches!(
         engine.create("t1", "w", steps3(), Some("bad key")).await,
         Err(SagaError::Invalid(_))
     ));
     assert_eq!(s.writes(), 0, "nothing stored for rejected input");
-    assert!(matches!(engine.execute("missing").await, Err(SagaError::NotFound(_))));
+    assert!(matches!(
+        engine.execute("missing").await,
+        Err(SagaError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -312,7 +396,10 @@ async fn a_live_lease_makes_other_executors_busy() {
     assert!(matches!(err, SagaError::Busy(_)), "{err}");
     assert!(err.is_transient());
     gate.notify_one();
-    assert_eq!(running.await.unwrap().unwrap().status, SagaStatus::Completed);
+    assert_eq!(
+        running.await.unwrap().unwrap().status,
+        SagaStatus::Completed
+    );
 }
 
 /// Waits until step `i` of the saga is stored as `Running`.
@@ -356,7 +443,10 @@ async fn a_stale_executor_stops_with_lease_lost_and_writes_nothing() {
     register_ok(&fresh, &rec);
     let outcome = fresh.recover(&saga.saga_id).await.unwrap();
     assert_eq!(outcome.status, SagaStatus::Completed);
-    assert_eq!(outcome.saga.steps[1].attempts, 2, "the step left started ran again");
+    assert_eq!(
+        outcome.saga.steps[1].attempts, 2,
+        "the step left started ran again"
+    );
 
     gate.notify_one();
     let err = stale.await.unwrap().unwrap_err();
@@ -364,7 +454,13 @@ async fn a_stale_executor_stops_with_lease_lost_and_writes_nothing() {
     let stored = fresh.get(&saga.saga_id).await.unwrap().unwrap();
     assert_eq!(stored, outcome.saga, "the stale executor wrote nothing");
     assert_eq!(rec.count("do_c"), 1);
-    let fences: Vec<u64> = fresh.history(&saga.saga_id).await.unwrap().iter().map(|h| h.fence).collect();
+    let fences: Vec<u64> = fresh
+        .history(&saga.saga_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.fence)
+        .collect();
     assert!(fences.windows(2).all(|w| w[0] <= w[1]), "{fences:?}");
 }
 

@@ -63,10 +63,16 @@ async fn execute_stream_yields_every_transition_in_order() {
     );
     assert_eq!(
         events.last(),
-        Some(&SagaEvent::Finished { saga_id: saga.saga_id.clone(), status: SagaStatus::Compensated })
+        Some(&SagaEvent::Finished {
+            saga_id: saga.saga_id.clone(),
+            status: SagaStatus::Compensated
+        })
     );
     let sse = events[2].to_sse();
-    assert!(sse.starts_with("event: step_succeeded\ndata: {\"type\":\"step_succeeded\""), "{sse}");
+    assert!(
+        sse.starts_with("event: step_succeeded\ndata: {\"type\":\"step_succeeded\""),
+        "{sse}"
+    );
     assert!(sse.ends_with("\n\n"));
 }
 

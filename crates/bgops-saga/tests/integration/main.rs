@@ -1,9 +1,10 @@
 //! Integration tests of bgops-saga (one binary, modules by topic).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // helpers outside #[test] fns
+
 mod crash;
 mod dynamic;
 mod events;
-mod fake_store;
 mod recovery;
 mod support;
 mod typed;

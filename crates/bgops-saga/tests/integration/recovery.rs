@@ -44,14 +44,28 @@ async fn a_step_left_started_runs_again_and_completed_steps_do_not() {
     task.abort();
     let _ = task.await;
 
-    assert!(first.store().list_recoverable_sagas(10).await.unwrap().is_empty(), "lease still live");
+    assert!(
+        first
+            .store()
+            .list_recoverable_sagas(10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "lease still live"
+    );
     s.expire_lease();
-    assert_eq!(first.store().list_recoverable_sagas(10).await.unwrap(), [saga.saga_id.clone()]);
+    assert_eq!(
+        first.store().list_recoverable_sagas(10).await.unwrap(),
+        std::slice::from_ref(&saga.saga_id)
+    );
 
     let second = s.engine();
     register_ok(&second, &rec);
     let report = second.recover_abandoned().await.unwrap();
-    assert_eq!((report.found, report.finished, report.busy, report.failed), (1, 1, 0, 0));
+    assert_eq!(
+        (report.found, report.finished, report.busy, report.failed),
+        (1, 1, 0, 0)
+    );
     let saga = second.get(&saga.saga_id).await.unwrap().unwrap();
     assert_eq!(saga.status, SagaStatus::Completed);
     assert_eq!(rec.count("do_a"), 1, "a succeeded step never runs again");
@@ -91,7 +105,11 @@ async fn a_compensating_saga_only_compensates_on_recovery() {
     register_ok(&second, &rec);
     let outcome = second.recover(&saga.saga_id).await.unwrap();
     assert_eq!(outcome.status, SagaStatus::Compensated);
-    assert_eq!(rec.count("do_a") + rec.count("do_b") + rec.count("do_c"), 2, "never forward again");
+    assert_eq!(
+        rec.count("do_a") + rec.count("do_b") + rec.count("do_c"),
+        2,
+        "never forward again"
+    );
     assert_eq!(rec.count("undo_b"), 2);
     assert_eq!(rec.count("undo_a"), 1);
     assert_eq!(rec.count("undo_c"), 0, "the failed step is not compensated");
@@ -119,7 +137,11 @@ async fn a_step_with_no_attempts_left_and_unknown_outcome_is_compensated() {
     let outcome = second.recover(&saga.saga_id).await.unwrap();
     assert_eq!(outcome.status, SagaStatus::Compensated);
     assert_eq!(rec.count("do_b"), 1, "no attempt left");
-    assert_eq!(rec.log()[2..], ["undo_b", "undo_a"], "maybe-done step compensated too");
+    assert_eq!(
+        rec.log()[2..],
+        ["undo_b", "undo_a"],
+        "maybe-done step compensated too"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +183,10 @@ async fn the_background_recoverer_resumes_abandoned_sagas() {
     }
     recoverer.shutdown().await;
     for id in &ids {
-        assert_eq!(second.get(id).await.unwrap().unwrap().status, SagaStatus::Completed);
+        assert_eq!(
+            second.get(id).await.unwrap().unwrap().status,
+            SagaStatus::Completed
+        );
     }
     assert_eq!(rec.count("do_a"), 3);
 }

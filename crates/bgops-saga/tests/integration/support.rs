@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bgops_core::{ManualClock, SagaHistoryEntry, SagaWorkflow};
+use bgops_memory::MemoryStorage;
 use bgops_saga::{RetryPolicy, SagaConfig, SagaEngine};
 use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageResult};
 
@@ -21,15 +22,26 @@ pub struct Setup {
 impl Setup {
     pub fn new() -> Self {
         let clock = ManualClock::new();
-        let inner: Arc<dyn SagaStore> = Arc::new(crate::fake_store::FakeStore::new(Arc::new(clock.clone())));
-        Self { clock, store: Arc::new(CountingStore { inner, writes: AtomicU64::new(0) }) }
+        let inner: Arc<dyn SagaStore> =
+            Arc::new(MemoryStorage::with_clock(Arc::new(clock.clone())));
+        Self {
+            clock,
+            store: Arc::new(CountingStore {
+                inner,
+                writes: AtomicU64::new(0),
+            }),
+        }
     }
 
     pub fn config() -> SagaConfig {
         SagaConfig::default()
             .with_lease(LEASE)
-            .with_retry(RetryPolicy::new(Duration::from_millis(1)).with_max(Duration::from_millis(4)))
-            .with_compensation_retry(RetryPolicy::new(Duration::from_millis(1)).with_max(Duration::from_millis(4)))
+            .with_retry(
+                RetryPolicy::new(Duration::from_millis(1)).with_max(Duration::from_millis(4)),
+            )
+            .with_compensation_retry(
+                RetryPolicy::new(Duration::from_millis(1)).with_max(Duration::from_millis(4)),
+            )
     }
 
     pub fn engine(&self) -> SagaEngine {
@@ -73,15 +85,29 @@ impl SagaStore for CountingStore {
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
         self.inner.get_saga(saga_id).await
     }
-    async fn acquire_saga_lease(&self, saga_id: &str, owner: &str, lease: Duration) -> StorageResult<Option<SagaWorkflow>> {
+    async fn acquire_saga_lease(
+        &self,
+        saga_id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<SagaWorkflow>> {
         self.count();
         self.inner.acquire_saga_lease(saga_id, owner, lease).await
     }
-    async fn save_saga(&self, saga: &SagaWorkflow, fence: u64, history: &[SagaHistoryEntry]) -> StorageResult<SagaWorkflow> {
+    async fn save_saga(
+        &self,
+        saga: &SagaWorkflow,
+        fence: u64,
+        history: &[SagaHistoryEntry],
+    ) -> StorageResult<SagaWorkflow> {
         self.count();
         self.inner.save_saga(saga, fence, history).await
     }
-    async fn append_saga_history(&self, saga_id: &str, entry: &SagaHistoryEntry) -> StorageResult<()> {
+    async fn append_saga_history(
+        &self,
+        saga_id: &str,
+        entry: &SagaHistoryEntry,
+    ) -> StorageResult<()> {
         self.count();
         self.inner.append_saga_history(saga_id, entry).await
     }
@@ -102,8 +128,11 @@ impl SagaStore for CountingStore {
 /// Records handler executions: an ordered log and a count per key.
 #[derive(Clone, Default)]
 pub struct Recorder {
-    inner: Arc<Mutex<(Vec<String>, HashMap<String, u32>)>>,
+    inner: Arc<Mutex<Records>>,
 }
+
+/// The ordered log and the count per key.
+type Records = (Vec<String>, HashMap<String, u32>);
 
 impl Recorder {
     pub fn record(&self, what: impl Into<String>) {

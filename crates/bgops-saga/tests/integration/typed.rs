@@ -26,7 +26,7 @@ struct Reserve(Recorder);
 
 #[async_trait]
 impl Step<Order> for Reserve {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "reserve"
     }
     async fn act(&self, o: &mut Order, step: &StepContext) -> Result<Value, StepError> {
@@ -37,7 +37,10 @@ impl Step<Order> for Reserve {
     }
     async fn compensate(&self, o: &mut Order, step: &StepContext) -> Result<(), StepError> {
         self.0.record("release");
-        assert_eq!(step.output.as_ref().unwrap()["reservation"], json!(format!("res-{}", o.id)));
+        assert_eq!(
+            step.output.as_ref().unwrap()["reservation"],
+            json!(format!("res-{}", o.id))
+        );
         o.reservation = None;
         o.log.push("released".into());
         Ok(())
@@ -51,7 +54,7 @@ struct Pay {
 
 #[async_trait]
 impl Step<Order> for Pay {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "pay"
     }
     async fn act(&self, o: &mut Order, _: &StepContext) -> Result<Value, StepError> {
@@ -74,16 +77,27 @@ async fn context_is_persisted_after_each_step() {
     let s = Setup::new();
     let engine = s.engine();
     let rec = Recorder::default();
-    let saga = TypedSaga::<Order>::new("order").step(Reserve(rec.clone())).step(Pay { rec: rec.clone(), fail: false });
+    let saga = TypedSaga::<Order>::new("order")
+        .step(Reserve(rec.clone()))
+        .step(Pay {
+            rec: rec.clone(),
+            fail: false,
+        });
     let handle = engine.register_saga(saga).unwrap();
-    let order = Order { id: "o1".into(), ..Order::default() };
+    let order = Order {
+        id: "o1".into(),
+        ..Order::default()
+    };
     let created = handle.create("t1", &order, Some("order-o1")).await.unwrap();
     assert_eq!(handle.context_of(&created).unwrap(), order);
     let outcome = handle.execute(&created.saga_id).await.unwrap();
     assert!(outcome.succeeded());
     assert_eq!(outcome.context.reservation.as_deref(), Some("res-o1"));
     assert_eq!(outcome.context.payment.as_deref(), Some("pay-1"));
-    assert_eq!(outcome.context.log, [format!("reserved by {}:0", created.saga_id)]);
+    assert_eq!(
+        outcome.context.log,
+        [format!("reserved by {}:0", created.saga_id)]
+    );
     let stored = engine.get(&created.saga_id).await.unwrap().unwrap();
     assert_eq!(handle.context_of(&stored).unwrap(), outcome.context);
     assert_eq!(stored.workflow_type, "order");
@@ -95,14 +109,34 @@ async fn a_failed_step_drops_its_context_changes_and_compensation_updates_contex
     let s = Setup::new();
     let engine = s.engine();
     let rec = Recorder::default();
-    let saga = TypedSaga::<Order>::new("order").step(Reserve(rec.clone())).step(Pay { rec: rec.clone(), fail: true });
+    let saga = TypedSaga::<Order>::new("order")
+        .step(Reserve(rec.clone()))
+        .step(Pay {
+            rec: rec.clone(),
+            fail: true,
+        });
     let handle = engine.register_saga(saga).unwrap();
-    let outcome = handle.run("t1", &Order { id: "o2".into(), ..Order::default() }).await.unwrap();
+    let outcome = handle
+        .run(
+            "t1",
+            &Order {
+                id: "o2".into(),
+                ..Order::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome.status, SagaStatus::Compensated);
     assert_eq!(rec.log(), ["reserve", "pay", "release"]);
-    assert_eq!(outcome.context.payment, None, "the failed step's change is not stored");
+    assert_eq!(
+        outcome.context.payment, None,
+        "the failed step's change is not stored"
+    );
     assert_eq!(outcome.context.reservation, None);
-    assert_eq!(outcome.context.log.last().map(String::as_str), Some("released"));
+    assert_eq!(
+        outcome.context.log.last().map(String::as_str),
+        Some("released")
+    );
 }
 
 #[tokio::test]
@@ -110,16 +144,24 @@ async fn invalid_definitions_are_rejected() {
     let s = Setup::new();
     let engine = s.engine();
     let rec = Recorder::default();
-    let dup = TypedSaga::<Order>::new("order").step(Reserve(rec.clone())).step(Reserve(rec));
-    assert!(matches!(engine.register_saga(dup), Err(SagaError::Definition { .. })));
-    assert!(matches!(engine.register_saga(TypedSaga::<Order>::new("empty")), Err(SagaError::Definition { .. })));
+    let dup = TypedSaga::<Order>::new("order")
+        .step(Reserve(rec.clone()))
+        .step(Reserve(rec));
+    assert!(matches!(
+        engine.register_saga(dup),
+        Err(SagaError::Definition { .. })
+    ));
+    assert!(matches!(
+        engine.register_saga(TypedSaga::<Order>::new("empty")),
+        Err(SagaError::Definition { .. })
+    ));
 }
 
 struct Primary(Arc<AtomicU32>);
 
 #[async_trait]
 impl Step<Order> for Primary {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "reserve"
     }
     async fn act(&self, o: &mut Order, _: &StepContext) -> Result<Value, StepError> {
@@ -133,7 +175,7 @@ struct Backup(Recorder);
 
 #[async_trait]
 impl Step<Order> for Backup {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "reserve_backup"
     }
     async fn act(&self, o: &mut Order, _: &StepContext) -> Result<Value, StepError> {
@@ -153,7 +195,7 @@ struct Decline;
 
 #[async_trait]
 impl Step<Order> for Decline {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "pay"
     }
     async fn act(&self, _: &mut Order, _: &StepContext) -> Result<Value, StepError> {
@@ -176,20 +218,51 @@ async fn fallback_runs_when_primary_fails_and_the_breaker_skips_primary_while_op
     );
     let handle = engine.register_saga(saga).unwrap();
     for i in 0..3 {
-        let out = handle.run("t1", &Order { id: format!("o{i}"), ..Order::default() }).await.unwrap();
+        let out = handle
+            .run(
+                "t1",
+                &Order {
+                    id: format!("o{i}"),
+                    ..Order::default()
+                },
+            )
+            .await
+            .unwrap();
         assert!(out.succeeded());
-        assert_eq!(out.context.reservation, Some(format!("fallback_reservation_o{i}")));
-        assert!(out.context.log.is_empty(), "the fallback starts from the context before primary");
-        assert_eq!(out.saga.steps[0].result.as_ref().unwrap()["branch"], json!("fallback"));
+        assert_eq!(
+            out.context.reservation,
+            Some(format!("fallback_reservation_o{i}"))
+        );
+        assert!(
+            out.context.log.is_empty(),
+            "the fallback starts from the context before primary"
+        );
+        assert_eq!(
+            out.saga.steps[0].result.as_ref().unwrap()["branch"],
+            json!("fallback")
+        );
     }
-    assert_eq!(primary_calls.load(Ordering::SeqCst), 2, "open after fail_max = 2");
+    assert_eq!(
+        primary_calls.load(Ordering::SeqCst),
+        2,
+        "open after fail_max = 2"
+    );
     assert_eq!(breaker.state(), CircuitState::Open);
     assert_eq!(rec.count("backup"), 3);
 
     // After the reset timeout one trial call reaches primary again; it fails, so it reopens.
     s.clock.advance(Duration::from_secs(61));
     assert_eq!(breaker.state(), CircuitState::HalfOpen);
-    handle.run("t1", &Order { id: "o9".into(), ..Order::default() }).await.unwrap();
+    handle
+        .run(
+            "t1",
+            &Order {
+                id: "o9".into(),
+                ..Order::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(primary_calls.load(Ordering::SeqCst), 3);
     assert_eq!(breaker.state(), CircuitState::Open);
 }
@@ -200,10 +273,22 @@ async fn compensating_a_fallback_step_undoes_the_branch_that_ran() {
     let engine = s.engine();
     let rec = Recorder::default();
     let saga = TypedSaga::<Order>::new("order")
-        .step(Fallback::new(Primary(Arc::new(AtomicU32::new(0))), Backup(rec.clone())))
+        .step(Fallback::new(
+            Primary(Arc::new(AtomicU32::new(0))),
+            Backup(rec.clone()),
+        ))
         .step(Decline);
     let handle = engine.register_saga(saga).unwrap();
-    let out = handle.run("t1", &Order { id: "o1".into(), ..Order::default() }).await.unwrap();
+    let out = handle
+        .run(
+            "t1",
+            &Order {
+                id: "o1".into(),
+                ..Order::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(out.status, SagaStatus::Compensated);
     assert_eq!(rec.log(), ["backup", "backup_release"]);
     assert_eq!(out.context.reservation, None);
