@@ -2,10 +2,11 @@
 -- KEYS: record (hash), bucket index (zset: record key -> when purge should look at it)
 -- ARGV: tenant, key, user?, operation, fingerprint?, parameters?, ttl_ms, lease_ms,
 --       grace_ms, token
--- Returns {outcome, token, HGETALL}; outcome: started | in_progress | completed | mismatch
+-- Returns {outcome, token, HGETALL}; outcome: started | in_progress | completed | mismatch;
+-- a fresh record answers {'created', token, created_ms, expires_ms, lease_ms} instead,
+-- since the caller knows the rest (the hot path stays small).
+-- A key of another type fails HMGET with WRONGTYPE, which the client reports as Corrupt.
 local rec, idx = KEYS[1], KEYS[2]
-local bad = wrong_type(rec, 'hash')
-if bad then return bad end
 local now = now_ms()
 local fp = opt(ARGV[5])
 local ttl, lease, grace = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -44,15 +45,16 @@ end
 local expires = now + ttl
 local lease_exp = now + lease
 local keep = math.min(lease_exp + grace, expires)
-redis.call('HSET', rec, 'tenant', ARGV[1], 'key', ARGV[2], 'op', ARGV[4],
+local fields = {'tenant', ARGV[1], 'key', ARGV[2], 'op', ARGV[4],
   'created', ms(now), 'expires', ms(expires), 'status', 'in_progress',
-  'token', token, 'lease', ms(lease_exp), 'keep', ms(keep))
+  'token', token, 'lease', ms(lease_exp), 'keep', ms(keep)}
 local user, params = opt(ARGV[3]), opt(ARGV[6])
-if user then redis.call('HSET', rec, 'user', user) end
-if fp then redis.call('HSET', rec, 'fp', fp) end
-if params then redis.call('HSET', rec, 'params', params) end
+if user then fields[#fields + 1] = 'user'; fields[#fields + 1] = user end
+if fp then fields[#fields + 1] = 'fp'; fields[#fields + 1] = fp end
+if params then fields[#fields + 1] = 'params'; fields[#fields + 1] = params end
+redis.call('HSET', rec, unpack(fields))
 -- In flight, the record lives only for its lease (+ grace); purge looks at it when the
 -- lease ends.
 redis.call('PEXPIREAT', rec, keep)
 redis.call('ZADD', idx, lease_exp, rec)
-return {'started', token, redis.call('HGETALL', rec)}
+return {'created', token, ms(now), ms(expires), ms(lease_exp)}

@@ -1,8 +1,6 @@
 -- Deletes an in-flight claim, only for the current token.
 -- KEYS: record, bucket index. ARGV: token. Returns 'ok' | 'not_found' | 'lease_lost'
 local rec, idx = KEYS[1], KEYS[2]
-local bad = wrong_type(rec, 'hash')
-if bad then return bad end
 local now = now_ms()
 local cur = redis.call('HMGET', rec, 'status', 'token', 'expires')
 if not cur[1] then return 'not_found' end

@@ -97,17 +97,46 @@ impl IdempotencyStore for RedisStorage {
             )
             .await?;
         let mut parts = items(reply).into_iter();
-        let (Some(outcome), Some(token), Some(hash)) = (parts.next(), parts.next(), parts.next())
+        let (Some(outcome), Some(token), Some(third)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(error::unexpected(IDEM_BEGIN.name, "short reply"));
         };
-        let record = record(&Fields::from_value(&rec, hash)?)?;
-        Ok(match text(&outcome, &rec)?.as_str() {
+        let outcome = text(&outcome, &rec)?;
+        if outcome == "created" {
+            // The hot path: the script answers only what the caller does not know.
+            let millis = |v: Option<Value>| -> StorageResult<OffsetDateTime> {
+                v.and_then(|v| text(&v, &rec).ok())
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .map(from_millis)
+                    .ok_or_else(|| error::unexpected(IDEM_BEGIN.name, "missing time"))
+            };
+            let created_at = millis(Some(third))?;
+            let expires_at = millis(parts.next())?;
+            let lease_expires_at = Some(millis(parts.next())?);
+            let record = IdempotencyRecord {
+                key: request.key,
+                tenant_id: request.tenant_id,
+                user_id: request.user_id,
+                operation_type: request.operation_type,
+                created_at,
+                expires_at,
+                status: OperationStatus::InProgress,
+                result: None,
+                error: None,
+                parameters: request.parameters,
+                fingerprint: request.fingerprint,
+                lease_expires_at,
+                completed_at: None,
+            };
+            return Ok(BeginOutcome::Started { token: text(&token, &rec)?, record });
+        }
+        let record = record(&Fields::from_value(&rec, third)?)?;
+        Ok(match outcome.as_str() {
             "started" => BeginOutcome::Started { token: text(&token, &rec)?, record },
             "in_progress" => BeginOutcome::InProgress(record),
             "completed" => BeginOutcome::Completed(record),
             "mismatch" => BeginOutcome::Mismatch(record),
-            other => return Err(error::unexpected(IDEM_BEGIN.name, other)),
+            other => return Err(error::unexpected(IDEM_BEGIN.name, other.to_owned())),
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use fred::clients::Pool;
 use fred::interfaces::LuaInterface;
-use fred::types::Value;
+use fred::types::{MultipleKeys, MultipleValues, Value};
 use fred::types::scripts::Script;
 
 /// One script and its SHA-1.
@@ -29,6 +29,9 @@ impl LuaScript {
     ) -> Result<Value, fred::error::Error> {
         let client = pool.next();
         let sha = self.script.sha1().clone();
+        // Converted once: a retry after NOSCRIPT clones reference-counted buffers only.
+        let keys = MultipleKeys::from(keys);
+        let args: MultipleValues = Value::Array(args.into_iter().map(Value::from).collect());
         match client.evalsha::<Value, _, _, _>(sha.clone(), keys.clone(), args.clone()).await {
             Err(error) if error.details().starts_with("NOSCRIPT") => {
                 if let Some(lua) = self.script.lua() {
