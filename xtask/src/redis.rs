@@ -2,6 +2,7 @@
 //! three-node cluster (`cargo xtask redis-cluster`), each on free loopback ports with its
 //! own temporary directory, killed when dropped. Std only, so xtask builds fast.
 
+use std::fmt::Write as _;
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -68,10 +69,8 @@ impl Node {
                     self.port
                 )));
             }
-            if let Ok(reply) = command(self.port, &["PING"]) {
-                if reply.starts_with("+PONG") {
-                    return Ok(());
-                }
+            if command(self.port, &["PING"]).is_ok_and(|reply| reply.starts_with("+PONG")) {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::new(
@@ -99,7 +98,7 @@ pub struct RedisServer {
     pub url: String,
     /// The port it listens on.
     pub port: u16,
-    node: Node,
+    _node: Node,
 }
 
 impl RedisServer {
@@ -107,12 +106,7 @@ impl RedisServer {
     pub fn spawn() -> io::Result<Self> {
         let port = free_port(false)?;
         let node = Node::start(port, &[])?;
-        Ok(Self { url: format!("redis://127.0.0.1:{port}"), port, node })
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.node.child.id()
+        Ok(Self { url: format!("redis://127.0.0.1:{port}"), port, _node: node })
     }
 }
 
@@ -214,7 +208,7 @@ fn command(port: u16, args: &[&str]) -> io::Result<String> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut request = format!("*{}\r\n", args.len());
     for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        let _ = write!(request, "${}\r\n{arg}\r\n", arg.len());
     }
     stream.write_all(request.as_bytes())?;
     let mut buf = [0_u8; 4096];
@@ -242,7 +236,7 @@ fn reply_complete(reply: &[u8]) -> bool {
 /// stdin closes or Ctrl-C.
 pub fn run_redis(_args: &[String]) -> io::Result<()> {
     let server = RedisServer::spawn()?;
-    announce(&server.url);
+    announce("BGOPS_TEST_REDIS_URL", &server.url);
     wait_for_stdin_close();
     drop(server);
     Ok(())
@@ -252,15 +246,15 @@ pub fn run_redis(_args: &[String]) -> io::Result<()> {
 /// and keeps it until stdin closes or Ctrl-C.
 pub fn run_redis_cluster(_args: &[String]) -> io::Result<()> {
     let cluster = RedisCluster::spawn()?;
-    announce(&cluster.url);
+    announce("BGOPS_TEST_REDIS_CLUSTER_URL", &cluster.url);
     wait_for_stdin_close();
     drop(cluster);
     Ok(())
 }
 
-fn announce(url: &str) {
+fn announce(var: &str, url: &str) {
     println!("{url}");
-    eprintln!("export BGOPS_TEST_REDIS_URL={url}");
+    eprintln!("export {var}='{url}'");
     eprintln!("(press Ctrl-C or close stdin to stop it)");
 }
 
@@ -273,14 +267,4 @@ fn wait_for_stdin_close() {
             break;
         }
     }
-}
-
-/// Whether a `redis-server` binary can be run (for diagnostics).
-pub fn redis_server_available() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
