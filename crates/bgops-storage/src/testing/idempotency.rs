@@ -772,7 +772,8 @@ pub async fn key_of_255_bytes_is_accepted(f: Fixture) {
     );
 }
 
-/// Empty tenant or operation type, zero TTL or lease, an oversized key or one with a space:
+/// Empty tenant or operation type, zero or huge TTL or lease, an oversized key or one with a
+/// space:
 /// `StorageError::Invalid`, on every method that takes them.
 pub async fn invalid_input_is_rejected(f: Fixture) {
     let (tenant, key) = (unique("tenant"), unique("key"));
@@ -782,6 +783,14 @@ pub async fn invalid_input_is_rejected(f: Fixture) {
         ("empty operation type", BeginRequest::new(&tenant, &key, "")),
         ("zero ttl", request(&tenant, &key).ttl(Duration::ZERO)),
         ("zero lease", request(&tenant, &key).lease(Duration::ZERO)),
+        (
+            "ttl over ten years",
+            request(&tenant, &key).ttl(Duration::from_secs(11 * 365 * 86_400)),
+        ),
+        (
+            "lease over ten years",
+            request(&tenant, &key).lease(Duration::from_secs(u64::MAX)),
+        ),
         ("empty key", request(&tenant, "")),
         ("key over 255 bytes", request(&tenant, &"k".repeat(256))),
         ("key with a space", request(&tenant, "a key")),

@@ -51,6 +51,7 @@ macro_rules! task_suite {
                 fail_with_attempts_left_returns_to_pending_after_backoff,
                 fail_at_the_last_attempt_is_failed,
                 expired_lease_is_claimable_by_another_worker,
+                claim_by_id_takes_over_an_expired_claim,
                 expired_lease_at_the_last_attempt_fails_the_task,
                 renew_extends_the_claim,
                 release_does_not_use_up_an_attempt,
@@ -560,6 +561,26 @@ pub async fn expired_lease_is_claimable_by_another_worker(f: Fixture) {
         .complete_task(&created.task_id, attempt_of(&second), json!("ok"))
         .await;
     assert_eq!(done.expect("complete").result, Some(json!("ok")));
+}
+
+/// `claim_task` on a task whose claim expired takes it over (attempts left), and the
+/// old attempt is fenced out.
+pub async fn claim_by_id_takes_over_an_expired_claim(f: Fixture) {
+    let queue = unique("queue");
+    let created = submit(&f, task(&queue, 1).max_attempts(2)).await;
+    let first = claim(&f, &created.task_id, "worker-1", f.short_lease).await;
+    f.expire_short_lease().await;
+    let second = claim(&f, &created.task_id, "worker-2", LONG).await;
+    assert_eq!(second.attempts, 2);
+    assert!(attempt_of(&second) > attempt_of(&first));
+    let got = f
+        .storage
+        .renew_task_lease(&created.task_id, attempt_of(&first), LONG)
+        .await;
+    assert!(
+        matches!(got, Err(StorageError::LeaseLost { .. })),
+        "old attempt: {got:?}"
+    );
 }
 
 /// A lease that runs out at the last attempt fails the task instead of requeueing it.
