@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // helpers outside #[test] fns
 
 mod crash;
+mod crash_redis;
 mod dynamic;
 mod events;
 mod recovery;
