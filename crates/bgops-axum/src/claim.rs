@@ -2,15 +2,13 @@
 
 use std::sync::Arc;
 
-use bgops_core::SharedMetrics;
-use bgops_storage::IdempotencyStore;
+use crate::layer::Shared;
 
 /// A `Started` claim. Dropping it while still armed (the request future was cancelled,
 /// e.g. the client went away) releases it in a spawned task, so a retry need not wait for
 /// the lease to run out.
 pub(crate) struct Claim {
-    pub(crate) store: Arc<dyn IdempotencyStore>,
-    pub(crate) metrics: SharedMetrics,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) tenant: String,
     pub(crate) key: String,
     pub(crate) token: String,
@@ -18,16 +16,9 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
-    pub(crate) fn new(
-        store: Arc<dyn IdempotencyStore>,
-        metrics: SharedMetrics,
-        tenant: String,
-        key: String,
-        token: String,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, tenant: String, key: String, token: String) -> Self {
         Self {
-            store,
-            metrics,
+            shared,
             tenant,
             key,
             token,
@@ -39,11 +30,15 @@ impl Claim {
     pub(crate) async fn release(mut self) {
         self.armed = false;
         if let Err(error) = self
+            .shared
             .store
             .release(&self.tenant, &self.key, &self.token)
             .await
         {
-            self.metrics.storage_error("idempotency_release");
+            self.shared
+                .config
+                .metrics
+                .storage_error("idempotency_release");
             tracing::warn!(%error, key = %self.key, "releasing an idempotency claim failed; it expires with its lease");
         }
     }
@@ -62,14 +57,14 @@ impl Drop for Claim {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let store = Arc::clone(&self.store);
+        let shared = Arc::clone(&self.shared);
         let (tenant, key, token) = (
             std::mem::take(&mut self.tenant),
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.token),
         );
         handle.spawn(async move {
-            if let Err(error) = store.release(&tenant, &key, &token).await {
+            if let Err(error) = shared.store.release(&tenant, &key, &token).await {
                 tracing::debug!(%error, %key, "releasing an abandoned idempotency claim failed");
             }
         });

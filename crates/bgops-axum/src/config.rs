@@ -123,6 +123,7 @@ pub struct IdempotencyConfig {
     pub(crate) retry_after: Duration,
     pub(crate) store_status: fn(StatusCode) -> bool,
     pub(crate) metrics: SharedMetrics,
+    pub(crate) json_body_as_result: bool,
 }
 
 impl std::fmt::Debug for IdempotencyConfig {
@@ -171,6 +172,7 @@ impl Default for IdempotencyConfig {
             retry_after: Duration::from_secs(1),
             store_status: default_store_status,
             metrics: bgops_core::metrics::noop(),
+            json_body_as_result: false,
         }
     }
 }
@@ -350,6 +352,14 @@ impl IdempotencyConfig {
     /// The metrics hooks called on create, replay, in-flight, completion and store errors.
     pub fn metrics(mut self, metrics: SharedMetrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Keeps a JSON response body as the record's operation result when the handler
+    /// attached none (default off: it costs a JSON parse per first execution and makes
+    /// every record larger). The body is stored for replay either way.
+    pub fn json_body_as_result(mut self, on: bool) -> Self {
+        self.json_body_as_result = on;
         self
     }
 

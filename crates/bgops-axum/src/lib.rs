@@ -1,7 +1,7 @@
 //! # bgops-axum
 //!
 //! HTTP idempotency for any tower stack, with axum extractors: an [`IdempotencyLayer`]
-//! over an [`IdempotencyStore`](bgops_storage::IdempotencyStore) that makes a request
+//! over an [`IdempotencyStore`] that makes a request
 //! carrying an `Idempotency-Key` run at most once and replays its response, byte for
 //! byte, to every retry.
 //!

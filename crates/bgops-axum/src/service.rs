@@ -211,13 +211,20 @@ where
     };
     let mut poll_every = Duration::from_millis(10);
     let mut counted_in_flight = false;
+    // The first attempt takes the request; only a duplicate that may wait keeps a copy.
+    let retry_with = matches!(cfg.in_flight, InFlightPolicy::Wait(_)).then(|| begin.clone());
+    let mut first = Some(begin);
     loop {
-        match shared.store.begin(begin.clone()).await {
+        let Some(request) = first.take().or_else(|| retry_with.clone()) else {
+            let p = Problem::new(ProblemKind::InFlight, "still in progress").key(&p.key);
+            return problem(p.retry_after(cfg.retry_after));
+        };
+        match shared.store.begin(request).await {
             Err(error) => return store_failed(&shared, inner, p, parts, bytes, &error).await,
             Ok(BeginOutcome::Started { token, .. }) => {
                 cfg.metrics
                     .idempotency_key_created(&p.operation_type, &p.scope.tenant_id);
-                return run_claimed(&shared, inner, p, parts, bytes, token).await;
+                return run_claimed(shared, inner, p, parts, bytes, token).await;
             }
             Ok(BeginOutcome::Completed(record)) => {
                 cfg.metrics
@@ -254,7 +261,7 @@ where
 
 /// Runs the handler under a claim, keeps the lease alive, and stores (or releases).
 async fn run_claimed<S, ResBody>(
-    shared: &Shared,
+    shared: Arc<Shared>,
     mut inner: S,
     p: Protected,
     mut parts: http::request::Parts,
@@ -268,8 +275,7 @@ where
 {
     let cfg = &shared.config;
     let mut claim = Claim::new(
-        Arc::clone(&shared.store),
-        Arc::clone(&cfg.metrics),
+        Arc::clone(&shared),
         p.scope.tenant_id.clone(),
         p.storage_key.clone(),
         token,
@@ -278,7 +284,7 @@ where
     parts.extensions.insert(ctx.clone());
     let call =
         AssertUnwindSafe(inner.call(Request::from_parts(parts, Body::from(bytes)))).catch_unwind();
-    let outcome = renewing(shared, &claim, call).await;
+    let outcome = renewing(&shared, &claim, call).await;
     let response = match outcome {
         Err(panic) => {
             claim.release().await;
@@ -305,7 +311,7 @@ where
         // Streamed or too large: deliver it live, and mark the key used so that a retry
         // gets a problem response rather than a second side effect.
         complete(
-            shared,
+            &shared,
             &p,
             &mut claim,
             OperationOutcome::Succeeded(stored::unstored(status)),
@@ -328,7 +334,13 @@ where
         .remove::<OperationResult>()
         .map(|r| r.0)
         .or_else(|| ctx.take_result())
-        .or_else(|| json_body(&rparts.headers, &body))
+        .or_else(|| {
+            if cfg.json_body_as_result {
+                json_body(&rparts.headers, &body)
+            } else {
+                None
+            }
+        })
         .unwrap_or(Value::Null);
     let encoded = stored::encode(
         status,
@@ -345,7 +357,7 @@ where
             result: Some(encoded),
         }
     };
-    let stored = complete(shared, &p, &mut claim, outcome).await;
+    let stored = complete(&shared, &p, &mut claim, outcome).await;
     mark(cfg, &mut rparts.headers, false, stored);
     Ok(Response::from_parts(rparts, Body::from(body)))
 }

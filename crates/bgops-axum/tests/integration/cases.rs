@@ -401,7 +401,17 @@ pub async fn operation_result_is_kept_in_the_record(store: Store) {
         serde_json::json!({"attached": true, "run": 1})
     );
     assert_eq!(record.operation_type, "POST /result");
-    // Without an attached result, the JSON body is kept.
+    // Without an attached result, nothing is kept as the result by default...
+    let k = key();
+    app.client.post("/echo", Some(&k), "{}").await;
+    let record = store
+        .get_idempotency("default", &k)
+        .await
+        .unwrap()
+        .expect("record");
+    assert_eq!(record.result.unwrap()["result"], serde_json::Value::Null);
+    // ...and the JSON body when asked.
+    let app = start(Arc::clone(&store), defaults().json_body_as_result(true)).await;
     let k = key();
     app.client.post("/echo", Some(&k), "{}").await;
     let record = store

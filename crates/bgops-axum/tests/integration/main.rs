@@ -12,10 +12,29 @@ use std::sync::Arc;
 use bgops_storage::IdempotencyStore;
 
 fn memory() -> Arc<dyn IdempotencyStore> {
-    Arc::new(support::MapStore::default())
+    Arc::new(bgops_memory::MemoryStorage::new())
 }
 
-macro_rules! on_memory {
+/// A Redis store under a unique prefix, or `None` (with a notice) outside CI when
+/// `BGOPS_TEST_REDIS_URL` is unset.
+async fn redis() -> Option<Arc<dyn IdempotencyStore>> {
+    let Ok(url) = std::env::var("BGOPS_TEST_REDIS_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BGOPS_TEST_REDIS_URL is not set: start a server with `cargo xtask redis` or set the variable"
+        );
+        eprintln!("skipped: BGOPS_TEST_REDIS_URL not set (`cargo xtask redis` starts a server)");
+        return None;
+    };
+    let prefix = format!("bgops-test-{}", uuid::Uuid::new_v4().simple());
+    let store = bgops_redis::RedisStorage::builder(url)
+        .prefix(prefix)
+        .build()
+        .await;
+    Some(Arc::new(store.expect("connecting to BGOPS_TEST_REDIS_URL")))
+}
+
+macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {
         mod memory {
             $(
@@ -25,10 +44,20 @@ macro_rules! on_memory {
                 }
             )*
         }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(store) = crate::redis().await {
+                        crate::cases::$case(store).await;
+                    }
+                }
+            )*
+        }
     };
 }
 
-on_memory!(
+on_every_backend!(
     replay_is_byte_exact,
     methods_not_covered_pass_through,
     bad_keys_are_400,

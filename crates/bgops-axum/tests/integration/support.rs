@@ -1,6 +1,5 @@
 //! A server on an ephemeral loopback port, a real HTTP client, and store doubles.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use bgops_core::{IdempotencyRecord, OperationOutcome, OperationStatus};
+use bgops_core::{IdempotencyRecord, OperationOutcome};
 use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, StorageResult};
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -164,144 +163,5 @@ impl IdempotencyStore for DownStore {
     }
     async fn purge_expired(&self, _: usize) -> StorageResult<u64> {
         Err(down())
-    }
-}
-
-/// Stand-in until `bgops_memory::MemoryStorage` implements `IdempotencyStore`.
-#[derive(Default)]
-pub struct MapStore {
-    map: std::sync::Mutex<HashMap<(String, String), (IdempotencyRecord, String)>>,
-    next: AtomicUsize,
-}
-
-#[async_trait]
-impl IdempotencyStore for MapStore {
-    async fn begin(&self, r: BeginRequest) -> StorageResult<BeginOutcome> {
-        let now = OffsetDateTime::now_utc();
-        let mut map = self.map.lock().unwrap();
-        let addr = (r.tenant_id.clone(), r.key.clone());
-        if let Some((rec, _)) = map.get(&addr) {
-            let live = now < rec.expires_at;
-            if live {
-                if rec.fingerprint != r.fingerprint && r.fingerprint.is_some() {
-                    return Ok(BeginOutcome::Mismatch(rec.clone()));
-                }
-                if rec.status.is_terminal() {
-                    return Ok(BeginOutcome::Completed(rec.clone()));
-                }
-                if rec.lease_expires_at.is_some_and(|l| now < l) {
-                    return Ok(BeginOutcome::InProgress(rec.clone()));
-                }
-            }
-        }
-        let token = format!("t{}", self.next.fetch_add(1, Ordering::SeqCst));
-        let rec = IdempotencyRecord {
-            key: r.key,
-            tenant_id: r.tenant_id,
-            user_id: r.user_id,
-            operation_type: r.operation_type,
-            created_at: now,
-            expires_at: now + r.ttl,
-            status: OperationStatus::InProgress,
-            result: None,
-            error: None,
-            parameters: r.parameters,
-            fingerprint: r.fingerprint,
-            lease_expires_at: Some(now + r.lease),
-            completed_at: None,
-        };
-        map.insert(addr, (rec.clone(), token.clone()));
-        Ok(BeginOutcome::Started { token, record: rec })
-    }
-
-    async fn complete(
-        &self,
-        t: &str,
-        k: &str,
-        token: &str,
-        outcome: OperationOutcome,
-    ) -> StorageResult<IdempotencyRecord> {
-        let mut map = self.map.lock().unwrap();
-        let Some((rec, tok)) = map.get_mut(&(t.to_owned(), k.to_owned())) else {
-            return Err(StorageError::NotFound {
-                kind: "idempotency",
-                id: k.to_owned(),
-            });
-        };
-        if tok != token {
-            return Err(StorageError::LeaseLost {
-                kind: "idempotency",
-                id: k.to_owned(),
-            });
-        }
-        rec.status = outcome.status();
-        match outcome {
-            OperationOutcome::Succeeded(v) => rec.result = Some(v),
-            OperationOutcome::Failed { error, result } => {
-                rec.error = Some(error);
-                rec.result = result;
-            }
-        }
-        rec.lease_expires_at = None;
-        tok.clear();
-        Ok(rec.clone())
-    }
-
-    async fn release(&self, t: &str, k: &str, token: &str) -> StorageResult<()> {
-        let mut map = self.map.lock().unwrap();
-        let addr = (t.to_owned(), k.to_owned());
-        match map.get(&addr) {
-            Some((_, tok)) if tok == token => {
-                map.remove(&addr);
-                Ok(())
-            }
-            _ => Err(StorageError::LeaseLost {
-                kind: "idempotency",
-                id: k.to_owned(),
-            }),
-        }
-    }
-
-    async fn renew(
-        &self,
-        t: &str,
-        k: &str,
-        token: &str,
-        lease: Duration,
-    ) -> StorageResult<OffsetDateTime> {
-        let mut map = self.map.lock().unwrap();
-        match map.get_mut(&(t.to_owned(), k.to_owned())) {
-            Some((rec, tok)) if tok == token => {
-                let until = OffsetDateTime::now_utc() + lease;
-                rec.lease_expires_at = Some(until);
-                Ok(until)
-            }
-            _ => Err(StorageError::LeaseLost {
-                kind: "idempotency",
-                id: k.to_owned(),
-            }),
-        }
-    }
-
-    async fn get_idempotency(&self, t: &str, k: &str) -> StorageResult<Option<IdempotencyRecord>> {
-        Ok(self
-            .map
-            .lock()
-            .unwrap()
-            .get(&(t.to_owned(), k.to_owned()))
-            .map(|(r, _)| r.clone()))
-    }
-
-    async fn delete_idempotency(&self, t: &str, k: &str) -> StorageResult<bool> {
-        Ok(self
-            .map
-            .lock()
-            .unwrap()
-            .remove(&(t.to_owned(), k.to_owned()))
-            .is_some())
-    }
-
-    async fn purge_expired(&self, _: usize) -> StorageResult<u64> {
-        Ok(0)
     }
 }
