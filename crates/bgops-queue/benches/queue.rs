@@ -50,11 +50,14 @@ async fn api_pipeline(queue: &TaskQueue, n: usize, workers: usize) -> f64 {
             for i in 0..share {
                 let task = NewTask::new(&name, "bench", json!({"w": w, "i": i}));
                 queue.submit(task).await.expect("submit");
-                let claim = queue
-                    .claim_next(&name, &worker_id)
-                    .await
-                    .expect("claim")
-                    .expect("a task is pending");
+                // Another loop may have taken ours, but one is always left for us; a
+                // claim racing a submit in the same instant can still miss it: ask again.
+                let claim = loop {
+                    if let Some(claim) = queue.claim_next(&name, &worker_id).await.expect("claim") {
+                        break claim;
+                    }
+                    tokio::task::yield_now().await;
+                };
                 queue
                     .complete(claim.task_id(), claim.attempt, json!(null))
                     .await
@@ -198,6 +201,7 @@ async fn bench_redis(url: &str) {
     let inner = script_commands();
     let mut scripts = 0;
     let mut other = 0;
+    let mut loads = 0;
     let mut detail = Vec::new();
     for (name, calls) in &after {
         let delta = calls - before.get(name).copied().unwrap_or(0);
@@ -205,7 +209,10 @@ async fn bench_redis(url: &str) {
             continue;
         }
         detail.push(format!("{name}={delta}"));
-        if name.starts_with("eval") || name.starts_with("fcall") {
+        if name.starts_with("script") {
+            // SCRIPT LOAD happens once per script and connection, not per task.
+            loads += delta;
+        } else if name.starts_with("eval") || name.starts_with("fcall") {
             scripts += delta;
         } else if !inner.contains(name) {
             other += delta;
@@ -213,7 +220,7 @@ async fn bench_redis(url: &str) {
     }
     let per_task = (scripts + other) as f64 / n as f64;
     println!(
-        "redis   round trips per task (submit→claim→complete): {per_task:.2} (target ≤ 3; {scripts} script calls + {other} other commands for {n} tasks)"
+        "redis   round trips per task (submit→claim→complete): {per_task:.2} (target ≤ 3; {scripts} script calls + {other} other commands for {n} tasks, + {loads} one-time SCRIPT LOADs)"
     );
     println!("        commandstats deltas: {}", detail.join(" "));
 

@@ -68,7 +68,7 @@ async fn attempt_inner(exec: Execution, claim: Claim) {
     tracing::debug!("attempt started");
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let ctx = TaskContext::new(task, attempt, worker_id.clone(), cancel_rx);
+    let ctx = TaskContext::new(task, attempt, worker_id, cancel_rx);
     let handler = exec.handler.clone();
     let mut job = AbortOnDrop(tokio::spawn(
         async move { handler.handle(ctx).await }.instrument(tracing::Span::current()),
@@ -132,26 +132,19 @@ async fn attempt_inner(exec: Execution, claim: Claim) {
             }
         }
         Ending::Finished(Ok(Err(error))) => {
-            fail(&exec, &task_id, attempt, &worker_id, &queue_name, &error).await;
+            fail(&exec, &task_id, attempt, &queue_name, &error).await;
         }
         Ending::Finished(Err(join_error)) => {
             let error = TaskError::retryable(format!("handler panicked: {join_error}"));
-            fail(&exec, &task_id, attempt, &worker_id, &queue_name, &error).await;
+            fail(&exec, &task_id, attempt, &queue_name, &error).await;
         }
     }
 }
 
-async fn fail(
-    exec: &Execution,
-    task_id: &str,
-    attempt: u32,
-    worker_id: &str,
-    queue_name: &str,
-    error: &TaskError,
-) {
+async fn fail(exec: &Execution, task_id: &str, attempt: u32, queue_name: &str, error: &TaskError) {
     let result = if error.is_permanent() {
         exec.queue
-            .fail_permanently(task_id, attempt, worker_id, error.message())
+            .fail_permanently(task_id, attempt, error.message())
             .await
     } else {
         exec.queue.fail(task_id, attempt, error.message()).await

@@ -215,12 +215,12 @@ impl TaskQueue {
         Ok(task)
     }
 
-    /// Fails attempt `attempt` with no retry: the task ends `Failed` with its attempts
-    /// used up (the error is recorded for each remaining attempt).
+    /// Fails attempt `attempt` with no retry (a permanent error): the task ends `Failed`
+    /// whatever attempts remain.
     ///
-    /// The store has no single "fail for good" step, so this fails and re-claims the task
-    /// until it is out of attempts, with no wait in between. Another worker polling the
-    /// same queue may take it in that gap; it then runs it as a normal attempt.
+    /// One store call ([`TaskStore::fail_task_permanently`]) where the backend makes it
+    /// atomic; the trait's default uses up the remaining attempts one by one, and another
+    /// worker may claim the task in between.
     ///
     /// # Errors
     /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
@@ -228,34 +228,21 @@ impl TaskQueue {
         &self,
         task_id: &str,
         attempt: u32,
-        worker_id: &str,
         error: &str,
     ) -> QueueResult<Task> {
-        let mut attempt = attempt;
-        loop {
-            let task = self.observe(
-                "fail_task",
-                self.store
-                    .fail_task(task_id, attempt, error, Duration::ZERO)
-                    .await,
-            )?;
-            if task.status != TaskStatus::Pending {
-                self.metrics.task_finished(&task.queue, "failed");
-                return Ok(task);
-            }
-            match self.claim(task_id, worker_id).await? {
-                Some(claim) => attempt = claim.attempt,
-                // Someone else claimed it in the gap: it is theirs now.
-                None => {
-                    return self
-                        .get(task_id)
-                        .await?
-                        .ok_or_else(|| QueueError::NotFound {
-                            task_id: task_id.to_owned(),
-                        });
-                }
-            }
-        }
+        let task = self.observe(
+            "fail_task_permanently",
+            self.store
+                .fail_task_permanently(task_id, attempt, error)
+                .await,
+        )?;
+        let outcome = if task.status == TaskStatus::Failed {
+            "failed"
+        } else {
+            "retrying"
+        };
+        self.metrics.task_finished(&task.queue, outcome);
+        Ok(task)
     }
 
     /// Extends attempt `attempt`'s lease to the queue's lease from now (a heartbeat).

@@ -50,6 +50,7 @@ impl std::fmt::Debug for Worker {
 }
 
 /// A spawned [`Worker`]: shut it down gracefully, or abort it (as a crash would).
+/// Dropping the handle starts a graceful shutdown in the background.
 #[derive(Debug)]
 pub struct WorkerHandle {
     id: String,

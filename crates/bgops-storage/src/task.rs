@@ -157,4 +157,51 @@ pub trait TaskStore: Send + Sync {
     /// Deletes up to `limit` `Completed` or `Failed` tasks finished more than `older_than`
     /// ago; returns how many.
     async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64>;
+
+    /// Fails the claim `attempt` for good (a permanent error): `Failed` at once, whatever
+    /// attempts remain.
+    ///
+    /// The default fails and re-claims the task until its attempts are used up; in the
+    /// gap between a fail and the next claim another worker may claim it (it then runs it
+    /// as a normal attempt and the task is returned as that worker left it). Backends
+    /// should override it with one atomic step.
+    ///
+    /// # Errors
+    /// [`StorageError::LeaseLost`](crate::StorageError::LeaseLost) when `attempt` is not
+    /// the current claim.
+    async fn fail_task_permanently(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+    ) -> StorageResult<Task> {
+        let mut attempt = attempt;
+        loop {
+            let task = self
+                .fail_task(task_id, attempt, error, Duration::ZERO)
+                .await?;
+            if task.status != TaskStatus::Pending {
+                return Ok(task);
+            }
+            let worker = task
+                .history
+                .last()
+                .map(|a| a.worker_id.clone())
+                .unwrap_or_default();
+            match self
+                .claim_task(task_id, &worker, Duration::from_secs(30))
+                .await?
+            {
+                Some(claimed) => attempt = claimed.lease.map_or(attempt + 1, |l| l.attempt),
+                None => {
+                    return self.get_task(task_id).await?.ok_or_else(|| {
+                        crate::StorageError::NotFound {
+                            kind: "task",
+                            id: task_id.to_owned(),
+                        }
+                    });
+                }
+            }
+        }
+    }
 }

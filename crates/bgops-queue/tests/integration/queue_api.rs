@@ -262,7 +262,7 @@ async fn fail_permanently_uses_up_the_attempts() {
         .task_id;
     let claim = queue.claim_next("orders", "w1").await.unwrap().unwrap();
     let t = queue
-        .fail_permanently(&id, claim.attempt, "w1", "invalid payload")
+        .fail_permanently(&id, claim.attempt, "invalid payload")
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Failed);
