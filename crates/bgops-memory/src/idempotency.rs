@@ -1,5 +1,6 @@
-//! Idempotency records: one entry per (tenant, key) in a sharded map, each state change
-//! done under its shard's mutex, so `begin` is atomic and callers on other keys do not wait.
+//! Idempotency records: one slot per (tenant, key) in a sharded hash table, each state
+//! change done under its shard's mutex, so `begin` is atomic and callers on other keys do
+//! not wait.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,22 +8,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bgops_core::{IdempotencyRecord, OperationOutcome, OperationStatus, validate};
 use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, StorageResult};
+use hashbrown::HashTable;
 use time::OffsetDateTime;
 
 use crate::deadline::after;
-use crate::shard::Map;
 use crate::{MemoryStorage, Token};
 
 const KIND: &str = "idempotency";
 
-/// One shard: tenant → key → slot. Nested maps let lookups borrow `&str` without
-/// building a combined key.
-pub(crate) type IdempotencyShard = Map<String, Map<String, Slot>>;
+/// One shard. A `HashTable` of slots addressed by the hash of (tenant, key): the record
+/// itself holds tenant and key, so no second copy of them is kept as a map key, and the
+/// address is hashed once per call.
+pub(crate) type IdempotencyShard = HashTable<Slot>;
 
 /// A stored record and, while in flight, the token of its current claim. The record is
 /// behind an `Arc` so readers copy it out after the shard's lock is released.
 #[derive(Debug)]
 pub(crate) struct Slot {
+    hash: u64,
     record: Arc<IdempotencyRecord>,
     token: Option<Token>,
 }
@@ -34,6 +37,10 @@ impl Slot {
                 .record
                 .lease_expires_at
                 .is_none_or(|until| now >= until)
+    }
+
+    fn is_at(&self, tenant_id: &str, key: &str) -> bool {
+        self.record.key == key && self.record.tenant_id == tenant_id
     }
 }
 
@@ -109,35 +116,63 @@ fn lease_lost(tenant_id: &str, key: &str) -> StorageError {
     }
 }
 
+/// Where a record lives: its shard's table and its hash there.
+struct Address<'a> {
+    tenant_id: &'a str,
+    key: &'a str,
+    hash: u64,
+}
+
 impl MemoryStorage {
-    /// The live slot at (tenant, key) in `shard`; records past their TTL count as absent.
-    fn live_slot<'a>(
-        shard: &'a mut IdempotencyShard,
-        tenant_id: &str,
-        key: &str,
-        now: OffsetDateTime,
-    ) -> Option<&'a mut Slot> {
-        shard
-            .get_mut(tenant_id)
-            .and_then(|keys| keys.get_mut(key))
-            .filter(|slot| !slot.record.is_expired_at(now))
+    fn address<'a>(&self, tenant_id: &'a str, key: &'a str) -> Address<'a> {
+        Address {
+            tenant_id,
+            key,
+            hash: self.inner.idempotency.hash(&(tenant_id, key)),
+        }
+    }
+
+    fn shard_of(&self, address: &Address<'_>) -> parking_lot::MutexGuard<'_, IdempotencyShard> {
+        self.inner.idempotency.shard_of(address.hash).lock()
     }
 }
 
+/// The live slot at `address`; records past their TTL count as absent.
+fn live_slot<'t>(
+    table: &'t mut IdempotencyShard,
+    address: &Address<'_>,
+    now: OffsetDateTime,
+) -> Option<&'t mut Slot> {
+    table
+        .find_mut(address.hash, |slot| {
+            slot.is_at(address.tenant_id, address.key)
+        })
+        .filter(|slot| !slot.record.is_expired_at(now))
+}
+
+/// Removes the slot at `address`; returns it.
+fn remove_slot(table: &mut IdempotencyShard, address: &Address<'_>) -> Option<Slot> {
+    table
+        .find_entry(address.hash, |slot| {
+            slot.is_at(address.tenant_id, address.key)
+        })
+        .ok()
+        .map(|entry| entry.remove().0)
+}
+
 /// The slot if `token` holds its live claim.
-fn claimed<'a>(
-    slot: Option<&'a mut Slot>,
-    tenant_id: &str,
-    key: &str,
+fn claimed<'t>(
+    slot: Option<&'t mut Slot>,
+    address: &Address<'_>,
     token: &str,
-) -> StorageResult<&'a mut Slot> {
-    let slot = slot.ok_or_else(|| not_found(tenant_id, key))?;
+) -> StorageResult<&'t mut Slot> {
+    let slot = slot.ok_or_else(|| not_found(address.tenant_id, address.key))?;
     let holds = slot.record.status == OperationStatus::InProgress
         && slot.token.is_some_and(|held| held.matches(token));
     if holds {
         Ok(slot)
     } else {
-        Err(lease_lost(tenant_id, key))
+        Err(lease_lost(address.tenant_id, address.key))
     }
 }
 
@@ -148,35 +183,51 @@ impl IdempotencyStore for MemoryStorage {
         let now = self.now();
         let expires_at = after(now, "ttl", request.ttl)?;
         let lease_expires_at = after(now, "lease", request.lease)?;
+        let hash = self
+            .inner
+            .idempotency
+            .hash(&(request.tenant_id.as_str(), request.key.as_str()));
+        // Built before locking so the lock covers only the lookup and the insert.
+        let record = Arc::new(fresh_record(request, now, expires_at, lease_expires_at));
+        let address = Address {
+            tenant_id: &record.tenant_id,
+            key: &record.key,
+            hash,
+        };
         let verdict = {
-            let mut shard = self
-                .inner
-                .idempotency
-                .shard(&(request.tenant_id.as_str(), request.key.as_str()))
-                .lock();
-            let found = Self::live_slot(&mut shard, &request.tenant_id, &request.key, now)
-                .and_then(|slot| classify(slot, request.fingerprint.as_deref(), now));
-            if let Some(verdict) = found {
-                verdict
-            } else {
-                let token = self.inner.tokens.next();
-                let key = request.key.clone();
-                let record = Arc::new(fresh_record(request, now, expires_at, lease_expires_at));
-                let slot = Slot {
-                    record: Arc::clone(&record),
-                    token: Some(token),
-                };
-                match shard.get_mut(&record.tenant_id) {
-                    Some(keys) => keys.insert(key, slot),
-                    // The tenant's first record: only then does its map need the name.
-                    None => shard
-                        .entry(record.tenant_id.clone())
-                        .or_default()
-                        .insert(key, slot),
-                };
-                Verdict::Started(token.to_string(), record)
+            let mut shard = self.shard_of(&address);
+            let found = shard.find_mut(hash, |slot| slot.is_at(address.tenant_id, address.key));
+            let verdict = match found {
+                Some(slot) if !slot.record.is_expired_at(now) => {
+                    classify(slot, record.fingerprint.as_deref(), now).ok_or(slot)
+                }
+                Some(slot) => Err(slot),
+                None => {
+                    let token = self.inner.tokens.next();
+                    let slot = Slot {
+                        hash,
+                        record: Arc::clone(&record),
+                        token: Some(token),
+                    };
+                    shard.insert_unique(hash, slot, |slot| slot.hash);
+                    Ok(Verdict::Started(token.to_string(), Arc::clone(&record)))
+                }
+            };
+            match verdict {
+                Ok(verdict) => verdict,
+                // An expired record, or a claim whose lease ran out: the caller takes over.
+                Err(slot) => {
+                    let token = self.inner.tokens.next();
+                    *slot = Slot {
+                        hash,
+                        record: Arc::clone(&record),
+                        token: Some(token),
+                    };
+                    Verdict::Started(token.to_string(), Arc::clone(&record))
+                }
             }
         };
+        drop(record);
         // Records are copied out only now, with the shard unlocked.
         Ok(match verdict {
             Verdict::Started(token, record) => BeginOutcome::Started {
@@ -198,16 +249,12 @@ impl IdempotencyStore for MemoryStorage {
     ) -> StorageResult<IdempotencyRecord> {
         check_address(tenant_id, key)?;
         let now = self.now();
+        let address = self.address(tenant_id, key);
         let stored = {
-            let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
-            let slot = claimed(
-                Self::live_slot(&mut shard, tenant_id, key, now),
-                tenant_id,
-                key,
-                token,
-            )?;
+            let mut shard = self.shard_of(&address);
+            let slot = claimed(live_slot(&mut shard, &address, now), &address, token)?;
             slot.token = None;
-            // Usually the map holds the only reference, so this mutates in place.
+            // Usually the table holds the only reference, so this mutates in place.
             let record = Arc::make_mut(&mut slot.record);
             record.status = outcome.status();
             match outcome {
@@ -230,19 +277,10 @@ impl IdempotencyStore for MemoryStorage {
     async fn release(&self, tenant_id: &str, key: &str, token: &str) -> StorageResult<()> {
         check_address(tenant_id, key)?;
         let now = self.now();
-        let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
-        claimed(
-            Self::live_slot(&mut shard, tenant_id, key, now),
-            tenant_id,
-            key,
-            token,
-        )?;
-        if let Some(keys) = shard.get_mut(tenant_id) {
-            keys.remove(key);
-            if keys.is_empty() {
-                shard.remove(tenant_id);
-            }
-        }
+        let address = self.address(tenant_id, key);
+        let mut shard = self.shard_of(&address);
+        claimed(live_slot(&mut shard, &address, now), &address, token)?;
+        remove_slot(&mut shard, &address);
         Ok(())
     }
 
@@ -257,13 +295,9 @@ impl IdempotencyStore for MemoryStorage {
         validate::duration("lease", lease)?;
         let now = self.now();
         let until = after(now, "lease", lease)?;
-        let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
-        let slot = claimed(
-            Self::live_slot(&mut shard, tenant_id, key, now),
-            tenant_id,
-            key,
-            token,
-        )?;
+        let address = self.address(tenant_id, key);
+        let mut shard = self.shard_of(&address);
+        let slot = claimed(live_slot(&mut shard, &address, now), &address, token)?;
         Arc::make_mut(&mut slot.record).lease_expires_at = Some(until);
         Ok(until)
     }
@@ -275,9 +309,10 @@ impl IdempotencyStore for MemoryStorage {
     ) -> StorageResult<Option<IdempotencyRecord>> {
         check_address(tenant_id, key)?;
         let now = self.now();
+        let address = self.address(tenant_id, key);
         let record = {
-            let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
-            Self::live_slot(&mut shard, tenant_id, key, now).map(|slot| Arc::clone(&slot.record))
+            let mut shard = self.shard_of(&address);
+            live_slot(&mut shard, &address, now).map(|slot| Arc::clone(&slot.record))
         };
         Ok(record.map(|record| (*record).clone()))
     }
@@ -285,14 +320,8 @@ impl IdempotencyStore for MemoryStorage {
     async fn delete_idempotency(&self, tenant_id: &str, key: &str) -> StorageResult<bool> {
         check_address(tenant_id, key)?;
         let now = self.now();
-        let mut shard = self.inner.idempotency.shard(&(tenant_id, key)).lock();
-        let Some(keys) = shard.get_mut(tenant_id) else {
-            return Ok(false);
-        };
-        let removed = keys.remove(key);
-        if keys.is_empty() {
-            shard.remove(tenant_id);
-        }
+        let address = self.address(tenant_id, key);
+        let removed = remove_slot(&mut self.shard_of(&address), &address);
         Ok(removed.is_some_and(|slot| !slot.record.is_expired_at(now)))
     }
 
@@ -303,16 +332,12 @@ impl IdempotencyStore for MemoryStorage {
             if removed >= limit {
                 break;
             }
-            let mut shard = shard.lock();
-            for keys in shard.values_mut() {
-                keys.retain(|_, slot| {
-                    let dead = removed < limit
-                        && (slot.record.is_expired_at(now) || slot.is_abandoned_at(now));
-                    removed += usize::from(dead);
-                    !dead
-                });
-            }
-            shard.retain(|_, keys| !keys.is_empty());
+            shard.lock().retain(|slot| {
+                let dead = removed < limit
+                    && (slot.record.is_expired_at(now) || slot.is_abandoned_at(now));
+                removed += usize::from(dead);
+                !dead
+            });
         }
         Ok(removed as u64)
     }
@@ -324,6 +349,6 @@ pub(crate) fn count(storage: &MemoryStorage) -> u64 {
         .inner
         .idempotency
         .iter()
-        .map(|shard| shard.lock().values().map(Map::len).sum::<usize>() as u64)
+        .map(|shard| shard.lock().len() as u64)
         .sum()
 }

@@ -35,8 +35,19 @@ impl<T: Default> Sharded<T> {
 impl<T> Sharded<T> {
     /// The shard that owns `key`.
     pub(crate) fn shard<K: Hash + ?Sized>(&self, key: &K) -> &Mutex<T> {
-        let hash = self.hasher.hash_one(key);
-        &self.shards[(hash % SHARDS as u64) as usize]
+        self.shard_of(self.hash(key))
+    }
+
+    /// The hash of `key`, for shards that keep it (a `HashTable` shard hashes only once).
+    pub(crate) fn hash<K: Hash + ?Sized>(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard that owns the key with `hash`. Middle bits choose it: hashbrown takes the
+    /// low bits for the bucket and the top seven as a tag, so within one shard those stay
+    /// as varied as the hash itself.
+    pub(crate) fn shard_of(&self, hash: u64) -> &Mutex<T> {
+        &self.shards[((hash >> 32) % SHARDS as u64) as usize]
     }
 
     /// Every shard, for scans.
