@@ -25,12 +25,19 @@ const ROUNDS: usize = 5;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let Ok(url) = std::env::var("BGOPS_TEST_REDIS_URL") else {
-        println!("bgops-redis bench skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`)");
+        println!(
+            "bgops-redis bench skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`)"
+        );
         return;
     };
     let prefix = format!("bgops-bench-{}", uuid::Uuid::new_v4().simple());
     let storage = Arc::new(
-        RedisStorage::builder(&url).prefix(&prefix).pool_size(POOL).build().await.expect("connect"),
+        RedisStorage::builder(&url)
+            .prefix(&prefix)
+            .pool_size(POOL)
+            .build()
+            .await
+            .expect("connect"),
     );
     let raw = Builder::from_config(Config::from_url(&url).expect("url"))
         .build_pool(POOL)
@@ -40,7 +47,10 @@ async fn main() {
     round_trips(&url, &storage, &raw).await;
     println!();
     println!("begin+complete lifecycles per second (median of {ROUNDS} rounds, pool of {POOL})");
-    println!("{:>12} {:>12} {:>12} {:>8}", "concurrency", "bgops", "raw fred", "ratio");
+    println!(
+        "{:>12} {:>12} {:>12} {:>8}",
+        "concurrency", "bgops", "raw fred", "ratio"
+    );
     for (concurrency, per_task) in [(1_usize, 1_500_usize), (50, 80)] {
         let mut ours = Vec::new();
         let mut base = Vec::new();
@@ -55,7 +65,10 @@ async fn main() {
             }
         }
         let (ours, base) = (median(ours), median(base));
-        println!("{concurrency:>12} {ours:>12.0} {base:>12.0} {:>7.2}x", ours / base);
+        println!(
+            "{concurrency:>12} {ours:>12.0} {base:>12.0} {:>7.2}x",
+            ours / base
+        );
     }
     let _ = raw.quit().await;
     storage.close().await;
@@ -68,8 +81,14 @@ async fn round_trips(url: &str, storage: &RedisStorage, raw: &Pool) {
     // Warm the script cache first, so a NOSCRIPT reload is not counted.
     let (tenant, warm) = ("bench", format!("warm-{}", uuid::Uuid::new_v4().simple()));
     begin_complete(storage, tenant, &warm).await;
-    let lock = storage.acquire_lock("bench-warm", Duration::from_secs(5)).await.expect("lock");
-    storage.release_lock(&lock.expect("free")).await.expect("release");
+    let lock = storage
+        .acquire_lock("bench-warm", Duration::from_secs(5))
+        .await
+        .expect("lock");
+    storage
+        .release_lock(&lock.expect("free"))
+        .await
+        .expect("release");
 
     let mut monitor = loopback_port(url).and_then(|p| monitor::Monitor::start(p).ok());
     if let Some(m) = monitor.as_mut() {
@@ -77,15 +96,20 @@ async fn round_trips(url: &str, storage: &RedisStorage, raw: &Pool) {
     }
     let key = format!("rt-{}", uuid::Uuid::new_v4().simple());
     println!("round trips per operation (target 1 each)");
-    println!("{:>10} {:>18} {:>22}", "operation", "top-level cmds", "commandstats evalsha");
+    println!(
+        "{:>10} {:>18} {:>22}",
+        "operation", "top-level cmds", "commandstats evalsha"
+    );
     let mut token = String::new();
     let mut lease = None;
     for op in ["begin", "complete", "acquire", "release"] {
         let before = evalsha_calls(raw).await;
         match op {
             "begin" => {
-                let BeginOutcome::Started { token: t, .. } =
-                    storage.begin(BeginRequest::new(tenant, &key, "op")).await.expect("begin")
+                let BeginOutcome::Started { token: t, .. } = storage
+                    .begin(BeginRequest::new(tenant, &key, "op"))
+                    .await
+                    .expect("begin")
                 else {
                     panic!("expected Started")
                 };
@@ -93,13 +117,22 @@ async fn round_trips(url: &str, storage: &RedisStorage, raw: &Pool) {
             }
             "complete" => {
                 let outcome = OperationOutcome::Succeeded(json!({"ok": true}));
-                storage.complete(tenant, &key, &token, outcome).await.expect("complete");
+                storage
+                    .complete(tenant, &key, &token, outcome)
+                    .await
+                    .expect("complete");
             }
             "acquire" => {
-                lease = storage.acquire_lock(&key, Duration::from_secs(5)).await.expect("lock");
+                lease = storage
+                    .acquire_lock(&key, Duration::from_secs(5))
+                    .await
+                    .expect("lock");
             }
             _ => {
-                storage.release_lock(lease.as_ref().expect("held")).await.expect("release");
+                storage
+                    .release_lock(lease.as_ref().expect("held"))
+                    .await
+                    .expect("release");
             }
         }
         let evalsha = evalsha_calls(raw).await - before;
@@ -107,8 +140,12 @@ async fn round_trips(url: &str, storage: &RedisStorage, raw: &Pool) {
             || "n/a (not loopback)".to_owned(),
             |m| {
                 // The INFO calls around the operation are the bench's own.
-                let cmds: Vec<String> =
-                    m.take().expect("monitor").into_iter().filter(|c| c != "info").collect();
+                let cmds: Vec<String> = m
+                    .take()
+                    .expect("monitor")
+                    .into_iter()
+                    .filter(|c| c != "info")
+                    .collect();
                 format!("{} {:?}", cmds.len(), cmds)
             },
         );
@@ -124,7 +161,11 @@ fn loopback_port(url: &str) -> Option<u16> {
 }
 
 async fn evalsha_calls(raw: &Pool) -> u64 {
-    let info: String = raw.next().info(Some(fred::types::InfoKind::CommandStats)).await.expect("info");
+    let info: String = raw
+        .next()
+        .info(Some(fred::types::InfoKind::CommandStats))
+        .await
+        .expect("info");
     let stats: BTreeMap<&str, u64> = info
         .lines()
         .filter_map(|l| {
@@ -141,7 +182,10 @@ async fn begin_complete(storage: &RedisStorage, tenant: &str, key: &str) {
         panic!("expected Started")
     };
     let outcome = OperationOutcome::Succeeded(json!({"ok": true}));
-    storage.complete(tenant, key, &token, outcome).await.expect("complete");
+    storage
+        .complete(tenant, key, &token, outcome)
+        .await
+        .expect("complete");
 }
 
 /// Lifecycles per second of `concurrency` tasks doing `per_task` begin+complete each.
@@ -177,12 +221,24 @@ async fn baseline(raw: &Pool, prefix: &str, concurrency: usize, per_task: usize)
                 for i in 0..per_task {
                     let key = format!("{key_base}-{i}");
                     let claimed: Option<String> = raw
-                        .set(&key, "in_progress", Some(Expiration::PX(30_000)), Some(SetOptions::NX), false)
+                        .set(
+                            &key,
+                            "in_progress",
+                            Some(Expiration::PX(30_000)),
+                            Some(SetOptions::NX),
+                            false,
+                        )
                         .await
                         .expect("set nx");
                     assert!(claimed.is_some(), "fresh key");
                     let _: () = raw
-                        .set(&key, r#"{"ok":true}"#, Some(Expiration::PX(60_000)), None, false)
+                        .set(
+                            &key,
+                            r#"{"ok":true}"#,
+                            Some(Expiration::PX(60_000)),
+                            None,
+                            false,
+                        )
                         .await
                         .expect("set");
                 }

@@ -28,14 +28,20 @@ impl Fields {
             }
             Value::Map(m) => {
                 for (f, v) in m.inner() {
-                    let f = f.as_str().map(std::string::ToString::to_string).unwrap_or_default();
+                    let f = f
+                        .as_str()
+                        .map(std::string::ToString::to_string)
+                        .unwrap_or_default();
                     map.insert(f, text(&v, key)?);
                 }
             }
             Value::Null => {}
             other => return Err(corrupt(key, format!("expected a hash, got {other:?}"))),
         }
-        Ok(Self { key: key.to_owned(), map })
+        Ok(Self {
+            key: key.to_owned(),
+            map,
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -47,13 +53,18 @@ impl Fields {
     }
 
     pub(crate) fn req(&self, field: &str) -> Result<&str, StorageError> {
-        self.opt(field).ok_or_else(|| corrupt(&self.key, format!("field `{field}` is missing")))
+        self.opt(field)
+            .ok_or_else(|| corrupt(&self.key, format!("field `{field}` is missing")))
     }
 
     pub(crate) fn int(&self, field: &str) -> Result<i64, StorageError> {
         let raw = self.req(field)?;
-        raw.parse()
-            .map_err(|_| corrupt(&self.key, format!("field `{field}` is not a number: {raw:?}")))
+        raw.parse().map_err(|_| {
+            corrupt(
+                &self.key,
+                format!("field `{field}` is not a number: {raw:?}"),
+            )
+        })
     }
 
     pub(crate) fn opt_int(&self, field: &str) -> Result<Option<i64>, StorageError> {
@@ -101,7 +112,10 @@ pub(crate) fn text(value: &Value, key: &str) -> Result<String, StorageError> {
 }
 
 pub(crate) fn corrupt(key: &str, reason: String) -> StorageError {
-    StorageError::Corrupt { key: key.to_owned(), reason }
+    StorageError::Corrupt {
+        key: key.to_owned(),
+        reason,
+    }
 }
 
 /// Splits a script's array reply into its items.

@@ -32,10 +32,16 @@ pub(crate) fn from_fred(error: FredError, key: &str) -> StorageError {
     let details = error.details();
     if let Some(rest) = details.strip_prefix("BGOPS_CORRUPT ") {
         let (key, reason) = rest.split_once('\n').unwrap_or((key, rest));
-        return StorageError::Corrupt { key: key.to_owned(), reason: reason.to_owned() };
+        return StorageError::Corrupt {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
     }
     if details.starts_with("WRONGTYPE") {
-        return StorageError::Corrupt { key: key.to_owned(), reason: details.to_owned() };
+        return StorageError::Corrupt {
+            key: key.to_owned(),
+            reason: details.to_owned(),
+        };
     }
     let transient_reply = ["LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY"]
         .iter()
@@ -50,9 +56,15 @@ pub(crate) fn from_fred(error: FredError, key: &str) -> StorageError {
     ) || matches!(error.kind(), ErrorKind::Cluster);
     let source = Box::new(RedisError::Driver(error));
     if transient_reply || transient_kind {
-        StorageError::Unavailable { backend: BACKEND, source }
+        StorageError::Unavailable {
+            backend: BACKEND,
+            source,
+        }
     } else {
-        StorageError::Backend { backend: BACKEND, source }
+        StorageError::Backend {
+            backend: BACKEND,
+            source,
+        }
     }
 }
 

@@ -27,7 +27,10 @@ fn record(fields: &Fields) -> StorageResult<IdempotencyRecord> {
         "completed" => OperationStatus::Completed,
         "failed" => OperationStatus::Failed,
         other => {
-            return Err(crate::codec::corrupt(&fields.key, format!("unknown status {other:?}")));
+            return Err(crate::codec::corrupt(
+                &fields.key,
+                format!("unknown status {other:?}"),
+            ));
         }
     };
     Ok(IdempotencyRecord {
@@ -59,16 +62,24 @@ fn check(tenant: &str, key: &str) -> StorageResult<()> {
 }
 
 fn not_found(tenant: &str, key: &str) -> StorageError {
-    StorageError::NotFound { kind: KIND, id: format!("{tenant}/{key}") }
+    StorageError::NotFound {
+        kind: KIND,
+        id: format!("{tenant}/{key}"),
+    }
 }
 
 fn lease_lost(tenant: &str, key: &str) -> StorageError {
-    StorageError::LeaseLost { kind: KIND, id: format!("{tenant}/{key}") }
+    StorageError::LeaseLost {
+        kind: KIND,
+        id: format!("{tenant}/{key}"),
+    }
 }
 
 /// The first item of a script reply, as text.
 fn code(items: &[Value], rec: &str) -> StorageResult<String> {
-    items.first().map_or_else(|| Ok(String::new()), |v| text(v, rec))
+    items
+        .first()
+        .map_or_else(|| Ok(String::new()), |v| text(v, rec))
 }
 
 #[async_trait]
@@ -128,11 +139,17 @@ impl IdempotencyStore for RedisStorage {
                 lease_expires_at,
                 completed_at: None,
             };
-            return Ok(BeginOutcome::Started { token: text(&token, &rec)?, record });
+            return Ok(BeginOutcome::Started {
+                token: text(&token, &rec)?,
+                record,
+            });
         }
         let record = record(&Fields::from_value(&rec, third)?)?;
         Ok(match outcome.as_str() {
-            "started" => BeginOutcome::Started { token: text(&token, &rec)?, record },
+            "started" => BeginOutcome::Started {
+                token: text(&token, &rec)?,
+                record,
+            },
             "in_progress" => BeginOutcome::InProgress(record),
             "completed" => BeginOutcome::Completed(record),
             "mismatch" => BeginOutcome::Mismatch(record),
@@ -152,9 +169,10 @@ impl IdempotencyStore for RedisStorage {
         let status = outcome.status();
         let (result, err) = match &outcome {
             OperationOutcome::Succeeded(value) => (Some(to_json(value)?), None),
-            OperationOutcome::Failed { error, result } => {
-                (result.as_ref().map(to_json).transpose()?, Some(error.as_str()))
-            }
+            OperationOutcome::Failed { error, result } => (
+                result.as_ref().map(to_json).transpose()?,
+                Some(error.as_str()),
+            ),
         };
         let reply = self
             .run(
@@ -183,7 +201,13 @@ impl IdempotencyStore for RedisStorage {
     async fn release(&self, tenant_id: &str, key: &str, token: &str) -> StorageResult<()> {
         check(tenant_id, key)?;
         let (rec, idx) = self.keys.idempotency(tenant_id, key);
-        let reply = self.run(&IDEM_RELEASE, vec![rec.clone(), idx], vec![token.to_owned()]).await?;
+        let reply = self
+            .run(
+                &IDEM_RELEASE,
+                vec![rec.clone(), idx],
+                vec![token.to_owned()],
+            )
+            .await?;
         match text(&reply, &rec)?.as_str() {
             "ok" => Ok(()),
             "not_found" => Err(not_found(tenant_id, key)),
@@ -212,9 +236,14 @@ impl IdempotencyStore for RedisStorage {
         let parts = items(reply);
         match code(&parts, &rec)?.as_str() {
             "ok" => {
-                let at = parts.get(1).map(|v| text(v, &rec)).transpose()?.unwrap_or_default();
-                let at: i64 =
-                    at.parse().map_err(|_| error::unexpected(IDEM_RENEW.name, at.clone()))?;
+                let at = parts
+                    .get(1)
+                    .map(|v| text(v, &rec))
+                    .transpose()?
+                    .unwrap_or_default();
+                let at: i64 = at
+                    .parse()
+                    .map_err(|_| error::unexpected(IDEM_RENEW.name, at.clone()))?;
                 Ok(from_millis(at))
             }
             "not_found" => Err(not_found(tenant_id, key)),
@@ -230,7 +259,11 @@ impl IdempotencyStore for RedisStorage {
     ) -> StorageResult<Option<IdempotencyRecord>> {
         check(tenant_id, key)?;
         let (rec, _) = self.keys.idempotency(tenant_id, key);
-        let hash: Value = self.pool.hgetall(rec.as_str()).await.map_err(|e| from_fred(e, &rec))?;
+        let hash: Value = self
+            .pool
+            .hgetall(rec.as_str())
+            .await
+            .map_err(|e| from_fred(e, &rec))?;
         let fields = Fields::from_value(&rec, hash)?;
         if fields.is_empty() {
             return Ok(None);
@@ -253,9 +286,15 @@ impl IdempotencyStore for RedisStorage {
                 break;
             }
             let reply = self
-                .run(&IDEM_PURGE, vec![self.keys.idempotency_index(b)], vec![left.to_string()])
+                .run(
+                    &IDEM_PURGE,
+                    vec![self.keys.idempotency_index(b)],
+                    vec![left.to_string()],
+                )
                 .await?;
-            removed += reply.as_u64().ok_or_else(|| error::unexpected(IDEM_PURGE.name, reply))?;
+            removed += reply
+                .as_u64()
+                .ok_or_else(|| error::unexpected(IDEM_PURGE.name, reply))?;
         }
         Ok(removed)
     }

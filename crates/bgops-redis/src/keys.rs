@@ -13,7 +13,9 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
 
     pub(crate) fn prefix(&self) -> &str {
@@ -24,7 +26,11 @@ impl Keys {
     pub(crate) fn idempotency(&self, tenant: &str, key: &str) -> (String, String) {
         let b = bucket(&[tenant, key]);
         (
-            format!("{}:{{idem:{b}}}:rec:{}:{tenant}:{key}", self.prefix, tenant.len()),
+            format!(
+                "{}:{{idem:{b}}}:rec:{}:{tenant}:{key}",
+                self.prefix,
+                tenant.len()
+            ),
             self.idempotency_index(b),
         )
     }
@@ -97,7 +103,10 @@ mod tests {
     #[test]
     fn tenant_and_key_cannot_collide() {
         let keys = Keys::new("p");
-        assert_ne!(keys.idempotency("a:b", "c").0, keys.idempotency("a", "b:c").0);
+        assert_ne!(
+            keys.idempotency("a:b", "c").0,
+            keys.idempotency("a", "b:c").0
+        );
     }
 
     #[test]

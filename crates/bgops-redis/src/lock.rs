@@ -34,7 +34,12 @@ impl LockStore for RedisStorage {
             )
             .await?;
         let parts = items(reply);
-        match parts.first().map(|v| text(v, &lock)).transpose()?.as_deref() {
+        match parts
+            .first()
+            .map(|v| text(v, &lock))
+            .transpose()?
+            .as_deref()
+        {
             Some("ok") => Ok(Some(LockLease {
                 name: name.to_owned(),
                 token,
@@ -61,7 +66,12 @@ impl LockStore for RedisStorage {
             )
             .await?;
         let parts = items(reply);
-        match parts.first().map(|v| text(v, &lock)).transpose()?.as_deref() {
+        match parts
+            .first()
+            .map(|v| text(v, &lock))
+            .transpose()?
+            .as_deref()
+        {
             Some("ok") => Ok(Some(LockLease {
                 expires_at: from_millis(millis(parts.get(1), LOCK_RENEW.name)?),
                 ..lease.clone()
@@ -74,7 +84,11 @@ impl LockStore for RedisStorage {
     async fn release_lock(&self, lease: &LockLease) -> StorageResult<bool> {
         let [lock, _, held] = self.keys.lock(&lease.name);
         let reply = self
-            .run(&LOCK_RELEASE, vec![lock, held], vec![lease.token.clone(), lease.name.clone()])
+            .run(
+                &LOCK_RELEASE,
+                vec![lock, held],
+                vec![lease.token.clone(), lease.name.clone()],
+            )
             .await?;
         Ok(reply.as_u64().unwrap_or(0) == 1)
     }

@@ -46,9 +46,11 @@ fn saga(fields: &Fields) -> StorageResult<SagaWorkflow> {
 
 fn lease_args(lease: Option<&SagaLease>) -> [String; 3] {
     match lease {
-        Some(l) => {
-            [opt_arg(Some(&l.owner)), l.fence.to_string(), to_millis(l.expires_at).to_string()]
-        }
+        Some(l) => [
+            opt_arg(Some(&l.owner)),
+            l.fence.to_string(),
+            to_millis(l.expires_at).to_string(),
+        ],
         None => [String::new(), "0".to_owned(), "0".to_owned()],
     }
 }
@@ -56,21 +58,26 @@ fn lease_args(lease: Option<&SagaLease>) -> [String; 3] {
 impl RedisStorage {
     fn saga_keys(&self, saga_id: &str) -> (String, String, String) {
         let base = self.keys.saga_base();
-        (format!("{base}s:{saga_id}"), format!("{base}h:{saga_id}"), base)
+        (
+            format!("{base}s:{saga_id}"),
+            format!("{base}h:{saga_id}"),
+            base,
+        )
     }
 
     pub(crate) async fn saga_counts(&self) -> StorageResult<BTreeMap<String, u64>> {
         let base = self.keys.saga_base();
         let mut counts = BTreeMap::new();
         for status in STATUSES {
-            let n = self.zcard(format!("{base}idx:st:{}", status.as_str())).await?;
+            let n = self
+                .zcard(format!("{base}idx:st:{}", status.as_str()))
+                .await?;
             if n > 0 {
                 counts.insert(status.as_str().to_owned(), n);
             }
         }
         Ok(counts)
     }
-
 }
 
 fn parse_saga_reply(rec: &str, value: Option<Value>) -> StorageResult<SagaWorkflow> {
@@ -115,7 +122,11 @@ impl SagaStore for RedisStorage {
 
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
         let (rec, _, _) = self.saga_keys(saga_id);
-        let hash: Value = self.pool.hgetall(rec.as_str()).await.map_err(|e| from_fred(e, &rec))?;
+        let hash: Value = self
+            .pool
+            .hgetall(rec.as_str())
+            .await
+            .map_err(|e| from_fred(e, &rec))?;
         let fields = Fields::from_value(&rec, hash)?;
         if fields.is_empty() {
             return Ok(None);
@@ -133,13 +144,20 @@ impl SagaStore for RedisStorage {
         bgops_core::validate::name("owner", owner)?;
         let (rec, _, base) = self.saga_keys(saga_id);
         let reply = self
-            .run(&SAGA_ACQUIRE, vec![rec.clone()], vec![base, owner.to_owned(), ms(lease)])
+            .run(
+                &SAGA_ACQUIRE,
+                vec![rec.clone()],
+                vec![base, owner.to_owned(), ms(lease)],
+            )
             .await?;
         let mut parts = items(reply).into_iter();
         match parts.next().map(|v| text(&v, &rec)).transpose()?.as_deref() {
             Some("ok") => parse_saga_reply(&rec, parts.next()).map(Some),
             Some("held") => Ok(None),
-            Some("not_found") => Err(StorageError::NotFound { kind: KIND, id: saga_id.to_owned() }),
+            Some("not_found") => Err(StorageError::NotFound {
+                kind: KIND,
+                id: saga_id.to_owned(),
+            }),
             other => Err(error::unexpected(SAGA_ACQUIRE.name, other)),
         }
     }
@@ -178,7 +196,12 @@ impl SagaStore for RedisStorage {
                     .and_then(|v| text(&v, &rec).ok())
                     .and_then(|t| t.parse().ok())
                     .unwrap_or_default();
-                Err(StorageError::VersionConflict { kind: KIND, id, expected: new.version, found })
+                Err(StorageError::VersionConflict {
+                    kind: KIND,
+                    id,
+                    expected: new.version,
+                    found,
+                })
             }
             other => Err(error::unexpected(SAGA_SAVE.name, other)),
         }
@@ -190,18 +213,26 @@ impl SagaStore for RedisStorage {
         entry: &SagaHistoryEntry,
     ) -> StorageResult<()> {
         let (rec, hist, _) = self.saga_keys(saga_id);
-        let reply = self.run(&SAGA_APPEND, vec![rec.clone(), hist], vec![to_json(entry)?]).await?;
+        let reply = self
+            .run(&SAGA_APPEND, vec![rec.clone(), hist], vec![to_json(entry)?])
+            .await?;
         match text(&reply, &rec)?.as_str() {
             "ok" => Ok(()),
-            "not_found" => Err(StorageError::NotFound { kind: KIND, id: saga_id.to_owned() }),
+            "not_found" => Err(StorageError::NotFound {
+                kind: KIND,
+                id: saga_id.to_owned(),
+            }),
             other => Err(error::unexpected(SAGA_APPEND.name, other)),
         }
     }
 
     async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
         let (_, hist, _) = self.saga_keys(saga_id);
-        let entries: Vec<String> =
-            self.pool.lrange(hist.as_str(), 0, -1).await.map_err(|e| from_fred(e, &hist))?;
+        let entries: Vec<String> = self
+            .pool
+            .lrange(hist.as_str(), 0, -1)
+            .await
+            .map_err(|e| from_fred(e, &hist))?;
         entries
             .iter()
             .map(|e| {
@@ -236,7 +267,13 @@ impl SagaStore for RedisStorage {
     async fn list_recoverable_sagas(&self, limit: usize) -> StorageResult<Vec<String>> {
         let active = format!("{}active", self.keys.saga_base());
         let limit = if limit == 0 { 100 } else { limit };
-        let reply = self.run(&SAGA_RECOVERABLE, vec![active.clone()], vec![limit.to_string()]).await?;
+        let reply = self
+            .run(
+                &SAGA_RECOVERABLE,
+                vec![active.clone()],
+                vec![limit.to_string()],
+            )
+            .await?;
         items(reply).iter().map(|v| text(v, &active)).collect()
     }
 

@@ -6,8 +6,8 @@ use std::sync::LazyLock;
 
 use fred::clients::Pool;
 use fred::interfaces::LuaInterface;
-use fred::types::{MultipleKeys, MultipleValues, Value};
 use fred::types::scripts::Script;
+use fred::types::{MultipleKeys, MultipleValues, Value};
 
 /// One script and its SHA-1.
 pub(crate) struct LuaScript {
@@ -17,7 +17,10 @@ pub(crate) struct LuaScript {
 
 impl LuaScript {
     fn new(name: &'static str, source: &'static str) -> Self {
-        Self { name, script: Script::from_lua(source) }
+        Self {
+            name,
+            script: Script::from_lua(source),
+        }
     }
 
     /// Runs the script in one round trip (two more only after a NOSCRIPT).
@@ -32,7 +35,10 @@ impl LuaScript {
         // Converted once: a retry after NOSCRIPT clones reference-counted buffers only.
         let keys = MultipleKeys::from(keys);
         let args: MultipleValues = Value::Array(args.into_iter().map(Value::from).collect());
-        match client.evalsha::<Value, _, _, _>(sha.clone(), keys.clone(), args.clone()).await {
+        match client
+            .evalsha::<Value, _, _, _>(sha.clone(), keys.clone(), args.clone())
+            .await
+        {
             Err(error) if error.details().starts_with("NOSCRIPT") => {
                 if let Some(lua) = self.script.lua() {
                     client.script_load_cluster::<Value, _>(lua.clone()).await?;

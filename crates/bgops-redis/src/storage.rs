@@ -49,7 +49,12 @@ impl RedisStorage {
     }
 
     pub(crate) fn from_parts(pool: Pool, keys: Keys, grace: Duration, clustered: bool) -> Self {
-        Self { pool, keys, grace, clustered }
+        Self {
+            pool,
+            keys,
+            grace,
+            clustered,
+        }
     }
 
     /// The key prefix.
@@ -78,11 +83,16 @@ impl RedisStorage {
 
     async fn count_live(&self, index: String) -> StorageResult<u64> {
         let reply = self.run(&COUNT_LIVE, vec![index], vec![]).await?;
-        reply.as_u64().ok_or_else(|| error::unexpected(COUNT_LIVE.name, reply))
+        reply
+            .as_u64()
+            .ok_or_else(|| error::unexpected(COUNT_LIVE.name, reply))
     }
 
     pub(crate) async fn zcard(&self, key: String) -> StorageResult<u64> {
-        self.pool.zcard::<u64, _>(key.as_str()).await.map_err(|e| error::from_fred(e, &key))
+        self.pool
+            .zcard::<u64, _>(key.as_str())
+            .await
+            .map_err(|e| error::from_fred(e, &key))
     }
 }
 
@@ -94,25 +104,42 @@ impl Storage for RedisStorage {
 
     async fn health(&self) -> StorageResult<HealthReport> {
         let started = Instant::now();
-        let pong: String =
-            self.pool.next().ping(None).await.map_err(|e| error::from_fred(e, "PING"))?;
+        let pong: String = self
+            .pool
+            .next()
+            .ping(None)
+            .await
+            .map_err(|e| error::from_fred(e, "PING"))?;
         let latency = started.elapsed();
         let mut details = BTreeMap::new();
         details.insert("reply".to_owned(), pong);
         details.insert(
             "mode".to_owned(),
-            if self.clustered { "cluster" } else { "standalone" }.to_owned(),
+            if self.clustered {
+                "cluster"
+            } else {
+                "standalone"
+            }
+            .to_owned(),
         );
         details.insert("prefix".to_owned(), self.keys.prefix().to_owned());
         details.insert("pool_size".to_owned(), self.pool.size().to_string());
         if let Some(version) = self.pool.next().server_version() {
             details.insert("server_version".to_owned(), version.to_string());
         }
-        Ok(HealthReport { backend: BACKEND, healthy: true, latency, details })
+        Ok(HealthReport {
+            backend: BACKEND,
+            healthy: true,
+            latency,
+            details,
+        })
     }
 
     async fn stats(&self) -> StorageResult<StorageStats> {
-        let mut stats = StorageStats { backend: BACKEND, ..StorageStats::default() };
+        let mut stats = StorageStats {
+            backend: BACKEND,
+            ..StorageStats::default()
+        };
         for b in 0..BUCKETS {
             stats.idempotency_records += self.zcard(self.keys.idempotency_index(b)).await?;
             stats.locks += self.count_live(self.keys.lock_index(b)).await?;

@@ -22,8 +22,12 @@ use crate::scripts::{
 use crate::storage::RedisStorage;
 
 const KIND: &str = "task";
-const STATUSES: [TaskStatus; 4] =
-    [TaskStatus::Pending, TaskStatus::Claimed, TaskStatus::Completed, TaskStatus::Failed];
+const STATUSES: [TaskStatus; 4] = [
+    TaskStatus::Pending,
+    TaskStatus::Claimed,
+    TaskStatus::Completed,
+    TaskStatus::Failed,
+];
 
 /// One attempt as the scripts write it (times in ms).
 #[derive(Deserialize)]
@@ -106,7 +110,9 @@ impl RedisStorage {
         let base = self.keys.task_base();
         let mut counts = BTreeMap::new();
         for status in STATUSES {
-            let n = self.zcard(format!("{base}idx:st:{}", status.as_str())).await?;
+            let n = self
+                .zcard(format!("{base}idx:st:{}", status.as_str()))
+                .await?;
             if n > 0 {
                 counts.insert(status.as_str().to_owned(), n);
             }
@@ -124,7 +130,11 @@ impl RedisStorage {
         let key = keys.first().cloned().unwrap_or_default();
         let reply = self.run(script, keys, args).await?;
         let mut parts = items(reply).into_iter();
-        let code = parts.next().map(|v| text(&v, &key)).transpose()?.unwrap_or_default();
+        let code = parts
+            .next()
+            .map(|v| text(&v, &key))
+            .transpose()?
+            .unwrap_or_default();
         let found = match (parts.next(), parts.next()) {
             (Some(hash), Some(history)) => task(&key, hash, history)?,
             _ => None,
@@ -166,7 +176,9 @@ impl RedisStorage {
 
     async fn get_task_with(&self, key: String, mode: &str) -> StorageResult<Option<Task>> {
         let base = self.keys.task_base();
-        let reply = self.run(&TASK_GET, vec![key.clone()], vec![base, mode.to_owned()]).await?;
+        let reply = self
+            .run(&TASK_GET, vec![key.clone()], vec![base, mode.to_owned()])
+            .await?;
         let mut parts = items(reply).into_iter();
         match (parts.next(), parts.next()) {
             (Some(hash), Some(history)) => task(&key, hash, history),
@@ -210,8 +222,14 @@ impl TaskStore for RedisStorage {
             )
             .await?;
         match (code.as_str(), found) {
-            ("created", Some(task)) => Ok(Submitted { task, duplicate: false }),
-            ("duplicate", Some(task)) => Ok(Submitted { task, duplicate: true }),
+            ("created", Some(task)) => Ok(Submitted {
+                task,
+                duplicate: false,
+            }),
+            ("duplicate", Some(task)) => Ok(Submitted {
+                task,
+                duplicate: true,
+            }),
             ("conflict", _) => Err(StorageError::KeyConflict {
                 kind: KIND,
                 key: new.idempotency_key.unwrap_or_default(),
@@ -252,15 +270,30 @@ impl TaskStore for RedisStorage {
         let (code, found) = self
             .task_script(
                 &TASK_CLAIM_NEXT,
-                vec![format!("{base}ready:{}", enc(queue)), format!("{base}leases:{}", enc(queue))],
+                vec![
+                    format!("{base}ready:{}", enc(queue)),
+                    format!("{base}leases:{}", enc(queue)),
+                ],
                 vec![base, worker_id.to_owned(), ms(lease)],
             )
             .await?;
         Ok(if code == "ok" { found } else { None })
     }
 
-    async fn complete_task(&self, task_id: &str, attempt: u32, result: Json) -> StorageResult<Task> {
-        self.finish(task_id, "complete", attempt, to_json(&result)?, Duration::ZERO).await
+    async fn complete_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        result: Json,
+    ) -> StorageResult<Task> {
+        self.finish(
+            task_id,
+            "complete",
+            attempt,
+            to_json(&result)?,
+            Duration::ZERO,
+        )
+        .await
     }
 
     async fn fail_task(
@@ -270,7 +303,8 @@ impl TaskStore for RedisStorage {
         error: &str,
         retry_after: Duration,
     ) -> StorageResult<Task> {
-        self.finish(task_id, "fail", attempt, error.to_owned(), retry_after).await
+        self.finish(task_id, "fail", attempt, error.to_owned(), retry_after)
+            .await
     }
 
     async fn renew_task_lease(
@@ -280,19 +314,27 @@ impl TaskStore for RedisStorage {
         lease: Duration,
     ) -> StorageResult<Task> {
         bgops_core::validate::duration("lease", lease)?;
-        self.finish(task_id, "renew", attempt, ms(lease), Duration::ZERO).await
+        self.finish(task_id, "renew", attempt, ms(lease), Duration::ZERO)
+            .await
     }
 
     async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<Task> {
-        self.finish(task_id, "release", attempt, String::new(), Duration::ZERO).await
+        self.finish(task_id, "release", attempt, String::new(), Duration::ZERO)
+            .await
     }
 
     async fn retry_task(&self, task_id: &str) -> StorageResult<Task> {
         let (rec, base) = self.task_key(task_id);
         let key = rec.clone();
-        let reply = self.run(&TASK_RETRY, vec![rec], vec![base, task_id.to_owned()]).await?;
+        let reply = self
+            .run(&TASK_RETRY, vec![rec], vec![base, task_id.to_owned()])
+            .await?;
         let mut parts = items(reply).into_iter();
-        let code = parts.next().map(|v| text(&v, &key)).transpose()?.unwrap_or_default();
+        let code = parts
+            .next()
+            .map(|v| text(&v, &key))
+            .transpose()?
+            .unwrap_or_default();
         let id = task_id.to_owned();
         match code.as_str() {
             "ok" => match (parts.next(), parts.next()) {
@@ -304,7 +346,11 @@ impl TaskStore for RedisStorage {
             "invalid" => Err(StorageError::InvalidState {
                 kind: KIND,
                 id,
-                state: parts.next().map(|v| text(&v, &key)).transpose()?.unwrap_or_default(),
+                state: parts
+                    .next()
+                    .map(|v| text(&v, &key))
+                    .transpose()?
+                    .unwrap_or_default(),
                 action: "retry",
             }),
             other => Err(error::unexpected(TASK_RETRY.name, other.to_owned())),
@@ -331,7 +377,11 @@ impl TaskStore for RedisStorage {
         };
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let reply = self
-            .run(&TASK_LIST, vec![index.clone()], vec![base, filter.offset.to_string(), limit.to_string()])
+            .run(
+                &TASK_LIST,
+                vec![index.clone()],
+                vec![base, filter.offset.to_string(), limit.to_string()],
+            )
             .await?;
         let mut parts = items(reply).into_iter();
         let mut tasks = Vec::new();
@@ -345,7 +395,9 @@ impl TaskStore for RedisStorage {
 
     async fn delete_task(&self, task_id: &str) -> StorageResult<bool> {
         let (rec, base) = self.task_key(task_id);
-        let reply = self.run(&TASK_DELETE, vec![rec], vec![base, task_id.to_owned()]).await?;
+        let reply = self
+            .run(&TASK_DELETE, vec![rec], vec![base, task_id.to_owned()])
+            .await?;
         Ok(reply.as_u64().unwrap_or(0) > 0)
     }
 
@@ -355,10 +407,17 @@ impl TaskStore for RedisStorage {
             .run(
                 &TASK_SWEEP,
                 vec![format!("{base}leases")],
-                vec![base, "requeue".to_owned(), limit.to_string(), "0".to_owned()],
+                vec![
+                    base,
+                    "requeue".to_owned(),
+                    limit.to_string(),
+                    "0".to_owned(),
+                ],
             )
             .await?;
-        reply.as_u64().ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
+        reply
+            .as_u64()
+            .ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
     }
 
     async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64> {
@@ -370,6 +429,8 @@ impl TaskStore for RedisStorage {
                 vec![base, "purge".to_owned(), limit.to_string(), ms(older_than)],
             )
             .await?;
-        reply.as_u64().ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
+        reply
+            .as_u64()
+            .ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
     }
 }

@@ -12,35 +12,81 @@ use crate::support::{Server, free_port, raw_command};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_state_change_is_one_round_trip() {
     let server = Server::start(free_port(false));
-    let storage = RedisStorage::builder(server.url()).pool_size(1).build().await.expect("connect");
+    let storage = RedisStorage::builder(server.url())
+        .pool_size(1)
+        .build()
+        .await
+        .expect("connect");
     // Warm the script cache so NOSCRIPT reloads do not count.
-    let warm = storage.begin(BeginRequest::new("t", "warm", "op")).await.expect("begin");
-    let BeginOutcome::Started { token, .. } = warm else { panic!("expected Started") };
-    storage.complete("t", "warm", &token, bgops_core::OperationOutcome::Succeeded(json!(0))).await
+    let warm = storage
+        .begin(BeginRequest::new("t", "warm", "op"))
+        .await
+        .expect("begin");
+    let BeginOutcome::Started { token, .. } = warm else {
+        panic!("expected Started")
+    };
+    storage
+        .complete(
+            "t",
+            "warm",
+            &token,
+            bgops_core::OperationOutcome::Succeeded(json!(0)),
+        )
+        .await
         .expect("complete");
-    let lease = storage.acquire_lock("warm", Duration::from_secs(5)).await.expect("lock");
-    storage.release_lock(&lease.expect("free")).await.expect("release");
+    let lease = storage
+        .acquire_lock("warm", Duration::from_secs(5))
+        .await
+        .expect("lock");
+    storage
+        .release_lock(&lease.expect("free"))
+        .await
+        .expect("release");
 
     let mut monitor = Monitor::start(server.port).expect("monitor");
     monitor.take().expect("drain");
     let one = vec!["evalsha".to_owned()];
 
-    let begun = storage.begin(BeginRequest::new("t", "k", "op")).await.expect("begin");
+    let begun = storage
+        .begin(BeginRequest::new("t", "k", "op"))
+        .await
+        .expect("begin");
     assert_eq!(monitor.take().expect("monitor"), one, "begin");
-    let BeginOutcome::Started { token, .. } = begun else { panic!("expected Started") };
-    storage.complete("t", "k", &token, bgops_core::OperationOutcome::Succeeded(json!(1))).await
+    let BeginOutcome::Started { token, .. } = begun else {
+        panic!("expected Started")
+    };
+    storage
+        .complete(
+            "t",
+            "k",
+            &token,
+            bgops_core::OperationOutcome::Succeeded(json!(1)),
+        )
+        .await
         .expect("complete");
     assert_eq!(monitor.take().expect("monitor"), one, "complete");
-    let lease = storage.acquire_lock("l", Duration::from_secs(5)).await.expect("lock");
+    let lease = storage
+        .acquire_lock("l", Duration::from_secs(5))
+        .await
+        .expect("lock");
     assert_eq!(monitor.take().expect("monitor"), one, "acquire");
-    assert!(storage.release_lock(&lease.expect("free")).await.expect("release"));
+    assert!(
+        storage
+            .release_lock(&lease.expect("free"))
+            .await
+            .expect("release")
+    );
     assert_eq!(monitor.take().expect("monitor"), one, "release");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_carries_a_hash_tag_and_records_expire() {
     let server = Server::start(free_port(false));
-    let storage = RedisStorage::builder(server.url()).prefix("tagged").build().await.expect("c");
+    let storage = RedisStorage::builder(server.url())
+        .prefix("tagged")
+        .build()
+        .await
+        .expect("c");
     let BeginOutcome::Started { token, .. } = storage
         .begin(BeginRequest::new("t", "k", "op").ttl(Duration::from_secs(100)))
         .await
@@ -48,21 +94,41 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
     else {
         panic!("expected Started")
     };
-    storage.acquire_lock("l", Duration::from_secs(5)).await.expect("lock");
+    storage
+        .acquire_lock("l", Duration::from_secs(5))
+        .await
+        .expect("lock");
     let keys = raw_command(server.port, &["KEYS", "*"]).expect("keys");
     let names: Vec<&str> = keys.lines().filter(|l| l.starts_with("tagged:")).collect();
     assert!(names.len() >= 4, "{keys}");
     for name in &names {
-        assert!(name.starts_with("tagged:{") && name.contains("}:"), "untagged key {name}");
+        assert!(
+            name.starts_with("tagged:{") && name.contains("}:"),
+            "untagged key {name}"
+        );
     }
-    let rec = names.iter().find(|n| n.contains(":rec:")).expect("record key");
+    let rec = names
+        .iter()
+        .find(|n| n.contains(":rec:"))
+        .expect("record key");
     // In flight: the record lives for its lease + grace only (30 s + 1 s by default).
-    let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..].trim().parse()
+    let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..]
+        .trim()
+        .parse()
         .expect("number");
     assert!(ttl > 0 && ttl <= 31_000, "in-flight pttl {ttl}");
-    storage.complete("t", "k", &token, bgops_core::OperationOutcome::Succeeded(json!(1))).await
+    storage
+        .complete(
+            "t",
+            "k",
+            &token,
+            bgops_core::OperationOutcome::Succeeded(json!(1)),
+        )
+        .await
         .expect("complete");
-    let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..].trim().parse()
+    let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..]
+        .trim()
+        .parse()
         .expect("number");
     assert!(ttl > 31_000 && ttl <= 100_000, "completed pttl {ttl}");
 }
@@ -70,16 +136,32 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_stats_come_from_ping_and_indexes() {
     let server = Server::start(free_port(false));
-    let storage = RedisStorage::builder(server.url()).prefix("stats").build().await.expect("c");
+    let storage = RedisStorage::builder(server.url())
+        .prefix("stats")
+        .build()
+        .await
+        .expect("c");
     let health = storage.health().await.expect("health");
     assert!(health.healthy);
     assert_eq!(health.backend, "redis");
-    assert_eq!(health.details.get("mode").map(String::as_str), Some("standalone"));
+    assert_eq!(
+        health.details.get("mode").map(String::as_str),
+        Some("standalone")
+    );
     for i in 0..3 {
-        storage.begin(BeginRequest::new("t", format!("k{i}"), "op")).await.expect("begin");
+        storage
+            .begin(BeginRequest::new("t", format!("k{i}"), "op"))
+            .await
+            .expect("begin");
     }
-    storage.acquire_lock("a", Duration::from_secs(30)).await.expect("lock");
-    storage.acquire_lock("b", Duration::from_millis(50)).await.expect("lock");
+    storage
+        .acquire_lock("a", Duration::from_secs(30))
+        .await
+        .expect("lock");
+    storage
+        .acquire_lock("b", Duration::from_millis(50))
+        .await
+        .expect("lock");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stats = storage.stats().await.expect("stats");
     assert_eq!(stats.idempotency_records, 3);

@@ -22,7 +22,11 @@ impl Monitor {
         let mut reader = BufReader::new(stream);
         let mut ok = String::new();
         reader.read_line(&mut ok)?;
-        Ok(Self { port, reader, marks: 0 })
+        Ok(Self {
+            port,
+            reader,
+            marks: 0,
+        })
     }
 
     /// Names of the top-level commands seen since the last call, up to a marker sent now.
@@ -41,7 +45,9 @@ impl Monitor {
             if line.contains(&marker) {
                 return Ok(commands);
             }
-            let Some((origin, rest)) = line.split_once("] ") else { continue };
+            let Some((origin, rest)) = line.split_once("] ") else {
+                continue;
+            };
             if origin.ends_with(" lua") || rest.contains("bgops-monitor-mark-") {
                 continue;
             }

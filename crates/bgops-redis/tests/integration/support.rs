@@ -30,13 +30,15 @@ const HOW: &str = "start one with `cargo xtask redis` (or `redis-server`) and se
 /// The single-node URL: `BGOPS_TEST_REDIS_URL`, or outside CI a throwaway server.
 pub fn redis_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| url_from_env("BGOPS_TEST_REDIS_URL", false)).clone()
+    URL.get_or_init(|| url_from_env("BGOPS_TEST_REDIS_URL", false))
+        .clone()
 }
 
 /// The cluster URL: `BGOPS_TEST_REDIS_CLUSTER_URL`, or outside CI a throwaway cluster.
 pub fn cluster_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| url_from_env("BGOPS_TEST_REDIS_CLUSTER_URL", true)).clone()
+    URL.get_or_init(|| url_from_env("BGOPS_TEST_REDIS_CLUSTER_URL", true))
+        .clone()
 }
 
 fn url_from_env(var: &str, cluster: bool) -> String {
@@ -48,10 +50,18 @@ fn url_from_env(var: &str, cluster: bool) -> String {
     assert!(
         std::env::var_os("CI").is_none(),
         "{var} is not set: the Redis tests need a server in CI; {HOW}{}",
-        if cluster { " (cluster: `cargo xtask redis-cluster`)" } else { "" }
+        if cluster {
+            " (cluster: `cargo xtask redis-cluster`)"
+        } else {
+            ""
+        }
     );
     eprintln!("note: {var} is unset; starting a throwaway redis-server for these tests ({HOW})");
-    if cluster { spawn_cluster() } else { spawn_single() }
+    if cluster {
+        spawn_cluster()
+    } else {
+        spawn_single()
+    }
 }
 
 /// A fresh store with a prefix of its own, so tests never touch each other's keys.
@@ -66,12 +76,20 @@ pub async fn storage_at(url: &str) -> RedisStorage {
 
 pub async fn fixture() -> Fixture {
     let storage = storage_at(&redis_url()).await;
-    Fixture { storage: Arc::new(storage), time: Arc::new(Sleep), short_lease: SHORT_LEASE }
+    Fixture {
+        storage: Arc::new(storage),
+        time: Arc::new(Sleep),
+        short_lease: SHORT_LEASE,
+    }
 }
 
 pub async fn cluster_fixture() -> Fixture {
     let storage = storage_at(&cluster_url()).await;
-    Fixture { storage: Arc::new(storage), time: Arc::new(Sleep), short_lease: SHORT_LEASE }
+    Fixture {
+        storage: Arc::new(storage),
+        time: Arc::new(Sleep),
+        short_lease: SHORT_LEASE,
+    }
 }
 
 /// A loopback port nobody listens on (with its cluster bus port + 10000 free too).
@@ -120,7 +138,11 @@ impl Server {
     pub fn start(port: u16) -> Self {
         let dir = std::env::temp_dir().join(format!("bgops-redis-test-{port}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = Self { port, child: None, dir };
+        let mut server = Self {
+            port,
+            child: None,
+            dir,
+        };
         server.restart();
         server
     }
@@ -131,14 +153,23 @@ impl Server {
 
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "no", "--dir", &self.dir.to_string_lossy()])
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); {HOW}"));
         self.child = Some(child);
         let port = self.port;
-        wait_until("redis-server", || raw_command(port, &["PING"]).is_ok_and(|r| r.contains("PONG")));
+        wait_until("redis-server", || {
+            raw_command(port, &["PING"]).is_ok_and(|r| r.contains("PONG"))
+        });
     }
 
     pub fn stop(&mut self) {
@@ -169,7 +200,10 @@ fn hold(script: &str, ports: &[u16]) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start a throwaway redis-server ({e}); {HOW}"));
-    HELD.get_or_init(Default::default).lock().expect("lock").push(child);
+    HELD.get_or_init(Default::default)
+        .lock()
+        .expect("lock")
+        .push(child);
 }
 
 const HOLD_SCRIPT: &str = r#"
@@ -187,7 +221,9 @@ kill $pids; wait; rm -rf "$dir"
 fn spawn_single() -> String {
     let port = free_port(false);
     hold(&HOLD_SCRIPT.replace("$CLUSTER_ARGS", ""), &[port]);
-    wait_until("redis-server", || raw_command(port, &["PING"]).is_ok_and(|r| r.contains("PONG")));
+    wait_until("redis-server", || {
+        raw_command(port, &["PING"]).is_ok_and(|r| r.contains("PONG"))
+    });
     format!("redis://127.0.0.1:{port}")
 }
 
@@ -196,7 +232,9 @@ fn spawn_cluster() -> String {
     let args = "--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000";
     hold(&HOLD_SCRIPT.replace("$CLUSTER_ARGS", args), &ports);
     for &p in &ports {
-        wait_until("cluster node", || raw_command(p, &["PING"]).is_ok_and(|r| r.contains("PONG")));
+        wait_until("cluster node", || {
+            raw_command(p, &["PING"]).is_ok_and(|r| r.contains("PONG"))
+        });
     }
     let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let out = Command::new("redis-cli")
@@ -205,11 +243,18 @@ fn spawn_cluster() -> String {
         .args(["--cluster-replicas", "0", "--cluster-yes"])
         .output()
         .expect("redis-cli");
-    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     for &p in &ports {
         wait_until("cluster_state:ok", || {
             raw_command(p, &["CLUSTER", "INFO"]).is_ok_and(|r| r.contains("cluster_state:ok"))
         });
     }
-    format!("redis-cluster://{}?node={}&node={}", nodes[0], nodes[1], nodes[2])
+    format!(
+        "redis-cluster://{}?node={}&node={}",
+        nodes[0], nodes[1], nodes[2]
+    )
 }
