@@ -11,6 +11,17 @@
 //! - [`Worker`]: a runtime with concurrency, lease heartbeats, backoff, graceful shutdown,
 //!   a tracing span per task and [`MetricsHooks`](bgops_core::MetricsHooks) calls.
 //!
+//! ## Observability
+//!
+//! Each worker runs in a `bgops.worker` span (`worker_id`, `queue`) and each attempt in a
+//! `bgops.task` span (`task_id`, `queue`, `task_type`, `attempt`, `max_attempts`,
+//! `worker_id`, and `outcome` once known). [`MetricsHooks`](bgops_core::MetricsHooks)
+//! get `task_submitted(queue, duplicate)`, `task_finished(queue, outcome)` with outcome
+//! `completed`, `retrying`, `failed`, `released` or `lease_expired`, `cleanup_ran` and
+//! `storage_error(operation)`.
+//!
+//! ## Example
+//!
 //! ```
 //! use std::sync::Arc;
 //! use bgops_queue::{NewTask, TaskContext, TaskError, TaskQueue, Worker};

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::support::eventually;
 
 const QUEUE: &str = "crash";
-const TASKS: usize = 30;
+const TASKS: usize = 60;
 const LEASE: Duration = Duration::from_secs(2);
 const CHILD_ENV: &str = "BGOPS_QUEUE_CRASH_CHILD";
 

@@ -166,7 +166,7 @@ async fn retries_failures_permanent_errors_and_panics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_long_task_from_being_taken_over() {
-    let lease = Duration::from_millis(200);
+    let lease = Duration::from_millis(500);
     let queue = system_queue(lease);
     let id = submit_n(&queue, 1, 3).await.remove(0);
     let calls = Arc::new(AtomicU32::new(0));
@@ -176,8 +176,8 @@ async fn heartbeats_keep_a_long_task_from_being_taken_over() {
             let calls = calls.clone();
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
-                // Five leases long: only heartbeats keep the claim.
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Three leases long: only heartbeats keep the claim.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
                 Ok::<Value, TaskError>(json!("done"))
             }
         }
