@@ -90,7 +90,7 @@ fn redis_env() -> Result<(Vec<(String, String)>, RedisGuards)> {
         let server = redis::RedisServer::spawn().map_err(|e| {
             format!("cannot start redis-server (apt-get install redis-server): {e}")
         })?;
-        eprintln!("xtask: throwaway redis-server at {}", server.url);
+        eprintln!("xtask: throwaway redis-server at {} (port {})", server.url, server.port);
         vars.push(("BGOPS_TEST_REDIS_URL".to_owned(), server.url.clone()));
         Some(server)
     };
@@ -101,7 +101,7 @@ fn redis_env() -> Result<(Vec<(String, String)>, RedisGuards)> {
         let cluster = redis::RedisCluster::spawn().map_err(|e| {
             format!("cannot start a Redis Cluster (needs redis-server and redis-cli): {e}")
         })?;
-        eprintln!("xtask: throwaway Redis Cluster at {}", cluster.url);
+        eprintln!("xtask: throwaway Redis Cluster at {} (ports {:?})", cluster.url, cluster.ports);
         vars.push(("BGOPS_TEST_REDIS_CLUSTER_URL".to_owned(), cluster.url.clone()));
         Some(cluster)
     };
