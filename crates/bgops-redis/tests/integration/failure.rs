@@ -118,6 +118,32 @@ async fn bad_url_is_a_backend_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_comes_through_the_url() {
+    let server = Server::start_with(free_port(false), &["--requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}", server.port);
+    let storage = RedisStorage::builder(&url)
+        .prefix(prefix())
+        .build()
+        .await
+        .expect("connect");
+    assert!(matches!(
+        storage.begin(request("k")).await,
+        Ok(BeginOutcome::Started { .. })
+    ));
+
+    let wrong = format!("redis://:wrong@127.0.0.1:{}", server.port);
+    let err = RedisStorage::builder(wrong)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect_err("wrong password");
+    assert!(
+        !err.is_transient(),
+        "a wrong password is not worth a retry: {err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushed_script_cache_is_reloaded() {
     let server = Server::start(free_port(false));
     let storage = RedisStorage::builder(server.url())

@@ -132,16 +132,24 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     dir: std::path::PathBuf,
+    extra: Vec<String>,
 }
 
 impl Server {
     pub fn start(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// With extra `redis-server` arguments (e.g. `--requirepass`).
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("bgops-redis-test-{port}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
+        let extra = extra.iter().map(|s| (*s).to_owned()).collect();
         let mut server = Self {
             port,
             child: None,
             dir,
+            extra,
         };
         server.restart();
         server
@@ -162,13 +170,15 @@ impl Server {
                 "",
             ])
             .args(["--appendonly", "no", "--dir", &self.dir.to_string_lossy()])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); {HOW}"));
         self.child = Some(child);
         let port = self.port;
+        // PONG, or NOAUTH from a server with a password: either way it answers.
         wait_until("redis-server", || {
-            raw_command(port, &["PING"]).is_ok_and(|r| r.contains("PONG"))
+            raw_command(port, &["PING"]).is_ok_and(|r| r.contains("PONG") || r.contains("NOAUTH"))
         });
     }
 
