@@ -4,37 +4,41 @@
 //! services. [`MemoryStorage`] implements every store trait of `bgops-storage` and passes
 //! its whole conformance suite.
 //!
-//! Idempotency records and locks live in 64 shards chosen by key hash, each behind its
-//! own mutex, so concurrent callers on different keys rarely wait for one another; sagas
-//! and tasks live in one table each, with indexes (by status, tenant, queue, availability,
-//! lease expiry) so that listing and claiming never scan every record. No lock is ever held
-//! across an `.await`: the methods do not await at all. Time comes from an injectable
-//! [`Clock`](bgops_core::Clock), so tests move a [`ManualClock`](bgops_core::ManualClock)
-//! instead of sleeping.
+//! Idempotency records and locks live in 64 shards chosen by key hash, each a hash table
+//! behind its own mutex, so callers on different keys rarely wait for one another; a
+//! record is stored once behind an `Arc` and copied out only after the lock is released.
+//! Sagas and tasks live in one table each, with indexes (by status, tenant, queue,
+//! availability, lease expiry) so that listing and claiming never scan every record. No
+//! lock is ever held across an `.await`: the methods do not await at all. Time comes from
+//! an injectable [`Clock`](bgops_core::Clock), so tests move a
+//! [`ManualClock`](bgops_core::ManualClock) ([`MemoryStorage::with_clock`]) instead of
+//! sleeping.
 //!
 //! Nothing is persisted: the data lives as long as the last clone of the store.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use bgops_memory::MemoryStorage;
-//! use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, Storage};
 //! use bgops_core::OperationOutcome;
+//! use bgops_memory::MemoryStorage;
+//! use bgops_storage::{BeginOutcome, BeginRequest, Storage};
 //! use serde_json::json;
 //!
-//! # tokio_test_block(async {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), bgops_storage::StorageError> {
 //! let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
 //! let request = BeginRequest::new("tenant-1", "order-42", "create_order");
 //! let BeginOutcome::Started { token, .. } = storage.begin(request.clone()).await? else {
 //!     unreachable!("the key is new");
 //! };
-//! storage.complete("tenant-1", "order-42", &token, OperationOutcome::Succeeded(json!({"id": 42}))).await?;
+//! let outcome = OperationOutcome::Succeeded(json!({"id": 42}));
+//! storage.complete("tenant-1", "order-42", &token, outcome).await?;
+//!
 //! // A retry with the same key replays the stored outcome instead of running again.
-//! let BeginOutcome::Completed(record) = storage.begin(request).await? else { unreachable!() };
+//! let BeginOutcome::Completed(record) = storage.begin(request).await? else {
+//!     unreachable!("the key has an outcome");
+//! };
 //! assert_eq!(record.result, Some(json!({"id": 42})));
-//! # Ok::<(), bgops_storage::StorageError>(())
-//! # });
-//! # fn tokio_test_block<F: std::future::Future<Output = Result<(), bgops_storage::StorageError>>>(f: F) {
-//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f).unwrap();
+//! # Ok(())
 //! # }
 //! ```
 

@@ -452,6 +452,27 @@ impl TaskStore for MemoryStorage {
         })
     }
 
+    async fn fail_task_permanently(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+    ) -> StorageResult<Task> {
+        let now = self.now();
+        let mut tables = self.inner.tasks.lock();
+        let seq = tables.claimed_by(task_id, attempt, now)?;
+        tables.modify(seq, |task| {
+            end_attempt(task, now, "failed", Some(error));
+            task.error = Some(error.to_owned());
+            task.status = TaskStatus::Failed;
+            task.finished_at = Some(now);
+        });
+        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
+            kind: KIND,
+            id: task_id.to_owned(),
+        })
+    }
+
     async fn renew_task_lease(
         &self,
         task_id: &str,
