@@ -1,4 +1,5 @@
--- Ends the claim `attempt`: complete | fail | renew | release, fenced by the attempt.
+-- Ends the claim `attempt`: complete | fail | fail_permanently | renew | release, fenced
+-- by the attempt.
 -- KEYS: task. ARGV: base, id, action, attempt, value (result JSON | error | lease_ms),
 --       retry_after_ms
 -- Returns {'ok', HGETALL, history} | {'not_found'} | {'lease_lost'}
@@ -27,9 +28,9 @@ if action == 'complete' then
     'updated', ms(now))
   task_move(base, id, queue, seq, 'claimed', 'completed')
   redis.call('ZADD', base .. 'done', now, id)
-elseif action == 'fail' then
+elseif action == 'fail' or action == 'fail_permanently' then
   attempt_finish(base, id, now, 'failed', ARGV[5])
-  if attempts >= tonumber(cur[5]) then
+  if action == 'fail_permanently' or attempts >= tonumber(cur[5]) then
     redis.call('HSET', rec, 'status', 'failed', 'error', ARGV[5], 'finished', ms(now),
       'updated', ms(now))
     task_move(base, id, queue, seq, 'claimed', 'failed')

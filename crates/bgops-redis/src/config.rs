@@ -38,7 +38,7 @@ impl RedisStorageBuilder {
     }
 
     /// The first part of every key (default `bgops`), so several applications can share
-    /// one server.
+    /// one server. Non-empty, without `{` or `}` (those would change the hash tag).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -84,6 +84,14 @@ impl RedisStorageBuilder {
     /// `StorageError::Backend` for a URL fred cannot use, `StorageError::Unavailable` when
     /// the server cannot be reached within the connect timeout.
     pub async fn build(self) -> StorageResult<RedisStorage> {
+        // A brace in the prefix would become the hash tag and put every key in one slot
+        // (or split a script's keys over slots).
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
+            return Err(error::config(format!(
+                "prefix {:?} must be non-empty and contain no braces",
+                self.prefix
+            )));
+        }
         let config = Config::from_url(&self.url).map_err(error::config)?;
         let clustered = config.server.is_clustered();
         let command_timeout = self.command_timeout;

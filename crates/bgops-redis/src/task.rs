@@ -307,6 +307,22 @@ impl TaskStore for RedisStorage {
             .await
     }
 
+    async fn fail_task_permanently(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        error: &str,
+    ) -> StorageResult<Task> {
+        self.finish(
+            task_id,
+            "fail_permanently",
+            attempt,
+            error.to_owned(),
+            Duration::ZERO,
+        )
+        .await
+    }
+
     async fn renew_task_lease(
         &self,
         task_id: &str,

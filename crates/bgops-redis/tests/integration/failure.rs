@@ -144,6 +144,17 @@ async fn auth_comes_through_the_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_with_braces_is_refused() {
+    for bad in ["", "app{x}", "app}"] {
+        let err = RedisStorage::builder(redis_url()).prefix(bad).build().await;
+        assert!(
+            matches!(err, Err(StorageError::Backend { .. })),
+            "{bad:?}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushed_script_cache_is_reloaded() {
     let server = Server::start(free_port(false));
     let storage = RedisStorage::builder(server.url())
