@@ -104,6 +104,9 @@ impl SagaEngineBuilder {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct NewSaga {
+    /// The saga's id; a fresh UUIDv7 when `None`. Creating with the id of an existing
+    /// saga returns that saga (create-or-resume).
+    pub saga_id: Option<String>,
     /// Owning tenant.
     pub tenant_id: String,
     /// Kind of workflow.
@@ -126,6 +129,7 @@ impl NewSaga {
         steps: Vec<SagaStep>,
     ) -> Self {
         Self {
+            saga_id: None,
             tenant_id: tenant_id.into(),
             workflow_type: workflow_type.into(),
             steps,
@@ -133,6 +137,12 @@ impl NewSaga {
             timeout: None,
             context: Value::Null,
         }
+    }
+
+    /// Chooses the saga's id (instead of a fresh UUIDv7).
+    pub fn saga_id(mut self, saga_id: impl Into<String>) -> Self {
+        self.saga_id = Some(saga_id.into());
+        self
     }
 
     /// Sets the idempotency key.
@@ -263,6 +273,54 @@ impl SagaEngine {
     /// # Errors
     /// As [`create`](Self::create).
     pub async fn create_saga(&self, new: NewSaga) -> SagaResult<CreateSaga> {
+        let saga = self.prepare(new)?;
+        let id = saga.saga_id.clone();
+        self.inner
+            .store
+            .create_saga(saga)
+            .await
+            .map_err(|e| SagaError::from_store(&id, e))
+    }
+
+    /// Creates a saga and runs it at once, saving two store writes: the saga is stored
+    /// already leased to this engine with its first step's intent, so a new saga of n steps
+    /// costs n + 1 writes in all (`create` then `execute` costs n + 3). When the
+    /// idempotency key names an existing saga, that one is executed (or returned, if it
+    /// has ended) instead.
+    ///
+    /// The history entry of the first step's start is written with the next transition.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create) and [`execute`](Self::execute).
+    pub async fn start(&self, new: NewSaga) -> SagaResult<SagaOutcome> {
+        let saga = self.prepare(new)?;
+        Run::start_new(&self.inner, saga, None).await
+    }
+
+    /// Like [`start`](Self::start), in a task of its own, streaming its events.
+    ///
+    /// # Errors
+    /// Input errors are returned at once; later failures end the stream with
+    /// [`SagaEvent::Aborted`].
+    pub fn start_stream(&self, new: NewSaga) -> SagaResult<(String, SagaEventStream)> {
+        let saga = self.prepare(new)?;
+        let id = saga.saga_id.clone();
+        let (tx, rx) = mpsc::unbounded();
+        let inner = Arc::clone(&self.inner);
+        let saga_id = id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = Run::start_new(&inner, saga, Some(tx.clone())).await {
+                let _ = tx.unbounded_send(SagaEvent::Aborted {
+                    saga_id,
+                    error: e.to_string(),
+                });
+            }
+        });
+        Ok((id, SagaEventStream { rx }))
+    }
+
+    /// Validates `new` and builds the saga to store.
+    fn prepare(&self, new: NewSaga) -> SagaResult<SagaWorkflow> {
         validate::name("tenant_id", &new.tenant_id)?;
         validate::name("workflow_type", &new.workflow_type)?;
         if let Some(key) = &new.idempotency_key {
@@ -300,12 +358,11 @@ impl SagaEngine {
             .timeout
             .map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
         saga.context = new.context;
-        let id = saga.saga_id.clone();
-        self.inner
-            .store
-            .create_saga(saga)
-            .await
-            .map_err(|e| SagaError::from_store(&id, e))
+        if let Some(id) = new.saga_id {
+            validate::name("saga_id", &id)?;
+            saga.saga_id = id;
+        }
+        Ok(saga)
     }
 
     /// Runs the saga under its lease (the seed's `execute_saga_workflow`): from the start,

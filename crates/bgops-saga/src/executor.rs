@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bgops_core::{SagaHistoryEntry, SagaStatus, SagaStepStatus, SagaWorkflow};
-use bgops_storage::StorageError;
+use bgops_core::{SagaHistoryEntry, SagaLease, SagaStatus, SagaStepStatus, SagaWorkflow};
+use bgops_storage::{CreateSaga, StorageError};
 use futures::channel::mpsc::UnboundedSender;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -88,21 +88,7 @@ impl<'a> Run<'a> {
                 reason: "acquire_saga_lease returned a saga without a lease".into(),
             })
         })?;
-        let deadline = saga
-            .timeout_seconds
-            .map(|s| saga.created_at + Duration::from_secs(s));
-        let mut run = Run {
-            inner,
-            handlers: inner.registry.snapshot(),
-            saga_id: Arc::from(saga.saga_id.as_str()),
-            tenant_id: Arc::from(saga.tenant_id.as_str()),
-            saga,
-            fence,
-            history: Vec::with_capacity(4),
-            events,
-            deadline,
-            now: inner.clock.now(),
-        };
+        let mut run = Run::new(inner, saga, fence, events);
         run.emit(|r| SagaEvent::Resumed {
             saga_id: r.saga_id.to_string(),
             status: r.saga.status,
@@ -135,14 +121,87 @@ impl<'a> Run<'a> {
             (_, SagaStatus::Pending) => {
                 run.saga.status = SagaStatus::Running;
                 run.saga.current_step = 0;
-                run.forward().await
+                run.forward(false).await
             }
-            (_, _) => run.forward().await,
+            (_, _) => run.forward(false).await,
         }
     }
 
-    /// Forward execution from `current_step`.
-    async fn forward(&mut self) -> SagaResult<SagaOutcome> {
+    fn new(
+        inner: &'a Inner,
+        saga: SagaWorkflow,
+        fence: u64,
+        events: Option<UnboundedSender<SagaEvent>>,
+    ) -> Self {
+        let deadline = saga
+            .timeout_seconds
+            .map(|s| saga.created_at + Duration::from_secs(s));
+        Run {
+            inner,
+            handlers: inner.registry.snapshot(),
+            saga_id: Arc::from(saga.saga_id.as_str()),
+            tenant_id: Arc::from(saga.tenant_id.as_str()),
+            saga,
+            fence,
+            history: Vec::with_capacity(4),
+            events,
+            deadline,
+            now: inner.clock.now(),
+        }
+    }
+
+    /// Stores a new saga already leased to this engine, with its first step's intent, and
+    /// runs it: the write that creates it is also the lease and the first intent.
+    pub(crate) async fn start_new(
+        inner: &'a Inner,
+        mut saga: SagaWorkflow,
+        events: Option<UnboundedSender<SagaEvent>>,
+    ) -> SagaResult<SagaOutcome> {
+        // A saga that does not exist yet has had no lease: fence 1 is the first, and the
+        // store records it as the highest handed out, so any later taker gets 2 or more.
+        const FIRST_FENCE: u64 = 1;
+        let now = inner.clock.now();
+        saga.status = SagaStatus::Running;
+        saga.lease = Some(SagaLease {
+            owner: inner.owner.clone(),
+            fence: FIRST_FENCE,
+            expires_at: now + inner.config.lease,
+        });
+        let mut run = Run::new(inner, saga, FIRST_FENCE, events);
+        run.emit(|r| SagaEvent::Resumed {
+            saga_id: r.saga_id.to_string(),
+            status: SagaStatus::Pending,
+            fence: FIRST_FENCE,
+        });
+        let timed_out = run.timed_out();
+        if !timed_out {
+            run.begin_attempt(0);
+        }
+        let created = inner
+            .store
+            .create_saga(run.saga.clone())
+            .await
+            .map_err(|e| SagaError::from_store(&run.saga_id, e))?;
+        match created {
+            CreateSaga::Created(stored) => {
+                run.saga = stored;
+                if timed_out {
+                    run.forward(false).await
+                } else {
+                    run.forward(true).await
+                }
+            }
+            // The idempotency key is taken: run (or return) that saga the ordinary way.
+            CreateSaga::Existing(existing) => {
+                let events = run.events.take();
+                Run::start(inner, &existing.saga_id, Mode::Forward, events).await
+            }
+        }
+    }
+
+    /// Forward execution from `current_step`. With `begun`, the current step's attempt is
+    /// already stored (by [`start_new`](Self::start_new)): its handler runs straight away.
+    async fn forward(&mut self, mut begun: bool) -> SagaResult<SagaOutcome> {
         let n = self.saga.steps.len();
         // Whether the current step's last attempt is known to have failed (in this run);
         // otherwise a step found `Running` may have had its effect.
@@ -177,7 +236,7 @@ impl<'a> Run<'a> {
                 return self.compensate().await;
             }
             let step = &self.saga.steps[i];
-            if started && !failed_cleanly && step.attempts > step.max_retries {
+            if started && !failed_cleanly && !begun && step.attempts > step.max_retries {
                 // Resumed after a crash with every attempt used and the last one's outcome
                 // unknown: treat it as maybe done, so it is compensated too.
                 let reason = format!(
@@ -193,8 +252,12 @@ impl<'a> Run<'a> {
                 self.start_compensation(reason);
                 return self.compensate().await;
             };
-            self.begin_attempt(i);
-            self.flush().await?;
+            if begun {
+                begun = false;
+            } else {
+                self.begin_attempt(i);
+                self.flush().await?;
+            }
             let ctx = self.step_context(i, false);
             let context = self.context_for(handler.as_ref());
             match self.call(handler.as_ref(), ctx, context, true).await {

@@ -265,6 +265,20 @@ impl<C: SagaContext> TypedSagaHandle<C> {
         context: &C,
         idempotency_key: Option<&str>,
     ) -> SagaResult<SagaWorkflow> {
+        let new = self.new_saga(tenant_id, context, idempotency_key)?;
+        Ok(self.engine.create_saga(new).await?.into_saga())
+    }
+
+    /// The [`NewSaga`] of this definition with `context`.
+    ///
+    /// # Errors
+    /// [`SagaError::Context`] when `context` does not serialize.
+    pub fn new_saga(
+        &self,
+        tenant_id: &str,
+        context: &C,
+        idempotency_key: Option<&str>,
+    ) -> SagaResult<NewSaga> {
         let context = serde_json::to_value(context).map_err(|e| self.context_error(e))?;
         let steps = self
             .steps
@@ -278,7 +292,7 @@ impl<C: SagaContext> TypedSagaHandle<C> {
         let mut new = NewSaga::new(tenant_id, self.workflow_type.as_str(), steps).context(context);
         new.idempotency_key = idempotency_key.map(str::to_owned);
         new.timeout = self.timeout;
-        Ok(self.engine.create_saga(new).await?.into_saga())
+        Ok(new)
     }
 
     /// Executes (or resumes) the saga; returns its end state and final context.
@@ -300,13 +314,22 @@ impl<C: SagaContext> TypedSagaHandle<C> {
         self.engine.execute_stream(saga_id)
     }
 
-    /// Creates and executes in one call.
+    /// Creates and executes in one call (through [`SagaEngine::start`]: n + 1 store
+    /// writes for n steps).
     ///
     /// # Errors
     /// As [`create`](Self::create) and [`execute`](Self::execute).
     pub async fn run(&self, tenant_id: &str, context: &C) -> SagaResult<TypedOutcome<C>> {
-        let saga = self.create(tenant_id, context, None).await?;
-        self.execute(&saga.saga_id).await
+        let outcome = self
+            .engine
+            .start(self.new_saga(tenant_id, context, None)?)
+            .await?;
+        let context = self.context_of(&outcome.saga)?;
+        Ok(TypedOutcome {
+            status: outcome.status,
+            context,
+            saga: outcome.saga,
+        })
     }
 
     /// The typed context stored in `saga`.

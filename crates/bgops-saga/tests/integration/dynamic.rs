@@ -405,8 +405,8 @@ async fn a_live_lease_makes_other_executors_busy() {
 /// Waits until step `i` of the saga is stored as `Running`.
 pub async fn wait_for_step(engine: &SagaEngine, saga_id: &str, i: usize) {
     for _ in 0..2000 {
-        let saga = engine.get(saga_id).await.unwrap().unwrap();
-        if saga.steps[i].status == SagaStepStatus::Running {
+        let saga = engine.get(saga_id).await.unwrap();
+        if saga.is_some_and(|s| s.steps[i].status == SagaStepStatus::Running) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -508,4 +508,116 @@ async fn a_handler_over_the_step_timeout_is_retried() {
     let outcome = engine.execute(&saga.saga_id).await.unwrap();
     assert_eq!(outcome.status, SagaStatus::Completed);
     assert_eq!(outcome.saga.steps[0].result, Some(json!(2)));
+}
+
+#[tokio::test]
+async fn start_creates_and_runs_in_steps_plus_one_writes() {
+    let s = Setup::new();
+    let engine = s.engine();
+    let rec = Recorder::default();
+    register_ok(&engine, &rec);
+    let outcome = engine
+        .start(NewSaga::new("t1", "w", steps3()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.status, SagaStatus::Completed);
+    assert_eq!(
+        s.writes(),
+        3 + 1,
+        "create with lease and first intent, then one per step"
+    );
+    assert_eq!(rec.log(), ["do_a", "do_b", "do_c"]);
+    let stored = engine.get(&outcome.saga.saga_id).await.unwrap().unwrap();
+    assert_eq!(stored, outcome.saga);
+    assert!(stored.lease.is_none());
+    let history = engine.history(&stored.saga_id).await.unwrap();
+    let events: Vec<_> = history
+        .iter()
+        .map(|h| (h.event.as_str(), h.step_index))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("step_started", Some(0)),
+            ("step_succeeded", Some(0)),
+            ("step_started", Some(1)),
+            ("step_succeeded", Some(1)),
+            ("step_started", Some(2)),
+            ("step_succeeded", Some(2)),
+            ("finished", None),
+        ]
+    );
+    assert!(history.iter().all(|h| h.fence == 1));
+}
+
+#[tokio::test]
+async fn start_with_a_used_key_runs_or_returns_the_existing_saga() {
+    let s = Setup::new();
+    let engine = s.engine();
+    let rec = Recorder::default();
+    register_ok(&engine, &rec);
+    let created = engine
+        .create("t1", "w", steps3(), Some("k1"))
+        .await
+        .unwrap();
+    let outcome = engine
+        .start(NewSaga::new("t1", "w", steps3()).idempotency_key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.saga.saga_id, created.saga_id);
+    assert_eq!(outcome.status, SagaStatus::Completed);
+    let again = engine
+        .start(NewSaga::new("t1", "w", steps3()).idempotency_key("k1"))
+        .await
+        .unwrap();
+    assert_eq!(again.saga.saga_id, created.saga_id);
+    assert_eq!(rec.log(), ["do_a", "do_b", "do_c"], "ran once");
+}
+
+#[tokio::test]
+async fn a_started_saga_is_fenced_like_any_other() {
+    let s = Setup::new();
+    let rec = Recorder::default();
+    let slow = s.engine();
+    register_ok(&slow, &rec);
+    let gate = Arc::new(Notify::new());
+    let g = gate.clone();
+    slow.register_operation_handler("do_a", move |_| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            Ok(json!("late"))
+        }
+    });
+    let (id, events) = slow
+        .start_stream(NewSaga::new("t1", "w", steps3()))
+        .unwrap();
+    wait_for_step(&slow, &id, 0).await;
+    let stored = slow.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.lease.as_ref().map(|l| l.fence), Some(1));
+    assert_eq!(
+        stored.steps[0].attempts, 1,
+        "the first intent is stored with the saga"
+    );
+    s.expire_lease();
+    let fresh = s.engine();
+    register_ok(&fresh, &rec);
+    let outcome = fresh.recover(&id).await.unwrap();
+    assert_eq!(outcome.status, SagaStatus::Completed);
+    assert_eq!(outcome.saga.steps[0].attempts, 2);
+    gate.notify_one();
+    let events: Vec<_> = futures::StreamExt::collect::<Vec<_>>(events).await;
+    assert!(
+        matches!(events.last(), Some(bgops_saga::SagaEvent::Aborted { error, .. }) if error.contains("lease lost")),
+        "{events:?}"
+    );
+    assert_eq!(fresh.get(&id).await.unwrap().unwrap(), outcome.saga);
+    let fences: Vec<u64> = fresh
+        .history(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.fence)
+        .collect();
+    assert!(fences.iter().all(|f| *f == 2), "{fences:?}");
 }
