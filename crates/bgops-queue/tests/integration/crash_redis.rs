@@ -22,7 +22,7 @@ const LEASE: Duration = Duration::from_secs(2);
 const CHILD_ENV: &str = "BGOPS_QUEUE_CRASH_CHILD";
 
 /// The Redis URL for tests, or `None` (after a notice) when Redis tests are skipped.
-fn redis_url() -> Option<String> {
+pub fn redis_url() -> Option<String> {
     match std::env::var("BGOPS_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("CI").is_some() => panic!(
@@ -37,7 +37,7 @@ fn redis_url() -> Option<String> {
     }
 }
 
-async fn connect(url: &str, prefix: &str) -> (TaskQueue, fred::clients::Client) {
+pub async fn connect(url: &str, prefix: &str) -> (TaskQueue, fred::clients::Client) {
     let storage = bgops_redis::RedisStorage::builder(url)
         .prefix(prefix)
         .build()
@@ -136,7 +136,7 @@ fn worker_of(task: &Task) -> Option<String> {
     task.lease.as_ref().map(|l| l.worker_id.clone())
 }
 
-async fn delete_prefix(client: &fred::clients::Client, prefix: &str) {
+pub async fn delete_prefix(client: &fred::clients::Client, prefix: &str) {
     use fred::types::scan::Scanner;
     use futures::TryStreamExt;
     let mut keys: Vec<String> = Vec::new();

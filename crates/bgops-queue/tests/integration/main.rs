@@ -5,5 +5,6 @@
 
 mod crash_redis;
 mod queue_api;
+mod redis_queue;
 mod support;
 mod worker;

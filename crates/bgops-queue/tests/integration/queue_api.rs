@@ -266,8 +266,15 @@ async fn fail_permanently_uses_up_the_attempts() {
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Failed);
-    assert_eq!(t.attempts, t.max_attempts);
+    // One step: no extra attempts were used up to get there.
+    assert_eq!(t.attempts, 1);
+    assert_eq!(t.history.len(), 1);
     assert_eq!(t.error.as_deref(), Some("invalid payload"));
+    assert!(queue.claim_next("orders", "w2").await.unwrap().is_none());
+    assert!(matches!(
+        queue.fail_permanently(&id, claim.attempt, "again").await,
+        Err(QueueError::LeaseLost { .. })
+    ));
     assert_eq!(metrics.get("finished:orders:failed"), 1);
     assert_eq!(metrics.get("finished:orders:retrying"), 0);
 }

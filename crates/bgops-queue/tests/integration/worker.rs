@@ -127,9 +127,7 @@ async fn retries_failures_permanent_errors_and_panics() {
             }
         }
     }))
-    // One at a time: unless the store fails a task for good in one step, a permanent
-    // failure uses up the attempts one by one and a second slot could claim it in between.
-    .concurrency(1)
+    .concurrency(2)
     .spawn();
     assert!(eventually(Duration::from_secs(10), || all_finished(&queue)).await);
     let stats = worker.shutdown().await;
