@@ -8,7 +8,8 @@
 //!   backoff, and of N concurrent claimers of one task exactly one wins;
 //! - the attempt number fences `complete`, `fail`, `renew` and `release`: a stale attempt
 //!   is `LeaseLost`; attempt numbers never repeat on a task;
-//! - `fail` with attempts left: Pending after the backoff; at the last attempt: Failed;
+//! - `fail` with attempts left: Pending after the backoff; at the last attempt, or when
+//!   failed permanently: Failed;
 //!   an expired lease makes the task claimable by another worker (the old attempt is
 //!   fenced out), or Failed when it was the last attempt; `release` does not use up an
 //!   attempt; `retry_task` gives a Failed task a fresh set of attempts;
@@ -50,6 +51,7 @@ macro_rules! task_suite {
                 stale_attempt_is_lease_lost,
                 fail_with_attempts_left_returns_to_pending_after_backoff,
                 fail_at_the_last_attempt_is_failed,
+                permanent_failure_ends_the_task_at_once,
                 expired_lease_is_claimable_by_another_worker,
                 claim_by_id_takes_over_an_expired_claim,
                 expired_lease_at_the_last_attempt_fails_the_task,
@@ -518,6 +520,40 @@ pub async fn fail_at_the_last_attempt_is_failed(f: Fixture) {
             .expect("claim"),
         None
     );
+    assert_eq!(
+        f.storage
+            .claim_next_task(&queue, "worker", LONG)
+            .await
+            .expect("claim"),
+        None
+    );
+}
+
+/// `fail_task_permanently` makes the task Failed at once, attempts left or not; only the
+/// current attempt may do it.
+pub async fn permanent_failure_ends_the_task_at_once(f: Fixture) {
+    let queue = unique("queue");
+    let created = submit(&f, task(&queue, 1).max_attempts(5)).await;
+    let claimed = claim(&f, &created.task_id, "worker", LONG).await;
+    let attempt = attempt_of(&claimed);
+    let got = f
+        .storage
+        .fail_task_permanently(&created.task_id, attempt + 1, "bad input")
+        .await;
+    assert!(
+        matches!(got, Err(StorageError::LeaseLost { .. })),
+        "stale attempt: {got:?}"
+    );
+    let failed = f
+        .storage
+        .fail_task_permanently(&created.task_id, attempt, "bad input")
+        .await;
+    let failed = failed.expect("fail permanently");
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("bad input"));
+    assert!(failed.finished_at.is_some() && failed.lease.is_none());
+    assert_eq!(failed.history.len(), 1, "no further attempts were made");
+    assert_eq!(failed.history[0].outcome.as_deref(), Some("failed"));
     assert_eq!(
         f.storage
             .claim_next_task(&queue, "worker", LONG)
