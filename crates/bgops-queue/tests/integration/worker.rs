@@ -201,7 +201,10 @@ async fn heartbeats_keep_a_long_task_from_being_taken_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_lease_cancels_the_handler_and_drops_its_result() {
     let (queue, clock) = manual_queue();
-    let queue = queue.with_lease(Duration::from_secs(30));
+    let metrics = Arc::new(CountingMetrics::default());
+    let queue = queue
+        .with_lease(Duration::from_secs(30))
+        .with_metrics(metrics.clone());
     let id = submit_n(&queue, 1, 3).await.remove(0);
     let started = Arc::new(AtomicU32::new(0));
     let cancelled = Arc::new(AtomicU32::new(0));
@@ -247,11 +250,14 @@ async fn a_lost_lease_cancels_the_handler_and_drops_its_result() {
     assert_eq!(t.status, TaskStatus::Claimed);
     assert_eq!(t.lease.unwrap().worker_id, "thief");
     assert_eq!(t.result, None);
+    assert_eq!(metrics.get("finished:jobs:lease_expired"), 1);
+    assert_eq!(metrics.get("finished:jobs:completed"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_within_grace_then_releases() {
-    let queue = system_queue(Duration::from_secs(30));
+    let metrics = Arc::new(CountingMetrics::default());
+    let queue = system_queue(Duration::from_secs(30)).with_metrics(metrics.clone());
     let ids = submit_n(&queue, 2, 1).await;
     let handler = |ctx: TaskContext| async move {
         let wait = if ctx.payload()["n"] == 0 { 100 } else { 60_000 };
@@ -270,6 +276,7 @@ async fn shutdown_finishes_within_grace_then_releases() {
     );
     let stats = worker.shutdown().await;
     assert_eq!((stats.completed, stats.released), (1, 1));
+    assert_eq!(metrics.get("finished:jobs:released"), 1);
 
     let short = queue.get(&ids[0]).await.unwrap().unwrap();
     assert_eq!(short.status, TaskStatus::Completed);
