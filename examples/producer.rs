@@ -15,14 +15,24 @@ use serde_json::json;
 pub const QUEUE: &str = "orders";
 
 /// The demo's orders: (order number, amount).
-pub const ORDERS: [(u32, f64); 6] =
-    [(12345, 99.99), (12346, 49.99), (12347, 199.99), (12348, 29.99), (12349, 0.0), (12350, 15.5)];
+pub const ORDERS: [(u32, f64); 6] = [
+    (12345, 99.99),
+    (12346, 49.99),
+    (12347, 199.99),
+    (12348, 29.99),
+    (12349, 0.0),
+    (12350, 15.5),
+];
 
 /// An order task, keyed by its order number.
 pub fn order_task(order: u32, amount: f64) -> NewTask {
-    NewTask::new(QUEUE, "process_order", json!({"order_id": order, "amount": amount, "customer": "alice"}))
-        .idempotency_key(format!("order-{order}"))
-        .max_attempts(3)
+    NewTask::new(
+        QUEUE,
+        "process_order",
+        json!({"order_id": order, "amount": amount, "customer": "alice"}),
+    )
+    .idempotency_key(format!("order-{order}"))
+    .max_attempts(3)
 }
 
 /// Runs the producer's demos against `queue`.
@@ -33,30 +43,51 @@ pub async fn run_demos(queue: &TaskQueue) -> Result<(), QueueError> {
     let (first_order, first_amount) = ORDERS[0];
     let first = queue.submit(order_task(first_order, first_amount)).await?;
     if first.duplicate {
-        println!("✓ Task already known from an earlier run: {} (key: order-{first_order})", first.task.task_id);
+        println!(
+            "✓ Task already known from an earlier run: {} (key: order-{first_order})",
+            first.task.task_id
+        );
     } else {
-        println!("✓ Submitted task: {} (key: order-{first_order})", first.task.task_id);
+        println!(
+            "✓ Submitted task: {} (key: order-{first_order})",
+            first.task.task_id
+        );
     }
 
     println!("\n--- Demo 2: Idempotent Deduplication ---");
     println!("Attempting to submit same order again (should dedupe)...");
     let again = queue.submit(order_task(first_order, first_amount)).await?;
     if again.duplicate && again.task.task_id == first.task.task_id {
-        println!("✓ Deduplicated! Returned existing task: {}", again.task.task_id);
+        println!(
+            "✓ Deduplicated! Returned existing task: {}",
+            again.task.task_id
+        );
     } else {
-        println!("✗ Expected a duplicate, got a new task {}", again.task.task_id);
+        println!(
+            "✗ Expected a duplicate, got a new task {}",
+            again.task.task_id
+        );
     }
 
     println!("\n--- Demo 3: Submitting Multiple Unique Tasks ---");
     for (order, amount) in &ORDERS[1..] {
         let submitted = queue.submit(order_task(*order, *amount)).await?;
-        let note = if submitted.duplicate { " [already submitted]" } else { "" };
-        println!("✓ Submitted: {} (order-{order}, ${amount:.2}){note}", submitted.task.task_id);
+        let note = if submitted.duplicate {
+            " [already submitted]"
+        } else {
+            ""
+        };
+        println!(
+            "✓ Submitted: {} (order-{order}, ${amount:.2}){note}",
+            submitted.task.task_id
+        );
     }
 
     println!("\n--- Demo 4: Same Key, Different Payload ---");
     match queue.submit(order_task(first_order, 1.0)).await {
-        Err(QueueError::KeyConflict { key }) => println!("✓ Rejected: key {key} was already used for another payload"),
+        Err(QueueError::KeyConflict { key }) => {
+            println!("✓ Rejected: key {key} was already used for another payload")
+        }
         Ok(s) => println!("✗ Unexpectedly accepted: {}", s.task.task_id),
         Err(e) => return Err(e),
     }
@@ -66,9 +97,15 @@ pub async fn run_demos(queue: &TaskQueue) -> Result<(), QueueError> {
         println!("By id:  {} is {}", task.task_id, task.status.as_str());
     }
     if let Some(task) = queue.get_by_idempotency_key(QUEUE, "order-12347").await? {
-        println!("By key: order-12347 → {} ({})", task.task_id, task.status.as_str());
+        println!(
+            "By key: order-12347 → {} ({})",
+            task.task_id,
+            task.status.as_str()
+        );
     }
-    let pending = queue.list_all(Some(QUEUE), Some(TaskStatus::Pending)).await?;
+    let pending = queue
+        .list_all(Some(QUEUE), Some(TaskStatus::Pending))
+        .await?;
     println!("Pending tasks on `{QUEUE}`: {}", pending.len());
     Ok(())
 }
@@ -84,7 +121,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if backend == "memory" {
         println!("\n(in memory: set REDIS_URL to keep the tasks for `cargo run --example worker`)");
     } else {
-        println!("\nTasks stored in {backend}: run `cargo run --example worker -- worker-1` to process them.");
+        println!(
+            "\nTasks stored in {backend}: run `cargo run --example worker -- worker-1` to process them."
+        );
     }
     Ok(())
 }

@@ -37,8 +37,12 @@ async fn process(name: String, ctx: TaskContext) -> Result<Value, TaskError> {
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
     let failure = match order {
-        12346 if ctx.attempt == 1 => Some(TaskError::retryable("processing failed: temporary error")),
-        12348 => Some(TaskError::retryable("processing failed: payment gateway timeout")),
+        12346 if ctx.attempt == 1 => {
+            Some(TaskError::retryable("processing failed: temporary error"))
+        }
+        12348 => Some(TaskError::retryable(
+            "processing failed: payment gateway timeout",
+        )),
         _ if amount <= 0.0 => Some(TaskError::permanent(format!("invalid amount ${amount:.2}"))),
         _ => None,
     };
@@ -48,15 +52,26 @@ async fn process(name: String, ctx: TaskContext) -> Result<Value, TaskError> {
             Err(e)
         }
         Some(e) if ctx.attempt < max => {
-            println!("[{name}] ↻ Retry queued: {} - {e} (attempt {}/{max})", ctx.task_id(), ctx.attempt);
+            println!(
+                "[{name}] ↻ Retry queued: {} - {e} (attempt {}/{max})",
+                ctx.task_id(),
+                ctx.attempt
+            );
             Err(e)
         }
         Some(e) => {
-            println!("[{name}] ✗ Failed: {} - {e} (attempt {}/{max}, no attempts left)", ctx.task_id(), ctx.attempt);
+            println!(
+                "[{name}] ✗ Failed: {} - {e} (attempt {}/{max}, no attempts left)",
+                ctx.task_id(),
+                ctx.attempt
+            );
             Err(e)
         }
         None => {
-            println!("[{name}] ✓ Completed: {} - Order {order} processed, charged ${amount:.2}", ctx.task_id());
+            println!(
+                "[{name}] ✓ Completed: {} - Order {order} processed, charged ${amount:.2}",
+                ctx.task_id()
+            );
             Ok(json!({"order_id": order, "charged": amount, "worker": ctx.worker_id}))
         }
     }
@@ -79,7 +94,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut limit = Duration::from_secs(30);
     while let Some(arg) = args.next() {
         if arg == "--for" {
-            let secs: u64 = args.next().ok_or("--for needs a number of seconds")?.parse()?;
+            let secs: u64 = args
+                .next()
+                .ok_or("--for needs a number of seconds")?
+                .parse()?;
             limit = Duration::from_secs(secs);
         } else {
             name = arg;
@@ -91,7 +109,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let backend = storage.backend_name();
     // Short waits so the demo's retries happen within seconds.
     let queue = TaskQueue::new(storage)
-        .with_backoff(Backoff::new(Duration::from_millis(200), Duration::from_secs(2)))
+        .with_backoff(Backoff::new(
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+        ))
         .with_lease(Duration::from_secs(10));
     if backend == "memory" {
         println!("(in memory: submitting the producer's tasks first)\n");
@@ -100,12 +121,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
 
     let label = name.clone();
-    let worker = Worker::new(queue.clone(), move |ctx: TaskContext| process(label.clone(), ctx))
-        .name(&name)
-        .queue_name(QUEUE)
-        .concurrency(2)
-        .poll_interval(Duration::from_millis(50), Duration::from_millis(500))
-        .shutdown_grace(Duration::from_secs(5));
+    let worker = Worker::new(queue.clone(), move |ctx: TaskContext| {
+        process(label.clone(), ctx)
+    })
+    .name(&name)
+    .queue_name(QUEUE)
+    .concurrency(2)
+    .poll_interval(Duration::from_millis(50), Duration::from_millis(500))
+    .shutdown_grace(Duration::from_secs(5));
     println!("[{name}] Task Worker started ({}, {backend})", worker.id());
     println!("Processing loop active - waiting for tasks...");
     let handle = worker.spawn();
@@ -128,16 +151,33 @@ async fn main() -> Result<(), Box<dyn Error>> {
         stats.completed, stats.retried, stats.failed, stats.released
     );
 
-    let completed = queue.list_all(Some(QUEUE), Some(TaskStatus::Completed)).await?;
-    let failed = queue.list_all(Some(QUEUE), Some(TaskStatus::Failed)).await?;
+    let completed = queue
+        .list_all(Some(QUEUE), Some(TaskStatus::Completed))
+        .await?;
+    let failed = queue
+        .list_all(Some(QUEUE), Some(TaskStatus::Failed))
+        .await?;
     println!("\nCompleted tasks: {}", completed.len());
     for task in &completed {
-        println!("  {} → {}", task.task_id, task.result.clone().unwrap_or_default());
+        println!(
+            "  {} → {}",
+            task.task_id,
+            task.result.clone().unwrap_or_default()
+        );
     }
     println!("Failed tasks: {}", failed.len());
     for task in &failed {
-        let history: Vec<String> = task.history.iter().map(|a| format!("#{} {}", a.attempt, a.outcome.as_deref().unwrap_or("?"))).collect();
-        println!("  {} - {} [{}]", task.task_id, task.error.as_deref().unwrap_or(""), history.join(", "));
+        let history: Vec<String> = task
+            .history
+            .iter()
+            .map(|a| format!("#{} {}", a.attempt, a.outcome.as_deref().unwrap_or("?")))
+            .collect();
+        println!(
+            "  {} - {} [{}]",
+            task.task_id,
+            task.error.as_deref().unwrap_or(""),
+            history.join(", ")
+        );
     }
     Ok(())
 }
