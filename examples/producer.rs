@@ -86,7 +86,7 @@ pub async fn run_demos(queue: &TaskQueue) -> Result<(), QueueError> {
     println!("\n--- Demo 4: Same Key, Different Payload ---");
     match queue.submit(order_task(first_order, 1.0)).await {
         Err(QueueError::KeyConflict { key }) => {
-            println!("✓ Rejected: key {key} was already used for another payload")
+            println!("✓ Rejected: key {key} was already used for another payload");
         }
         Ok(s) => println!("✗ Unexpectedly accepted: {}", s.task.task_id),
         Err(e) => return Err(e),
