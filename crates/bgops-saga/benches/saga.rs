@@ -1,7 +1,10 @@
 //! Saga throughput: 3-step sagas of trivial async steps, created and executed end to end.
 //!
 //! - memory: sagas/s all-ok, and step 3 failing so that steps 2 and 1 compensate;
-//! - Redis (`BGOPS_TEST_REDIS_URL`): store round trips per saga and sagas/s.
+//! - Redis (`BGOPS_TEST_REDIS_URL`): store round trips per saga and sagas/s;
+//!
+//! each through `create` + `execute` (the seed's calls) and through `start` (created
+//! already leased). Every store call is one round trip on Redis (one Lua script).
 //!
 //! Prints the median of several samples. Run with `cargo bench -p bgops-saga`.
 
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bgops_core::{SagaHistoryEntry, SagaStep, SagaWorkflow};
 use bgops_memory::MemoryStorage;
-use bgops_saga::{RetryPolicy, SagaConfig, SagaEngine, SagaStatus, StepError};
+use bgops_saga::{NewSaga, RetryPolicy, SagaConfig, SagaEngine, SagaStatus, StepError};
 use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageResult};
 use serde_json::Value;
 
@@ -34,39 +37,149 @@ fn main() {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let per_sample = 40_000;
-        let ok = bench(memory, false, per_sample).await;
-        let fail = bench(memory, true, per_sample).await;
-        println!("saga/memory   3 steps all ok          : {:>10.0} sagas/s (median of {SAMPLES}, {:.2} store calls/saga)", ok.0, ok.1);
-        println!("saga/memory   step 3 fails, 2+1 undone : {:>10.0} sagas/s (median of {SAMPLES}, {:.2} store calls/saga)", fail.0, fail.1);
-        println!("saga/memory   ratio ok / compensating   : {:>10.2}", ok.0 / fail.0);
-        match redis().await {
-            Some(store) => {
-                let ok = bench(|| store.clone(), false, 2_000).await;
-                let fail = bench(|| store.clone(), true, 2_000).await;
-                println!("saga/redis    3 steps all ok          : {:>10.0} sagas/s (median of {SAMPLES}, {:.2} round trips/saga incl. create)", ok.0, ok.1);
-                println!("saga/redis    step 3 fails, 2+1 undone : {:>10.0} sagas/s (median of {SAMPLES}, {:.2} round trips/saga incl. create)", fail.0, fail.1);
+        let n = 30_000;
+        let mut ok_rate = 0.0;
+        for (label, fail, path) in [
+            (
+                "3 steps all ok, create + execute",
+                false,
+                Path::CreateExecute,
+            ),
+            ("3 steps all ok, start           ", false, Path::Start),
+            (
+                "step 3 fails (2, 1 undone), c+e ",
+                true,
+                Path::CreateExecute,
+            ),
+            ("step 3 fails (2, 1 undone), start", true, Path::Start),
+        ] {
+            let r = bench(memory, fail, path, n).await;
+            if !fail && path == Path::CreateExecute {
+                ok_rate = r.rate;
             }
-            None => println!("saga/redis    skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`)"),
+            r.print("memory", label);
+            if fail && path == Path::CreateExecute {
+                println!(
+                    "saga/memory  ratio all-ok / compensating (create + execute): {:.2}",
+                    ok_rate / r.rate
+                );
+            }
+        }
+        match redis_url() {
+            Some(url) => {
+                let prefix = format!("bgops-bench-{}", uuid::Uuid::new_v4().simple());
+                let store: Arc<dyn SagaStore> = Arc::new(
+                    bgops_redis::RedisStorage::builder(url.as_str())
+                        .prefix(prefix.as_str())
+                        .build()
+                        .await
+                        .expect("connect to Redis"),
+                );
+                for (label, fail, path) in [
+                    (
+                        "3 steps all ok, create + execute",
+                        false,
+                        Path::CreateExecute,
+                    ),
+                    ("3 steps all ok, start           ", false, Path::Start),
+                    ("step 3 fails (2, 1 undone), start", true, Path::Start),
+                ] {
+                    bench(|| Arc::clone(&store), fail, path, 2_000)
+                        .await
+                        .print("redis ", label);
+                }
+                delete_prefix(&url, &prefix).await;
+            }
+            None => println!(
+                "saga/redis   skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`)"
+            ),
         }
     });
+}
+
+/// How a saga is created and run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// `create` then `execute` (the seed's two calls).
+    CreateExecute,
+    /// `start`: stored already leased with the first intent.
+    Start,
+}
+
+struct Figures {
+    rate: f64,
+    calls: f64,
+    cpu_us: Option<f64>,
+}
+
+impl Figures {
+    fn print(&self, backend: &str, label: &str) {
+        let cpu = self
+            .cpu_us
+            .map_or_else(String::new, |us| format!(", {us:.1} CPU-µs/saga"));
+        println!(
+            "saga/{backend}  {label}: {:>9.0} sagas/s (median of {SAMPLES}), {:.2} store round trips/saga incl. create{cpu}",
+            self.rate, self.calls
+        );
+    }
+}
+
+fn redis_url() -> Option<String> {
+    std::env::var("BGOPS_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+async fn delete_prefix(url: &str, prefix: &str) {
+    use fred::interfaces::{ClientLike, KeysInterface};
+    use fred::types::scan::Scanner;
+    use futures::TryStreamExt;
+    let config = fred::types::config::Config::from_url(url).expect("Redis URL");
+    let client = fred::clients::Client::new(config, None, None, None);
+    client.init().await.expect("connect to Redis");
+    let mut keys: Vec<String> = Vec::new();
+    let mut scan = client.scan(format!("{prefix}:*"), Some(1000), None);
+    while let Some(mut page) = scan.try_next().await.expect("SCAN") {
+        if let Some(results) = page.take_results() {
+            keys.extend(
+                results
+                    .into_iter()
+                    .filter_map(fred::types::Key::into_string),
+            );
+        }
+    }
+    for chunk in keys.chunks(500) {
+        let _: i64 = client.del(chunk.to_vec()).await.expect("DEL");
+    }
+    let _ = client.quit().await;
+}
+
+/// CPU time of the whole process so far (user + system), from `/proc/self/stat`; `None`
+/// off Linux. Robust where wall time is not: other processes sharing the two cores.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux configuration in use.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn memory() -> Arc<dyn SagaStore> {
     Arc::new(MemoryStorage::new())
 }
 
-#[allow(clippy::unused_async)]
-async fn redis() -> Option<Arc<dyn SagaStore>> {
-    let _url = std::env::var("BGOPS_TEST_REDIS_URL").ok()?;
-    None
-}
-
 /// Runs `SAMPLES` samples of `n` sagas, each on a store from `store` (a fresh one per
-/// sample for memory, so samples do not slow down as the heap grows); returns (median
-/// sagas/s, store calls per saga).
-async fn bench(store: impl Fn() -> Arc<dyn SagaStore>, fail_last: bool, n: usize) -> (f64, f64) {
+/// sample for memory, so samples do not slow down as the heap grows).
+async fn bench(
+    store: impl Fn() -> Arc<dyn SagaStore>,
+    fail_last: bool,
+    path: Path,
+    n: usize,
+) -> Figures {
     let mut rates = Vec::with_capacity(SAMPLES);
+    let mut cpu = Vec::with_capacity(SAMPLES);
     let mut calls = 0.0;
     for sample in 0..=SAMPLES {
         let counting = Arc::new(Counting {
@@ -87,18 +200,28 @@ async fn bench(store: impl Fn() -> Arc<dyn SagaStore>, fail_last: bool, n: usize
                     .with_max_retries(0)
             })
             .collect();
-        // The first round only warms up.
+        // The first round only warms up; every task runs the same number of sagas.
         let n = if sample == 0 { n / 10 } else { n };
+        let n = n.div_ceil(CONCURRENCY) * CONCURRENCY;
+        let cpu_before = cpu_time();
         let t = Instant::now();
-        run(&engine, &steps, n, expected).await;
+        run(&engine, &steps, n, expected, path).await;
         let elapsed = t.elapsed();
         if sample > 0 {
             calls = counting.calls.load(Ordering::Relaxed) as f64 / n as f64;
             rates.push(n as f64 / elapsed.as_secs_f64());
+            if let (Some(a), Some(b)) = (cpu_before, cpu_time()) {
+                cpu.push(b.saturating_sub(a).as_secs_f64() * 1e6 / n as f64);
+            }
         }
     }
     rates.sort_by(f64::total_cmp);
-    (rates[SAMPLES / 2], calls)
+    cpu.sort_by(f64::total_cmp);
+    Figures {
+        rate: rates[SAMPLES / 2],
+        calls,
+        cpu_us: cpu.get(SAMPLES / 2).copied(),
+    }
 }
 
 fn engine(store: Arc<Counting>, fail_last: bool) -> SagaEngine {
@@ -119,7 +242,7 @@ fn engine(store: Arc<Counting>, fail_last: bool) -> SagaEngine {
     engine
 }
 
-async fn run(engine: &SagaEngine, steps: &[SagaStep], n: usize, expected: SagaStatus) {
+async fn run(engine: &SagaEngine, steps: &[SagaStep], n: usize, expected: SagaStatus, path: Path) {
     let per_task = n.div_ceil(CONCURRENCY);
     let mut tasks = Vec::with_capacity(CONCURRENCY);
     for _ in 0..CONCURRENCY {
@@ -127,11 +250,19 @@ async fn run(engine: &SagaEngine, steps: &[SagaStep], n: usize, expected: SagaSt
         let steps = steps.to_vec();
         tasks.push(tokio::spawn(async move {
             for _ in 0..per_task {
-                let saga = engine
-                    .create("bench", "bench", steps.clone(), None)
-                    .await
-                    .expect("create");
-                let outcome = engine.execute(&saga.saga_id).await.expect("execute");
+                let outcome = match path {
+                    Path::CreateExecute => {
+                        let saga = engine
+                            .create("bench", "bench", steps.clone(), None)
+                            .await
+                            .expect("create");
+                        engine.execute(&saga.saga_id).await.expect("execute")
+                    }
+                    Path::Start => engine
+                        .start(NewSaga::new("bench", "bench", steps.clone()))
+                        .await
+                        .expect("start"),
+                };
                 assert_eq!(outcome.status, expected);
             }
         }));

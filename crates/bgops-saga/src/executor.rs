@@ -177,9 +177,11 @@ impl<'a> Run<'a> {
         if !timed_out {
             run.begin_attempt(0);
         }
+        // Handed over, not cloned: the store gives the saga back as stored.
+        let saga = run.take_saga();
         let created = inner
             .store
-            .create_saga(run.saga.clone())
+            .create_saga(saga)
             .await
             .map_err(|e| SagaError::from_store(&run.saga_id, e))?;
         match created {
@@ -678,6 +680,15 @@ impl<'a> Run<'a> {
 
     /// Moves the saga out (the run is over): the final state is not cloned.
     fn outcome(&mut self) -> SagaOutcome {
+        let saga = self.take_saga();
+        SagaOutcome {
+            status: saga.status,
+            saga,
+        }
+    }
+
+    /// Moves the saga out, leaving an empty placeholder.
+    fn take_saga(&mut self) -> SagaWorkflow {
         // Built field by field: `SagaWorkflow::new` would draw a fresh uuid.
         let empty = SagaWorkflow {
             saga_id: String::new(),
@@ -695,11 +706,7 @@ impl<'a> Run<'a> {
             version: 0,
             lease: None,
         };
-        let saga = std::mem::replace(&mut self.saga, empty);
-        SagaOutcome {
-            status: saga.status,
-            saga,
-        }
+        std::mem::replace(&mut self.saga, empty)
     }
 
     /// One fenced compare-and-set of the saga with the buffered history; extends the

@@ -20,7 +20,7 @@
 //! make its external effects idempotent.
 //!
 //! Two ways to define a saga, one engine underneath:
-//! - **dynamic** (the seed's `create_saga_workflow`): [`SagaStep`](bgops_core::SagaStep)s
+//! - **dynamic** (the seed's `create_saga_workflow`): [`SagaStep`]s
 //!   naming operations whose handlers are registered by name and take and return JSON;
 //! - **typed** (seed 004): a [`TypedSaga`] of [`Step`]s with `act` / `compensate` over your
 //!   own serde context type, stored after each step; [`Fallback`] steps with a
