@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bgops_core::{
@@ -34,6 +35,20 @@ pub(crate) struct Inner {
     pub metrics: SharedMetrics,
     pub registry: Registry,
     pub owner: String,
+    /// Numbers the executions of this engine, so each holds a lease of its own.
+    pub executions: AtomicU64,
+}
+
+impl Inner {
+    /// The lease owner of one execution: `{engine owner}#{n}`. Two executions of the same
+    /// saga in one process then exclude each other like executions in two processes.
+    pub(crate) fn execution_owner(&self) -> String {
+        format!(
+            "{}#{}",
+            self.owner,
+            self.executions.fetch_add(1, Ordering::Relaxed)
+        )
+    }
 }
 
 impl std::fmt::Debug for SagaEngine {
@@ -76,7 +91,8 @@ impl SagaEngineBuilder {
     }
 
     /// Sets the executor name written into leases (default: `saga:{pid}:{uuid}`, new for
-    /// each engine so that a restarted process never inherits a dead one's leases).
+    /// each engine so that a restarted process never inherits a dead one's leases). Each
+    /// execution appends `#n` to it.
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
         self
@@ -95,6 +111,7 @@ impl SagaEngineBuilder {
                 metrics: self.metrics,
                 registry: Registry::default(),
                 owner,
+                executions: AtomicU64::new(0),
             }),
         }
     }
@@ -207,7 +224,8 @@ impl SagaEngine {
         &self.inner.store
     }
 
-    /// The name this engine writes into the leases it takes.
+    /// The name this engine writes into the leases it takes (followed by `#n`, the
+    /// execution's number).
     pub fn owner(&self) -> &str {
         &self.inner.owner
     }

@@ -78,7 +78,7 @@ impl<'a> Run<'a> {
             }
         }
         let saga = store
-            .acquire_saga_lease(saga_id, &inner.owner, inner.config.lease)
+            .acquire_saga_lease(saga_id, &inner.execution_owner(), inner.config.lease)
             .await
             .map_err(err)?
             .ok_or_else(|| SagaError::Busy(saga_id.to_owned()))?;
@@ -163,7 +163,7 @@ impl<'a> Run<'a> {
         let now = inner.clock.now();
         saga.status = SagaStatus::Running;
         saga.lease = Some(SagaLease {
-            owner: inner.owner.clone(),
+            owner: inner.execution_owner(),
             fence: FIRST_FENCE,
             expires_at: now + inner.config.lease,
         });

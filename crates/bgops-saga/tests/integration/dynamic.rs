@@ -621,3 +621,68 @@ async fn a_started_saga_is_fenced_like_any_other() {
         .collect();
     assert!(fences.iter().all(|f| *f == 2), "{fences:?}");
 }
+
+#[tokio::test]
+async fn two_executions_in_one_engine_exclude_each_other() {
+    let s = Setup::new();
+    let engine = s.engine();
+    let rec = Recorder::default();
+    register_ok(&engine, &rec);
+    let gate = Arc::new(Notify::new());
+    let g = gate.clone();
+    engine.register_operation_handler("do_a", move |_| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            Ok(json!(null))
+        }
+    });
+    let saga = engine.create("t1", "w", steps3(), None).await.unwrap();
+    let e = engine.clone();
+    let id = saga.saga_id.clone();
+    let first = tokio::spawn(async move { e.execute(&id).await });
+    wait_for_step(&engine, &saga.saga_id, 0).await;
+    let err = engine.execute(&saga.saga_id).await.unwrap_err();
+    assert!(matches!(err, SagaError::Busy(_)), "{err}");
+    gate.notify_one();
+    assert_eq!(first.await.unwrap().unwrap().status, SagaStatus::Completed);
+}
+
+#[tokio::test]
+async fn the_lease_is_renewed_while_a_long_handler_runs() {
+    // Real time here: the renewal timer and the store's lease expiry both run on it.
+    let store: Arc<dyn bgops_storage::SagaStore> = Arc::new(bgops_memory::MemoryStorage::new());
+    let config = Setup::config().with_lease(Duration::from_millis(600));
+    let engine = SagaEngine::builder(store.clone())
+        .config(config.clone())
+        .build();
+    let rec = Recorder::default();
+    register_ok(&engine, &rec);
+    engine.register_operation_handler("do_b", |_| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Ok(json!("slow"))
+    });
+    let saga = engine.create("t1", "w", steps3(), None).await.unwrap();
+    let e = engine.clone();
+    let id = saga.saga_id.clone();
+    let running = tokio::spawn(async move { e.execute(&id).await });
+    // Well past the first lease's end, the saga is still held: renewals kept it.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let other = SagaEngine::builder(store).config(config).build();
+    register_ok(&other, &rec);
+    assert!(matches!(
+        other.execute(&saga.saga_id).await,
+        Err(SagaError::Busy(_))
+    ));
+    assert!(
+        other
+            .store()
+            .list_recoverable_sagas(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let outcome = running.await.unwrap().unwrap();
+    assert_eq!(outcome.status, SagaStatus::Completed);
+    assert_eq!(outcome.saga.steps[1].attempts, 1);
+}
