@@ -108,6 +108,7 @@ async fn runtime_drain(queue: &TaskQueue, n: usize, workers: usize) -> (f64, f64
 }
 
 async fn bench_backend(label: &str, queue: &TaskQueue, n: usize) {
+    let mut medians = Vec::new();
     for workers in [1, 4] {
         let mut api = Vec::new();
         let mut submit = Vec::new();
@@ -118,11 +119,17 @@ async fn bench_backend(label: &str, queue: &TaskQueue, n: usize) {
             submit.push(s);
             drain.push(d);
         }
+        let (api, submit, drain) = (median(api), median(submit), median(drain));
         println!(
-            "{label:<7} workers={workers}  api submit→claim→complete: {:>8.0} tasks/s   runtime: submit {:>8.0}/s, drain {:>8.0} tasks/s   (median of {REPS}, {n} tasks)",
-            median(api),
-            median(submit),
-            median(drain)
+            "{label:<7} workers={workers}  api submit→claim→complete: {api:>8.0} tasks/s   runtime: submit {submit:>8.0}/s, drain {drain:>8.0} tasks/s   (median of {REPS}, {n} tasks)"
+        );
+        medians.push((api, drain));
+    }
+    if let [(api1, drain1), (api4, drain4)] = medians[..] {
+        println!(
+            "{label:<7} 4 workers / 1 worker: api {:.2}×, runtime drain {:.2}×",
+            api4 / api1,
+            drain4 / drain1
         );
     }
 }
