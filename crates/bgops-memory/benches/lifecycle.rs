@@ -19,8 +19,8 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde_json::json;
 
-const PER_ROUND: usize = 100_000;
-const ROUNDS: usize = 7;
+const PER_ROUND: usize = 50_000;
+const ROUNDS: usize = 21;
 
 fn keys(worker: usize, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("key-{worker}-{i:08}")).collect()
@@ -114,72 +114,98 @@ fn per_second(d: Duration) -> f64 {
     PER_ROUND as f64 / d.as_secs_f64()
 }
 
-/// Times `ROUNDS` rounds of `PER_ROUND` operations split over `tasks` parallel workers,
-/// each round on fresh state from `fresh` (dropped after the clock stops).
-fn measure<S>(
+/// Times one round of `PER_ROUND` operations split over `tasks` parallel workers, on
+/// fresh state from `fresh` (dropped after the clock stops).
+fn time_round<S>(
+    round: usize,
     tasks: usize,
     fresh: impl Fn() -> S,
     run: impl Fn(&S, Vec<String>) -> Box<dyn FnOnce() + Send>,
 ) -> Duration {
-    let samples = (0..ROUNDS)
-        .map(|round| {
-            let state = fresh();
-            let jobs: Vec<_> = (0..tasks)
-                .map(|t| run(&state, keys(round * tasks + t, PER_ROUND / tasks)))
-                .collect();
-            let started = Instant::now();
-            std::thread::scope(|scope| {
-                for job in jobs {
-                    scope.spawn(job);
-                }
-            });
-            let elapsed = started.elapsed();
-            drop(state);
-            elapsed
-        })
+    let state = fresh();
+    let jobs: Vec<_> = (0..tasks)
+        .map(|t| run(&state, keys(round * tasks + t, PER_ROUND / tasks)))
         .collect();
-    median(samples)
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for job in jobs {
+            scope.spawn(job);
+        }
+    });
+    let elapsed = started.elapsed();
+    drop(state);
+    elapsed
 }
 
 fn main() {
-    println!("{PER_ROUND} lifecycles per round, median of {ROUNDS} rounds, fresh store each round");
+    println!(
+        "{PER_ROUND} lifecycles per round, {ROUNDS} rounds, each round runs every contender \
+         on fresh state back to back; medians, and the median of the per-round ratios"
+    );
     for tasks in [1, 2] {
-        let memory = measure(tasks, MemoryStorage::new, |store, keys| {
-            let store = store.clone();
-            Box::new(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(lifecycles(store, keys));
-            })
-        });
-        let dashmap = measure(
-            tasks,
-            || Arc::new(DashMap::new()),
-            |dash, keys| {
-                let dash = Arc::clone(dash);
-                Box::new(move || bare_dashmap(&dash, keys))
-            },
-        );
-        let hashmap = measure(
-            tasks,
-            || Arc::new(Mutex::new(HashMap::new())),
-            |locked, keys| {
-                let locked = Arc::clone(locked);
-                Box::new(move || bare_hashmap(&locked, keys))
-            },
-        );
-        let floor = measure(tasks, || (), |(), keys| Box::new(move || api_floor(keys)));
+        let (mut memory, mut dashmap, mut hashmap, mut floor) = (vec![], vec![], vec![], vec![]);
+        for round in 0..ROUNDS {
+            memory.push(time_round(
+                round,
+                tasks,
+                MemoryStorage::new,
+                |store, keys| {
+                    let store = store.clone();
+                    Box::new(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .expect("runtime");
+                        runtime.block_on(lifecycles(store, keys));
+                    })
+                },
+            ));
+            dashmap.push(time_round(
+                round,
+                tasks,
+                || Arc::new(DashMap::new()),
+                |dash, keys| {
+                    let dash = Arc::clone(dash);
+                    Box::new(move || bare_dashmap(&dash, keys))
+                },
+            ));
+            hashmap.push(time_round(
+                round,
+                tasks,
+                || Arc::new(Mutex::new(HashMap::new())),
+                |locked, keys| {
+                    let locked = Arc::clone(locked);
+                    Box::new(move || bare_hashmap(&locked, keys))
+                },
+            ));
+            floor.push(time_round(
+                round,
+                tasks,
+                || (),
+                |(), keys| Box::new(move || api_floor(keys)),
+            ));
+        }
+        let ratio = |other: &[Duration]| {
+            let ratios: Vec<f64> = memory
+                .iter()
+                .zip(other)
+                .map(|(m, o)| m.as_secs_f64() / o.as_secs_f64())
+                .collect();
+            median_f64(ratios)
+        };
+        let (ratio_dash, ratio_hash) = (ratio(&dashmap), ratio(&hashmap));
         let ns = |d: Duration| d.as_nanos() as f64 / PER_ROUND as f64;
         println!(
-            "{tasks} task(s): memory {:>8.0} lifecycles/s ({:.0} ns each) | bare DashMap {:>8.0}/s, ratio {:.2}x | bare Mutex<HashMap> {:>8.0}/s, ratio {:.2}x | of the memory time, the API's owned copies alone take {:.0} ns",
-            per_second(memory),
-            ns(memory),
-            per_second(dashmap),
-            memory.as_secs_f64() / dashmap.as_secs_f64(),
-            per_second(hashmap),
-            memory.as_secs_f64() / hashmap.as_secs_f64(),
-            ns(floor),
+            "{tasks} task(s): memory {:>8.0} lifecycles/s ({:.0} ns each; the API's owned copies alone {:.0} ns) | bare DashMap {:>8.0}/s, ratio {ratio_dash:.2}x | bare Mutex<HashMap> {:>8.0}/s, ratio {ratio_hash:.2}x",
+            per_second(median(memory.clone())),
+            ns(median(memory)),
+            ns(median(floor)),
+            per_second(median(dashmap)),
+            per_second(median(hashmap)),
         );
     }
+}
+
+fn median_f64(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
