@@ -667,7 +667,7 @@ async fn the_lease_is_renewed_while_a_long_handler_runs() {
     let id = saga.saga_id.clone();
     let running = tokio::spawn(async move { e.execute(&id).await });
     // Well past the first lease's end, the saga is still held: renewals kept it.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let other = SagaEngine::builder(store).config(config).build();
     register_ok(&other, &rec);
     assert!(matches!(
