@@ -77,6 +77,8 @@ struct Inner {
     tokens: Tokens,
     idempotency: Sharded<IdempotencyShard>,
     locks: Sharded<LockShard>,
+    /// The last lock fencing number handed out.
+    lock_fence: AtomicU64,
     sagas: Mutex<SagaTables>,
     tasks: Mutex<TaskTables>,
 }
@@ -110,6 +112,7 @@ impl MemoryStorage {
                 tokens: Tokens::new(),
                 idempotency: Sharded::new(),
                 locks: Sharded::new(),
+                lock_fence: AtomicU64::new(0),
                 sagas: Mutex::new(SagaTables::default()),
                 tasks: Mutex::new(TaskTables::default()),
             }),

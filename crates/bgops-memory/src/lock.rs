@@ -1,6 +1,8 @@
-//! Fenced locks: one entry per name that outlives releases, so its fencing counter keeps
-//! rising for the life of the store.
+//! Fenced locks: one entry per held lock, removed on release. Fencing numbers come from
+//! one counter for the whole store, so they rise across every acquisition of a name even
+//! though nothing about a released lock is kept.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,26 +17,22 @@ use crate::shard::Map;
 /// One shard of locks, by name.
 pub(crate) type LockShard = Map<String, LockSlot>;
 
-/// A lock's fencing counter and its holder, if any.
-#[derive(Debug, Default)]
-pub(crate) struct LockSlot {
-    fence: u64,
-    holder: Option<Holder>,
-}
-
+/// The current (or last, until someone takes over) holder of a lock.
 #[derive(Debug)]
-struct Holder {
+pub(crate) struct LockSlot {
     token: String,
+    fence: u64,
     expires_at: OffsetDateTime,
 }
 
 impl LockSlot {
-    /// The live holder's state, if `lease` is it.
-    fn owned_by(&mut self, lease: &LockLease, now: OffsetDateTime) -> Option<&mut Holder> {
-        let fence = self.fence;
-        self.holder
-            .as_mut()
-            .filter(|h| now < h.expires_at && h.token == lease.token && fence == lease.fence)
+    fn is_live_at(&self, now: OffsetDateTime) -> bool {
+        now < self.expires_at
+    }
+
+    /// Whether `lease` is this live holder.
+    fn is_held_by(&self, lease: &LockLease, now: OffsetDateTime) -> bool {
+        self.is_live_at(now) && self.token == lease.token && self.fence == lease.fence
     }
 }
 
@@ -46,20 +44,23 @@ impl LockStore for MemoryStorage {
         let now = self.now();
         let expires_at = after(now, "ttl", ttl)?;
         let mut shard = self.inner.locks.shard(name).lock();
-        let slot = shard.entry(name.to_owned()).or_default();
-        if slot.holder.as_ref().is_some_and(|h| now < h.expires_at) {
+        if shard.get(name).is_some_and(|slot| slot.is_live_at(now)) {
             return Ok(None);
         }
-        slot.fence += 1;
+        // Taken under the shard's lock, so of two acquisitions of one name the later one
+        // always gets the higher number.
+        let fence = self.inner.lock_fence.fetch_add(1, Ordering::SeqCst) + 1;
         let token = self.inner.tokens.next().to_string();
-        slot.holder = Some(Holder {
+        let slot = LockSlot {
             token: token.clone(),
+            fence,
             expires_at,
-        });
+        };
+        shard.insert(name.to_owned(), slot);
         Ok(Some(LockLease {
             name: name.to_owned(),
             token,
-            fence: slot.fence,
+            fence,
             expires_at,
         }))
     }
@@ -73,13 +74,13 @@ impl LockStore for MemoryStorage {
         let now = self.now();
         let expires_at = after(now, "ttl", ttl)?;
         let mut shard = self.inner.locks.shard(lease.name.as_str()).lock();
-        let Some(holder) = shard
+        let Some(slot) = shard
             .get_mut(&lease.name)
-            .and_then(|slot| slot.owned_by(lease, now))
+            .filter(|slot| slot.is_held_by(lease, now))
         else {
             return Ok(None);
         };
-        holder.expires_at = expires_at;
+        slot.expires_at = expires_at;
         Ok(Some(LockLease {
             expires_at,
             ..lease.clone()
@@ -89,13 +90,13 @@ impl LockStore for MemoryStorage {
     async fn release_lock(&self, lease: &LockLease) -> StorageResult<bool> {
         let now = self.now();
         let mut shard = self.inner.locks.shard(lease.name.as_str()).lock();
-        let Some(slot) = shard.get_mut(&lease.name) else {
-            return Ok(false);
-        };
-        if slot.owned_by(lease, now).is_none() {
+        if !shard
+            .get(&lease.name)
+            .is_some_and(|slot| slot.is_held_by(lease, now))
+        {
             return Ok(false);
         }
-        slot.holder = None;
+        shard.remove(&lease.name);
         Ok(true)
     }
 }
@@ -103,16 +104,41 @@ impl LockStore for MemoryStorage {
 /// How many locks are held right now.
 pub(crate) fn count_held(storage: &MemoryStorage) -> u64 {
     let now = storage.now();
+    let held = |shard: &LockShard| shard.values().filter(|slot| slot.is_live_at(now)).count();
     storage
         .inner
         .locks
         .iter()
-        .map(|shard| {
-            shard
-                .lock()
-                .values()
-                .filter(|s| s.holder.as_ref().is_some_and(|h| now < h.expires_at))
-                .count() as u64
-        })
+        .map(|shard| held(&shard.lock()) as u64)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn released_locks_leave_nothing_behind() {
+        let store = MemoryStorage::new();
+        let mut fences = Vec::new();
+        for i in 0..100 {
+            let lease = store
+                .acquire_lock(&format!("lock-{i}"), Duration::from_secs(60))
+                .await;
+            let lease = lease.unwrap().unwrap();
+            fences.push(lease.fence);
+            assert!(store.release_lock(&lease).await.unwrap());
+        }
+        let kept: usize = store
+            .inner
+            .locks
+            .iter()
+            .map(|shard| shard.lock().len())
+            .sum();
+        assert_eq!(kept, 0, "a released lock keeps no entry");
+        assert!(
+            fences.windows(2).all(|w| w[0] < w[1]),
+            "one rising counter for the store"
+        );
+    }
 }
