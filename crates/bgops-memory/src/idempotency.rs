@@ -72,7 +72,7 @@ fn classify(slot: &Slot, fingerprint: Option<&str>, now: OffsetDateTime) -> Opti
     }
 }
 
-/// The record a Started claim creates (also on takeover: the new holder's request).
+/// The record a Started claim creates.
 fn fresh_record(
     request: BeginRequest,
     now: OffsetDateTime,
@@ -197,32 +197,34 @@ impl IdempotencyStore for MemoryStorage {
         let verdict = {
             let mut shard = self.shard_of(&address);
             let found = shard.find_mut(hash, |slot| slot.is_at(address.tenant_id, address.key));
-            let verdict = match found {
+            let token = self.inner.tokens.next();
+            match found {
                 Some(slot) if !slot.record.is_expired_at(now) => {
-                    classify(slot, record.fingerprint.as_deref(), now).ok_or(slot)
+                    classify(slot, record.fingerprint.as_deref(), now).unwrap_or_else(|| {
+                        // The holder's lease ran out: the caller takes the claim over. The
+                        // record stays bound to its first request (and its TTL to its
+                        // creation); only token and lease change.
+                        slot.token = Some(token);
+                        Arc::make_mut(&mut slot.record).lease_expires_at = Some(lease_expires_at);
+                        Verdict::Started(token.to_string(), Arc::clone(&slot.record))
+                    })
                 }
-                Some(slot) => Err(slot),
+                // A record past its TTL is gone: the new one replaces it.
+                Some(slot) => {
+                    *slot = Slot {
+                        hash,
+                        record: Arc::clone(&record),
+                        token: Some(token),
+                    };
+                    Verdict::Started(token.to_string(), Arc::clone(&record))
+                }
                 None => {
-                    let token = self.inner.tokens.next();
                     let slot = Slot {
                         hash,
                         record: Arc::clone(&record),
                         token: Some(token),
                     };
                     shard.insert_unique(hash, slot, |slot| slot.hash);
-                    Ok(Verdict::Started(token.to_string(), Arc::clone(&record)))
-                }
-            };
-            match verdict {
-                Ok(verdict) => verdict,
-                // An expired record, or a claim whose lease ran out: the caller takes over.
-                Err(slot) => {
-                    let token = self.inner.tokens.next();
-                    *slot = Slot {
-                        hash,
-                        record: Arc::clone(&record),
-                        token: Some(token),
-                    };
                     Verdict::Started(token.to_string(), Arc::clone(&record))
                 }
             }

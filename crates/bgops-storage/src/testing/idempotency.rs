@@ -326,14 +326,23 @@ pub async fn absent_fingerprint_matches_any(f: Fixture) {
 }
 
 /// An in-flight claim whose lease ran out is taken over by the next `begin` with a new
-/// token; the old token can then neither complete, release nor renew.
+/// token and lease (the record, created by the first request, stays); the old token can
+/// then neither complete, release nor renew.
 pub async fn expired_lease_is_taken_over_and_old_token_fenced(f: Fixture) {
     let (tenant, key) = (unique("tenant"), unique("key"));
-    let (old, _) = begin_started(&f, request(&tenant, &key).lease(f.short_lease)).await;
+    let (old, first) = begin_started(&f, request(&tenant, &key).lease(f.short_lease)).await;
     f.expire_short_lease().await;
     let (new, record) = begin_started(&f, request(&tenant, &key)).await;
     assert_ne!(old, new, "a takeover gets a new token");
     assert_eq!(record.status, OperationStatus::InProgress);
+    assert_eq!(
+        record.created_at, first.created_at,
+        "the record stays; its TTL still counts from creation"
+    );
+    assert!(
+        record.lease_expires_at > first.lease_expires_at,
+        "with a new lease"
+    );
 
     let err = f
         .storage
