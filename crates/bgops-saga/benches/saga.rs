@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bgops_core::{SagaHistoryEntry, SagaStep, SagaWorkflow};
 use bgops_memory::MemoryStorage;
 use bgops_saga::{NewSaga, RetryPolicy, SagaConfig, SagaEngine, SagaStatus, StepError};
-use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageResult};
+use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageError, StorageResult};
 use serde_json::Value;
 
 const SAMPLES: usize = 5;
@@ -65,6 +65,11 @@ fn main() {
                 );
             }
         }
+        // Reference: the same engine on a bare `Mutex<HashMap>` store (no indexes, no
+        // history kept): what the engine itself costs, the rest is the backend's.
+        bench(|| Arc::new(BareMap::default()), false, Path::Start, n)
+            .await
+            .print("bare  ", "3 steps all ok, start (reference)");
         match redis_url() {
             Some(url) => {
                 let prefix = format!("bgops-bench-{}", uuid::Uuid::new_v4().simple());
@@ -335,5 +340,84 @@ impl SagaStore for Counting {
     async fn delete_saga(&self, saga_id: &str) -> StorageResult<bool> {
         self.tick();
         self.inner.delete_saga(saga_id).await
+    }
+}
+
+/// A minimal store for the reference line: one map, fenced compare-and-set, nothing else.
+#[derive(Default)]
+struct BareMap {
+    sagas: std::sync::Mutex<std::collections::HashMap<String, SagaWorkflow>>,
+}
+
+#[async_trait]
+impl SagaStore for BareMap {
+    async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga> {
+        let mut map = self.sagas.lock().unwrap();
+        if let Some(existing) = map.get(&saga.saga_id) {
+            return Ok(CreateSaga::Existing(existing.clone()));
+        }
+        map.insert(saga.saga_id.clone(), saga.clone());
+        Ok(CreateSaga::Created(saga))
+    }
+    async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
+        Ok(self.sagas.lock().unwrap().get(saga_id).cloned())
+    }
+    async fn acquire_saga_lease(
+        &self,
+        saga_id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> StorageResult<Option<SagaWorkflow>> {
+        let mut map = self.sagas.lock().unwrap();
+        let saga = map.get_mut(saga_id).ok_or(StorageError::NotFound {
+            kind: "saga",
+            id: saga_id.into(),
+        })?;
+        let fence = saga.lease.as_ref().map_or(0, |l| l.fence) + 1;
+        let expires_at = time::OffsetDateTime::now_utc() + lease;
+        saga.lease = Some(bgops_core::SagaLease {
+            owner: owner.into(),
+            fence,
+            expires_at,
+        });
+        saga.version += 1;
+        Ok(Some(saga.clone()))
+    }
+    async fn save_saga(
+        &self,
+        saga: &SagaWorkflow,
+        fence: u64,
+        _history: &[SagaHistoryEntry],
+    ) -> StorageResult<SagaWorkflow> {
+        let mut map = self.sagas.lock().unwrap();
+        let stored = map.get_mut(&saga.saga_id).ok_or(StorageError::NotFound {
+            kind: "saga",
+            id: saga.saga_id.clone(),
+        })?;
+        if stored.lease.as_ref().map(|l| l.fence) != Some(fence) || stored.version != saga.version {
+            return Err(StorageError::LeaseLost {
+                kind: "saga",
+                id: saga.saga_id.clone(),
+            });
+        }
+        let mut next = saga.clone();
+        next.version += 1;
+        *stored = next.clone();
+        Ok(next)
+    }
+    async fn append_saga_history(&self, _: &str, _: &SagaHistoryEntry) -> StorageResult<()> {
+        Ok(())
+    }
+    async fn get_saga_history(&self, _: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
+        Ok(Vec::new())
+    }
+    async fn list_sagas(&self, _: &SagaFilter) -> StorageResult<Vec<SagaWorkflow>> {
+        Ok(Vec::new())
+    }
+    async fn list_recoverable_sagas(&self, _: usize) -> StorageResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+    async fn delete_saga(&self, saga_id: &str) -> StorageResult<bool> {
+        Ok(self.sagas.lock().unwrap().remove(saga_id).is_some())
     }
 }
