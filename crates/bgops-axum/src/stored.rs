@@ -122,9 +122,12 @@ pub(crate) fn decode(result: Option<&Value>) -> Result<Stored, IdempotencyError>
         let status = obj.get("status").and_then(Value::as_u64).map(|s| s as u16);
         return Ok(Stored::NotStored(status));
     };
-    let raw = STANDARD
-        .decode(encoded)
-        .map_err(|_| corrupt("not base64"))?;
+    // One buffer: header values and the body are zero-copy slices of it.
+    let raw = Bytes::from(
+        STANDARD
+            .decode(encoded)
+            .map_err(|_| corrupt("not base64"))?,
+    );
     let mut r = Reader { buf: &raw, pos: 0 };
     if r.take(4)? != MAGIC {
         return Err(corrupt("unknown format"));
@@ -136,11 +139,13 @@ pub(crate) fn decode(result: Option<&Value>) -> Result<Stored, IdempotencyError>
         let len = usize::from(r.u16()?);
         let name = HeaderName::from_bytes(r.take(len)?).map_err(|_| corrupt("bad header name"))?;
         let len = r.u32()? as usize;
-        let value =
-            HeaderValue::from_bytes(r.take(len)?).map_err(|_| corrupt("bad header value"))?;
+        let start = r.pos;
+        r.take(len)?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(start..start + len))
+            .map_err(|_| corrupt("bad header value"))?;
         headers.append(name, value);
     }
-    let body = Bytes::copy_from_slice(&raw[r.pos..]);
+    let body = raw.slice(r.pos..);
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
