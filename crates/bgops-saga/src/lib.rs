@@ -19,6 +19,17 @@
 //! [`StepContext::step_key`] (`{saga_id}:{index}`, `…:comp`) plus its attempt and fence, to
 //! make its external effects idempotent.
 //!
+//! A step whose outcome is unknown and that may not run again (the saga's deadline passed
+//! while it ran, or it was left started with no attempt left) is treated as maybe done: it
+//! is compensated with the others, so compensations must be no-ops when there is nothing
+//! to undo.
+//!
+//! **Store writes.** Each transition is one fenced `save_saga`, and "step i succeeded" goes
+//! in the same write as "step i+1 started": `execute` of a saga of n steps costs n + 2
+//! writes (lease, n intents, end). [`SagaEngine::start`] creates the saga already leased
+//! with its first intent: n + 1 writes in all, creation included (`create` then `execute`:
+//! n + 3).
+//!
 //! Two ways to define a saga, one engine underneath:
 //! - **dynamic** (the seed's `create_saga_workflow`): [`SagaStep`]s
 //!   naming operations whose handlers are registered by name and take and return JSON;
@@ -53,6 +64,13 @@
 //! let outcome = engine.execute(&saga.saga_id).await?;
 //! assert!(!outcome.succeeded());
 //! assert_eq!(outcome.status, SagaStatus::Compensated);
+//!
+//! // Or create and run in one go, watching its events (an SSE endpoint forwards these).
+//! let steps = vec![SagaStep::new("Create user", "create_user", json!({ "name": "bob" }))];
+//! let (_id, mut events) = engine.start_stream(bgops_saga::NewSaga::new("tenant1", "onboarding", steps))?;
+//! while let Some(event) = events.recv().await {
+//!     print!("{}", event.to_sse());
+//! }
 //! # Ok(())
 //! # }
 //! ```

@@ -686,3 +686,24 @@ async fn the_lease_is_renewed_while_a_long_handler_runs() {
     assert_eq!(outcome.status, SagaStatus::Completed);
     assert_eq!(outcome.saga.steps[1].attempts, 1);
 }
+
+#[tokio::test]
+async fn the_saga_deadline_stops_a_running_handler_and_compensates_it_as_maybe_done() {
+    // Real time: the deadline timer runs on it (timeouts are whole seconds).
+    let store: Arc<dyn bgops_storage::SagaStore> = Arc::new(bgops_memory::MemoryStorage::new());
+    let engine = SagaEngine::builder(store).config(Setup::config()).build();
+    let rec = Recorder::default();
+    register_ok(&engine, &rec);
+    engine.register_operation_handler("do_b", |_| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(json!("too late"))
+    });
+    let new = NewSaga::new("t1", "w", steps3()).timeout(Duration::from_secs(1));
+    let outcome = engine.start(new).await.unwrap();
+    assert_eq!(outcome.status, SagaStatus::Compensated);
+    assert_eq!(outcome.saga.error.as_deref(), Some("saga timed out"));
+    // Its outcome is unknown (it was stopped midway), so it is compensated too.
+    assert_eq!(rec.log(), ["do_a", "undo_b", "undo_a"]);
+    assert_eq!(outcome.saga.steps[1].status, SagaStepStatus::Compensated);
+    assert_eq!(outcome.saga.steps[2].status, SagaStepStatus::Pending);
+}
