@@ -293,7 +293,7 @@ pub async fn in_flight_duplicate_gets_409(store: Store) {
     let c = app.client.clone();
     let k2 = k.clone();
     let first = tokio::spawn(async move { c.post("/slow?ms=400", Some(&k2), "").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_runs(&app, 1).await;
     let dup = app.client.post("/slow?ms=400", Some(&k), "").await;
     assert_eq!(dup.status, 409);
     assert_eq!(dup.header("retry-after"), Some("1"));
@@ -311,7 +311,7 @@ pub async fn in_flight_duplicate_202_as_in_seed(store: Store) {
     let c = app.client.clone();
     let k2 = k.clone();
     let first = tokio::spawn(async move { c.post("/slow?ms=300", Some(&k2), "").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_runs(&app, 1).await;
     let dup = app.client.post("/slow?ms=300", Some(&k), "").await;
     assert_eq!(dup.status, 202);
     assert_eq!(dup.json()["status"], "in_progress");
@@ -329,7 +329,7 @@ pub async fn in_flight_duplicate_waits_and_replays(store: Store) {
     let c = app.client.clone();
     let k2 = k.clone();
     let first = tokio::spawn(async move { c.post("/slow?ms=300", Some(&k2), "").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_runs(&app, 1).await;
     let dup = app.client.post("/slow?ms=300", Some(&k), "").await;
     let first = first.await.unwrap();
     assert_eq!(dup.status, 200);
@@ -339,17 +339,30 @@ pub async fn in_flight_duplicate_waits_and_replays(store: Store) {
 }
 
 pub async fn lease_is_renewed_while_handler_runs(store: Store) {
-    // Lease 300 ms, handler 1.2 s: without renewal the duplicate at 700 ms would take over.
-    let app = start(store, defaults().lease(Duration::from_millis(300))).await;
+    // Lease 600 ms (renewed every 200 ms), handler 2 s: without renewal the duplicate sent
+    // a second after the handler started would find the lease expired and run it again.
+    let app = start(store, defaults().lease(Duration::from_millis(600))).await;
     let k = key();
     let c = app.client.clone();
     let k2 = k.clone();
-    let first = tokio::spawn(async move { c.post("/slow?ms=1200", Some(&k2), "").await });
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let dup = app.client.post("/slow?ms=1200", Some(&k), "").await;
+    let first = tokio::spawn(async move { c.post("/slow?ms=2000", Some(&k2), "").await });
+    wait_for_runs(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let dup = app.client.post("/slow?ms=2000", Some(&k), "").await;
     assert_eq!(dup.status, 409);
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(app.runs.get(), 1);
+}
+
+/// Waits until the handlers have run `n` times (the first request holds its claim).
+async fn wait_for_runs(app: &crate::app::TestApp, n: usize) {
+    for _ in 0..500 {
+        if app.runs.get() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the handler never started");
 }
 
 pub async fn streamed_and_large_responses_are_not_stored(store: Store) {
