@@ -347,7 +347,7 @@ pub async fn lease_is_renewed_while_handler_runs(store: Store) {
     let k2 = k.clone();
     let first = tokio::spawn(async move { c.post("/slow?ms=2000", Some(&k2), "").await });
     wait_for_runs(&app, 1).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let dup = app.client.post("/slow?ms=2000", Some(&k), "").await;
     assert_eq!(dup.status, 409);
     assert_eq!(first.await.unwrap().status, 200);
