@@ -11,8 +11,9 @@ use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, 
 use hashbrown::HashTable;
 use time::OffsetDateTime;
 
+use crate::MemoryStorage;
 use crate::deadline::after;
-use crate::{MemoryStorage, Token};
+use crate::token::Token;
 
 const KIND: &str = "idempotency";
 

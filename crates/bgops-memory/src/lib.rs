@@ -48,11 +48,12 @@ mod lock;
 mod saga;
 mod shard;
 mod task;
+mod token;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -65,6 +66,7 @@ use crate::lock::LockShard;
 use crate::saga::SagaTables;
 use crate::shard::{SHARDS, Sharded};
 use crate::task::TaskTables;
+use crate::token::Tokens;
 
 /// The in-memory store. Cheap to clone: clones share the same data.
 #[derive(Clone)]
@@ -126,57 +128,6 @@ impl MemoryStorage {
 
     fn now(&self) -> time::OffsetDateTime {
         self.inner.clock.now()
-    }
-}
-
-/// Lease and lock tokens: unique per store (a random prefix and a counter), cheaper than
-/// asking the OS for randomness on every claim. They need to be unique, not secret: only
-/// code with access to the store can present one.
-struct Tokens {
-    prefix: u64,
-    counter: AtomicU64,
-}
-
-impl Tokens {
-    fn new() -> Self {
-        Self {
-            prefix: uuid::Uuid::new_v4().as_u64_pair().0,
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    fn next(&self) -> Token {
-        Token {
-            prefix: self.prefix,
-            n: self.counter.fetch_add(1, Ordering::Relaxed),
-        }
-    }
-}
-
-/// A token kept as two numbers, so a claim stores it without allocating; callers see it
-/// as 32 hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Token {
-    prefix: u64,
-    n: u64,
-}
-
-impl Token {
-    /// Whether `text` is this token's text.
-    fn matches(self, text: &str) -> bool {
-        let (Some(prefix), Some(n)) = (text.get(..16), text.get(16..)) else {
-            return false;
-        };
-        n.len() == 16
-            && text.bytes().all(|b| b.is_ascii_hexdigit())
-            && u64::from_str_radix(prefix, 16) == Ok(self.prefix)
-            && u64::from_str_radix(n, 16) == Ok(self.n)
-    }
-}
-
-impl fmt::Display for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}{:016x}", self.prefix, self.n)
     }
 }
 
