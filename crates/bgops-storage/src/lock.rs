@@ -29,8 +29,11 @@ pub trait LockStore: Send + Sync {
 
     /// Extends the lock to `ttl` from now if `lease` is still the owner; `None` if it is
     /// not (expired and maybe taken by another).
-    async fn renew_lock(&self, lease: &LockLease, ttl: Duration)
-    -> StorageResult<Option<LockLease>>;
+    async fn renew_lock(
+        &self,
+        lease: &LockLease,
+        ttl: Duration,
+    ) -> StorageResult<Option<LockLease>>;
 
     /// Releases the lock if `lease` is still the owner (compare-and-delete); `true` if it
     /// was released.

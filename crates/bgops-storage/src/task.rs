@@ -113,8 +113,12 @@ pub trait TaskStore: Send + Sync {
     /// # Errors
     /// [`StorageError::LeaseLost`](crate::StorageError::LeaseLost) when `attempt` is not
     /// the current claim.
-    async fn complete_task(&self, task_id: &str, attempt: u32, result: Value)
-    -> StorageResult<Task>;
+    async fn complete_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        result: Value,
+    ) -> StorageResult<Task>;
 
     /// Fails the claim `attempt`: back to `Pending`, claimable after `retry_after`, while
     /// attempts remain; `Failed` at the last.
@@ -127,8 +131,12 @@ pub trait TaskStore: Send + Sync {
     ) -> StorageResult<Task>;
 
     /// Extends the claim `attempt` to `lease` from now.
-    async fn renew_task_lease(&self, task_id: &str, attempt: u32, lease: Duration)
-    -> StorageResult<Task>;
+    async fn renew_task_lease(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        lease: Duration,
+    ) -> StorageResult<Task>;
 
     /// Gives the claim `attempt` back (graceful shutdown): `Pending` again at once, and the
     /// released attempt does not count against `max_attempts`.
