@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bgops_core::{IdempotencyRecord, OperationOutcome, OperationStatus, validate};
-use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, StorageResult};
+use bgops_storage::{
+    BeginOutcome, BeginRequest, IdempotencyStore, StorageResult, record_lease_lost,
+    record_not_found, validate_address,
+};
 use hashbrown::HashTable;
 use time::OffsetDateTime;
 
 use crate::MemoryStorage;
 use crate::deadline::after;
 use crate::token::Token;
-
-const KIND: &str = "idempotency";
 
 /// One shard. A `HashTable` of slots addressed by the hash of (tenant, key): the record
 /// itself holds tenant and key, so no second copy of them is kept as a map key, and the
@@ -97,26 +98,6 @@ fn fresh_record(
     }
 }
 
-fn check_address(tenant_id: &str, key: &str) -> StorageResult<()> {
-    validate::name("tenant_id", tenant_id)?;
-    validate::idempotency_key(key)?;
-    Ok(())
-}
-
-fn not_found(tenant_id: &str, key: &str) -> StorageError {
-    StorageError::NotFound {
-        kind: KIND,
-        id: format!("{tenant_id}/{key}"),
-    }
-}
-
-fn lease_lost(tenant_id: &str, key: &str) -> StorageError {
-    StorageError::LeaseLost {
-        kind: KIND,
-        id: format!("{tenant_id}/{key}"),
-    }
-}
-
 /// Where a record lives: its shard's table and its hash there.
 struct Address<'a> {
     tenant_id: &'a str,
@@ -167,13 +148,13 @@ fn claimed<'t>(
     address: &Address<'_>,
     token: &str,
 ) -> StorageResult<&'t mut Slot> {
-    let slot = slot.ok_or_else(|| not_found(address.tenant_id, address.key))?;
+    let slot = slot.ok_or_else(|| record_not_found(address.tenant_id, address.key))?;
     let holds = slot.record.status == OperationStatus::InProgress
         && slot.token.is_some_and(|held| held.matches(token));
     if holds {
         Ok(slot)
     } else {
-        Err(lease_lost(address.tenant_id, address.key))
+        Err(record_lease_lost(address.tenant_id, address.key))
     }
 }
 
@@ -250,7 +231,7 @@ impl IdempotencyStore for MemoryStorage {
         token: &str,
         outcome: OperationOutcome,
     ) -> StorageResult<IdempotencyRecord> {
-        check_address(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         let now = self.now();
         let address = self.address(tenant_id, key);
         let stored = {
@@ -278,7 +259,7 @@ impl IdempotencyStore for MemoryStorage {
     }
 
     async fn release(&self, tenant_id: &str, key: &str, token: &str) -> StorageResult<()> {
-        check_address(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         let now = self.now();
         let address = self.address(tenant_id, key);
         let mut shard = self.shard_of(&address);
@@ -294,7 +275,7 @@ impl IdempotencyStore for MemoryStorage {
         token: &str,
         lease: Duration,
     ) -> StorageResult<OffsetDateTime> {
-        check_address(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         validate::duration("lease", lease)?;
         let now = self.now();
         let until = after(now, "lease", lease)?;
@@ -310,7 +291,7 @@ impl IdempotencyStore for MemoryStorage {
         tenant_id: &str,
         key: &str,
     ) -> StorageResult<Option<IdempotencyRecord>> {
-        check_address(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         let now = self.now();
         let address = self.address(tenant_id, key);
         let record = {
@@ -321,7 +302,7 @@ impl IdempotencyStore for MemoryStorage {
     }
 
     async fn delete_idempotency(&self, tenant_id: &str, key: &str) -> StorageResult<bool> {
-        check_address(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         let now = self.now();
         let address = self.address(tenant_id, key);
         let removed = remove_slot(&mut self.shard_of(&address), &address);

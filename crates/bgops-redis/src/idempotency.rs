@@ -5,7 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bgops_core::clock::from_millis;
 use bgops_core::{IdempotencyRecord, OperationOutcome, OperationStatus};
-use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, StorageResult};
+use bgops_storage::{
+    BeginOutcome, BeginRequest, IdempotencyStore, StorageResult, record_lease_lost,
+    record_not_found, validate_address,
+};
 use fred::interfaces::HashesInterface;
 use fred::types::Value;
 use time::OffsetDateTime;
@@ -17,8 +20,6 @@ use crate::scripts::{
     IDEM_BEGIN, IDEM_COMPLETE, IDEM_DELETE, IDEM_PURGE, IDEM_RELEASE, IDEM_RENEW,
 };
 use crate::storage::RedisStorage;
-
-const KIND: &str = "idempotency";
 
 fn record(fields: &Fields) -> StorageResult<IdempotencyRecord> {
     let status = match fields.req("status")? {
@@ -52,27 +53,6 @@ fn record(fields: &Fields) -> StorageResult<IdempotencyRecord> {
         },
         completed_at: fields.opt_time("completed")?,
     })
-}
-
-/// Rejects a bad tenant or key before building a storage key from it.
-fn check(tenant: &str, key: &str) -> StorageResult<()> {
-    bgops_core::validate::name("tenant_id", tenant)?;
-    bgops_core::validate::idempotency_key(key)?;
-    Ok(())
-}
-
-fn not_found(tenant: &str, key: &str) -> StorageError {
-    StorageError::NotFound {
-        kind: KIND,
-        id: format!("{tenant}/{key}"),
-    }
-}
-
-fn lease_lost(tenant: &str, key: &str) -> StorageError {
-    StorageError::LeaseLost {
-        kind: KIND,
-        id: format!("{tenant}/{key}"),
-    }
 }
 
 /// The first item of a script reply, as text.
@@ -164,7 +144,7 @@ impl IdempotencyStore for RedisStorage {
         token: &str,
         outcome: OperationOutcome,
     ) -> StorageResult<IdempotencyRecord> {
-        check(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         let (rec, idx) = self.keys.idempotency(tenant_id, key);
         let status = outcome.status();
         let (result, err) = match &outcome {
@@ -192,14 +172,14 @@ impl IdempotencyStore for RedisStorage {
                 let hash = parts.into_iter().nth(1).unwrap_or(Value::Null);
                 record(&Fields::from_value(&rec, hash)?)
             }
-            "not_found" => Err(not_found(tenant_id, key)),
-            "lease_lost" => Err(lease_lost(tenant_id, key)),
+            "not_found" => Err(record_not_found(tenant_id, key)),
+            "lease_lost" => Err(record_lease_lost(tenant_id, key)),
             other => Err(error::unexpected(IDEM_COMPLETE.name, other)),
         }
     }
 
     async fn release(&self, tenant_id: &str, key: &str, token: &str) -> StorageResult<()> {
-        check(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         let (rec, idx) = self.keys.idempotency(tenant_id, key);
         let reply = self
             .run(
@@ -210,8 +190,8 @@ impl IdempotencyStore for RedisStorage {
             .await?;
         match text(&reply, &rec)?.as_str() {
             "ok" => Ok(()),
-            "not_found" => Err(not_found(tenant_id, key)),
-            "lease_lost" => Err(lease_lost(tenant_id, key)),
+            "not_found" => Err(record_not_found(tenant_id, key)),
+            "lease_lost" => Err(record_lease_lost(tenant_id, key)),
             other => Err(error::unexpected(IDEM_RELEASE.name, other)),
         }
     }
@@ -223,7 +203,7 @@ impl IdempotencyStore for RedisStorage {
         token: &str,
         lease: Duration,
     ) -> StorageResult<OffsetDateTime> {
-        check(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         bgops_core::validate::duration("lease", lease)?;
         let (rec, idx) = self.keys.idempotency(tenant_id, key);
         let reply = self
@@ -246,8 +226,8 @@ impl IdempotencyStore for RedisStorage {
                     .map_err(|_| error::unexpected(IDEM_RENEW.name, at.clone()))?;
                 Ok(from_millis(at))
             }
-            "not_found" => Err(not_found(tenant_id, key)),
-            "lease_lost" => Err(lease_lost(tenant_id, key)),
+            "not_found" => Err(record_not_found(tenant_id, key)),
+            "lease_lost" => Err(record_lease_lost(tenant_id, key)),
             other => Err(error::unexpected(IDEM_RENEW.name, other)),
         }
     }
@@ -257,7 +237,7 @@ impl IdempotencyStore for RedisStorage {
         tenant_id: &str,
         key: &str,
     ) -> StorageResult<Option<IdempotencyRecord>> {
-        check(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         let (rec, _) = self.keys.idempotency(tenant_id, key);
         let hash: Value = self
             .pool
@@ -272,7 +252,7 @@ impl IdempotencyStore for RedisStorage {
     }
 
     async fn delete_idempotency(&self, tenant_id: &str, key: &str) -> StorageResult<bool> {
-        check(tenant_id, key)?;
+        validate_address(tenant_id, key)?;
         let (rec, idx) = self.keys.idempotency(tenant_id, key);
         let reply = self.run(&IDEM_DELETE, vec![rec, idx], vec![]).await?;
         Ok(reply.as_u64().unwrap_or(0) > 0)

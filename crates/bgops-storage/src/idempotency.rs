@@ -7,7 +7,7 @@ use bgops_core::{CoreError, IdempotencyRecord, OperationOutcome, validate};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::StorageResult;
+use crate::{StorageError, StorageResult};
 
 /// Default retention of an idempotency record.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
@@ -99,6 +99,35 @@ impl BeginRequest {
         Ok(())
     }
 }
+
+/// Validates a record's address (tenant and key), as every backend does before any store
+/// access.
+///
+/// # Errors
+/// A [`CoreError`] naming the bad field.
+pub fn validate_address(tenant_id: &str, key: &str) -> Result<(), CoreError> {
+    validate::name("tenant_id", tenant_id)?;
+    validate::idempotency_key(key)
+}
+
+/// `NotFound` for the idempotency record at (tenant, key).
+pub fn record_not_found(tenant_id: &str, key: &str) -> StorageError {
+    StorageError::NotFound {
+        kind: KIND,
+        id: format!("{tenant_id}/{key}"),
+    }
+}
+
+/// `LeaseLost` for the idempotency record at (tenant, key).
+pub fn record_lease_lost(tenant_id: &str, key: &str) -> StorageError {
+    StorageError::LeaseLost {
+        kind: KIND,
+        id: format!("{tenant_id}/{key}"),
+    }
+}
+
+/// The `kind` of idempotency errors.
+const KIND: &str = "idempotency";
 
 /// The one answer `begin` gives.
 #[derive(Debug, Clone, PartialEq)]

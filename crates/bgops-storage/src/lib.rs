@@ -33,7 +33,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use error::{BoxError, StorageError, StorageResult};
-pub use idempotency::{BeginOutcome, BeginRequest, DEFAULT_LEASE, DEFAULT_TTL, IdempotencyStore};
+pub use idempotency::{
+    BeginOutcome, BeginRequest, DEFAULT_LEASE, DEFAULT_TTL, IdempotencyStore, record_lease_lost,
+    record_not_found, validate_address,
+};
 pub use lock::{LockLease, LockStore};
 pub use saga::{CreateSaga, SagaFilter, SagaStore};
 pub use task::{NewTask, Submitted, TaskFilter, TaskStore};
