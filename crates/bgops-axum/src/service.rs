@@ -366,9 +366,12 @@ where
 async fn renewing<F: Future>(shared: &Shared, claim: &Claim, call: F) -> F::Output {
     let period = shared.config.lease / 3;
     let mut call = std::pin::pin!(call);
+    // Most handlers finish on their first poll: no timer is made for them.
+    if let Poll::Ready(out) = futures::poll!(&mut call) {
+        return out;
+    }
     loop {
         tokio::select! {
-            // The handler first: a fast handler finishes before any timer is registered.
             biased;
             out = &mut call => return out,
             () = tokio::time::sleep(period) => {
