@@ -259,8 +259,17 @@ impl SagaStore for MemoryStorage {
         if let Some(lease) = &stored.lease {
             entry.max_fence = entry.max_fence.max(lease.fence);
         }
-        index.remove(&entry.saga, entry.seq);
-        index.add(&stored, entry.seq);
+        // The indexes key on creation time, id, tenant, status and idempotency key; only
+        // the status (and, through a caller's mistake, the tenant or key) can move them, and
+        // most saves (one per step transition) move nothing.
+        if stored.status != entry.saga.status
+            || stored.tenant_id != entry.saga.tenant_id
+            || stored.idempotency_key != entry.saga.idempotency_key
+            || stored.created_at != entry.saga.created_at
+        {
+            index.remove(&entry.saga, entry.seq);
+            index.add(&stored, entry.seq);
+        }
         entry.saga = stored;
         entry.history.extend_from_slice(history);
         Ok(entry.saga.clone())
