@@ -231,7 +231,7 @@ impl SagaStore for MemoryStorage {
         saga: &SagaWorkflow,
         fence: u64,
         history: &[SagaHistoryEntry],
-    ) -> StorageResult<SagaWorkflow> {
+    ) -> StorageResult<u64> {
         validate_saga(saga)?;
         let mut tables = self.inner.sagas.lock();
         let SagaTables { sagas, index, .. } = &mut *tables;
@@ -270,9 +270,10 @@ impl SagaStore for MemoryStorage {
             index.remove(&entry.saga, entry.seq);
             index.add(&stored, entry.seq);
         }
+        let version = stored.version;
         entry.saga = stored;
         entry.history.extend_from_slice(history);
-        Ok(entry.saga.clone())
+        Ok(version)
     }
 
     async fn append_saga_history(

@@ -1,7 +1,7 @@
 -- Fenced compare-and-set of a saga plus its history entries, in one step.
 -- KEYS: saga, history. ARGV: base, fence, expected version, doc, status, owner?, fence of
 --       the lease to store, its expiry ms, history entries...
--- Returns {'ok', HGETALL} | {'not_found'} | {'lease_lost'} | {'version_conflict', found}
+-- Returns {'ok'} | {'not_found'} | {'lease_lost'} | {'version_conflict', found}
 local rec, hist, base = KEYS[1], KEYS[2], ARGV[1]
 local bad = wrong_type(rec, 'hash')
 if bad then return bad end
@@ -26,7 +26,12 @@ if owner then
 else
   redis.call('HDEL', rec, 'lowner', 'lfence', 'lexp')
 end
-if cur[1] ~= status then saga_index_remove(base, cur[7], cur[1], cur[4]) end
-saga_index_add(base, cur[7], status, cur[4], created, lexp)
-for i = 9, #ARGV do redis.call('RPUSH', hist, ARGV[i]) end
-return {'ok', redis.call('HGETALL', rec)}
+if cur[1] ~= status then
+  saga_index_remove(base, cur[7], cur[1], cur[4])
+  saga_index_add(base, cur[7], status, cur[4], created, lexp)
+elseif active_status(status) then
+  -- Same status, same tenant: only the recovery score (the lease expiry) can move.
+  redis.call('ZADD', base .. 'active', lexp or 0, cur[7])
+end
+if #ARGV >= 9 then redis.call('RPUSH', hist, unpack(ARGV, 9)) end
+return {'ok'}

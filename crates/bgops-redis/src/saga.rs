@@ -167,7 +167,7 @@ impl SagaStore for RedisStorage {
         new: &SagaWorkflow,
         fence: u64,
         history: &[SagaHistoryEntry],
-    ) -> StorageResult<SagaWorkflow> {
+    ) -> StorageResult<u64> {
         let (rec, hist, base) = self.saga_keys(&new.saga_id);
         let [owner, lfence, lexp] = lease_args(new.lease.as_ref());
         let mut args = vec![
@@ -187,7 +187,8 @@ impl SagaStore for RedisStorage {
         let mut parts = items(reply).into_iter();
         let id = new.saga_id.clone();
         match parts.next().map(|v| text(&v, &rec)).transpose()?.as_deref() {
-            Some("ok") => parse_saga_reply(&rec, parts.next()),
+            // The script stored exactly `new` with the next version.
+            Some("ok") => Ok(new.version + 1),
             Some("not_found") => Err(StorageError::NotFound { kind: KIND, id }),
             Some("lease_lost") => Err(StorageError::LeaseLost { kind: KIND, id }),
             Some("version_conflict") => {

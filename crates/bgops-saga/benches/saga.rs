@@ -313,7 +313,7 @@ impl SagaStore for Counting {
         saga: &SagaWorkflow,
         fence: u64,
         history: &[SagaHistoryEntry],
-    ) -> StorageResult<SagaWorkflow> {
+    ) -> StorageResult<u64> {
         self.tick();
         self.inner.save_saga(saga, fence, history).await
     }
@@ -388,7 +388,7 @@ impl SagaStore for BareMap {
         saga: &SagaWorkflow,
         fence: u64,
         _history: &[SagaHistoryEntry],
-    ) -> StorageResult<SagaWorkflow> {
+    ) -> StorageResult<u64> {
         let mut map = self.sagas.lock().unwrap();
         let stored = map.get_mut(&saga.saga_id).ok_or(StorageError::NotFound {
             kind: "saga",
@@ -402,8 +402,8 @@ impl SagaStore for BareMap {
         }
         let mut next = saga.clone();
         next.version += 1;
-        *stored = next.clone();
-        Ok(next)
+        *stored = next;
+        Ok(stored.version)
     }
     async fn append_saga_history(&self, _: &str, _: &SagaHistoryEntry) -> StorageResult<()> {
         Ok(())

@@ -717,14 +717,15 @@ impl<'a> Run<'a> {
         if let Some(lease) = &mut self.saga.lease {
             lease.expires_at = now + self.inner.config.lease;
         }
-        let saved = self
+        let version = self
             .inner
             .store
             .save_saga(&self.saga, self.fence, &self.history)
             .await
             .map_err(|e| SagaError::from_store(&self.saga_id, e))?;
         self.history.clear();
-        self.saga = saved;
+        // The store now holds exactly the local copy with this version.
+        self.saga.version = version;
         Ok(())
     }
 

@@ -68,7 +68,10 @@ pub trait SagaStore: Send + Sync {
     /// Compare-and-set: stores `saga` (with `version + 1`) only if the stored saga's lease
     /// fence equals `fence` and its version equals `saga.version`; appends `history` in the
     /// same atomic step. The lease stored is `saga.lease` (set it to `None` to release).
-    /// Returns the saga as stored.
+    /// Returns the new version (`saga.version + 1`): the saga as stored is exactly `saga`
+    /// with that version, so the caller keeps its own copy instead of receiving one back
+    /// (saves happen at every step transition; a returned copy would cost a clone or a
+    /// read-back each time).
     ///
     /// # Errors
     /// [`StorageError::LeaseLost`](crate::StorageError::LeaseLost) when the fence differs
@@ -79,7 +82,7 @@ pub trait SagaStore: Send + Sync {
         saga: &SagaWorkflow,
         fence: u64,
         history: &[SagaHistoryEntry],
-    ) -> StorageResult<SagaWorkflow>;
+    ) -> StorageResult<u64>;
 
     /// Appends one history entry (unfenced; for notes outside execution).
     async fn append_saga_history(

@@ -99,7 +99,7 @@ impl SagaStore for CountingStore {
         saga: &SagaWorkflow,
         fence: u64,
         history: &[SagaHistoryEntry],
-    ) -> StorageResult<SagaWorkflow> {
+    ) -> StorageResult<u64> {
         self.count();
         self.inner.save_saga(saga, fence, history).await
     }

@@ -113,10 +113,12 @@ async fn move_to(f: &Fixture, saga: &SagaWorkflow, status: SagaStatus) -> SagaWo
     let mut leased = acquire(f, &saga.saga_id, &unique("executor"), LONG).await;
     let fence = fence_of(&leased);
     leased.status = status;
-    f.storage
+    leased.version = f
+        .storage
         .save_saga(&leased, fence, &[])
         .await
-        .expect("save")
+        .expect("save");
+    leased
 }
 
 /// A created saga reads back exactly as stored.
@@ -321,12 +323,14 @@ pub async fn save_is_a_fenced_compare_and_set(f: Fixture) {
     leased.status = SagaStatus::Running;
     leased.current_step = 1;
     leased.context = json!({"order": "o-1", "reserved": true});
-    let saved = f
+    let version = f
         .storage
         .save_saga(&leased, fence, &[])
         .await
         .expect("save");
-    assert_eq!(saved.version, leased.version + 1);
+    assert_eq!(version, leased.version + 1);
+    let mut saved = leased.clone();
+    saved.version = version;
     assert_eq!((saved.status, saved.current_step), (SagaStatus::Running, 1));
     let stored = f
         .storage
@@ -374,11 +378,13 @@ pub async fn save_appends_history_atomically(f: Fixture) {
         entry("step_started", SagaStatus::Running, fence),
         entry("step_succeeded", SagaStatus::Running, fence),
     ];
-    let saved = f
+    let version = f
         .storage
         .save_saga(&leased, fence, &batch)
         .await
         .expect("save");
+    let mut saved = leased.clone();
+    saved.version = version;
     let refused = f
         .storage
         .save_saga(
@@ -454,12 +460,20 @@ pub async fn cleared_lease_fences_out_its_holder(f: Fixture) {
     let fence = fence_of(&leased);
     leased.lease = None;
     leased.status = SagaStatus::Running;
-    let released = f
+    let version = f
         .storage
         .save_saga(&leased, fence, &[])
         .await
         .expect("save");
-    assert_eq!(released.lease, None);
+    let mut released = leased.clone();
+    released.version = version;
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.lease, None);
     let got = f.storage.save_saga(&released, fence, &[]).await;
     assert!(
         matches!(got, Err(StorageError::LeaseLost { .. })),
