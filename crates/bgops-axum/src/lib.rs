@@ -5,25 +5,39 @@
 //! carrying an `Idempotency-Key` run at most once and replays its response, byte for
 //! byte, to every retry.
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
-//! use axum::{Json, Router, routing::post};
+//! use axum::{Json, Router, body::Body, routing::post};
 //! use bgops_axum::{IdempotencyContext, add_background_operations_middleware};
+//! use http::Request;
 //! use serde_json::{Value, json};
+//! use tower::ServiceExt as _;
 //!
 //! async fn send_email(ctx: IdempotencyContext, Json(email): Json<Value>) -> Json<Value> {
 //!     let result = json!({ "message_id": format!("msg-{}", ctx.key()), "to": email["to"] });
-//!     ctx.set_result(result.clone());
+//!     ctx.set_result(result.clone()); // kept in the record, for a status endpoint
 //!     Json(result)
 //! }
 //!
-//! # async fn run(store: Arc<dyn bgops_storage::IdempotencyStore>) {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
 //! let app = add_background_operations_middleware(
 //!     Router::new().route("/api/send-email", post(send_email)),
-//!     store, // e.g. Arc::new(bgops_memory::MemoryStorage::new())
+//!     Arc::new(bgops_memory::MemoryStorage::new()),
 //! );
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await.unwrap();
-//! axum::serve(listener, app).await.unwrap();
+//! let request = || {
+//!     Request::post("/api/send-email")
+//!         .header("content-type", "application/json")
+//!         .header("idempotency-key", "test-123")
+//!         .body(Body::from(r#"{"to":"user@example.com"}"#))
+//!         .unwrap()
+//! };
+//! let first = app.clone().oneshot(request()).await.unwrap();
+//! assert_eq!(first.headers()["x-cache-hit"], "false");
+//! let retry = app.oneshot(request()).await.unwrap();
+//! assert_eq!(retry.headers()["x-cache-hit"], "true");
+//! assert_eq!(retry.headers()["idempotent-replayed"], "true");
+//! // In a server: axum::serve(tokio::net::TcpListener::bind("127.0.0.1:8000").await?, app)
 //! # }
 //! ```
 //!
