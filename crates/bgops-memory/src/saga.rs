@@ -1,8 +1,11 @@
 //! Sagas: one table with its indexes under one mutex, so that a save, its history entries
 //! and its index moves are one atomic step. Saga writes happen once per step transition,
-//! far less often than idempotency checks, so one lock costs little here.
+//! far less often than idempotency checks, so one lock costs little here, provided the
+//! work done under it stays small: sagas are kept behind `Arc`s, so copies handed out
+//! or taken in are made (and old versions dropped) outside the lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,24 +15,27 @@ use time::OffsetDateTime;
 
 use crate::MemoryStorage;
 use crate::deadline::after;
+use crate::shard::Map;
 
 const KIND: &str = "saga";
 const DEFAULT_PAGE: usize = 100;
 
-/// Index order: creation time, then insertion sequence (ties under a manual clock), then id.
-type Order = (OffsetDateTime, u64, String);
+/// Index order: creation time (as Unix nanoseconds: comparing `OffsetDateTime`s converts
+/// offsets each time), then insertion sequence (ties under a manual clock), then id.
+type Order = (i128, u64, String);
 
 /// Every saga, its journal, and the indexes `list_sagas` and recovery read.
 #[derive(Debug, Default)]
 pub(crate) struct SagaTables {
-    sagas: HashMap<String, Entry>,
+    sagas: Map<String, Entry>,
     next_seq: u64,
     index: SagaIndex,
 }
 
 #[derive(Debug)]
 struct Entry {
-    saga: SagaWorkflow,
+    /// Shared only for the moment a reader takes it out of the lock to copy it.
+    saga: Arc<SagaWorkflow>,
     history: Vec<SagaHistoryEntry>,
     seq: u64,
     /// The highest fence ever handed out: the lease itself may be cleared.
@@ -39,21 +45,21 @@ struct Entry {
 #[derive(Debug, Default)]
 struct SagaIndex {
     all: BTreeSet<Order>,
-    by_status: HashMap<SagaStatus, BTreeSet<Order>>,
-    by_tenant: HashMap<String, BTreeSet<Order>>,
-    by_tenant_status: HashMap<(String, SagaStatus), BTreeSet<Order>>,
-    by_key: HashMap<(String, String), String>,
+    by_status: Map<SagaStatus, BTreeSet<Order>>,
+    by_tenant: Map<String, BTreeSet<Order>>,
+    by_tenant_status: Map<(String, SagaStatus), BTreeSet<Order>>,
+    by_key: Map<(String, String), String>,
 }
 
 fn order(saga: &SagaWorkflow, seq: u64) -> Order {
-    (saga.created_at, seq, saga.saga_id.clone())
+    (
+        saga.created_at.unix_timestamp_nanos(),
+        seq,
+        saga.saga_id.clone(),
+    )
 }
 
-fn remove_from<K: Eq + std::hash::Hash>(
-    map: &mut HashMap<K, BTreeSet<Order>>,
-    key: &K,
-    item: &Order,
-) {
+fn remove_from<K: Eq + std::hash::Hash>(map: &mut Map<K, BTreeSet<Order>>, key: &K, item: &Order) {
     if let Some(set) = map.get_mut(key) {
         set.remove(item);
         if set.is_empty() {
@@ -152,47 +158,60 @@ fn lease_is_live(lease: &SagaLease, now: OffsetDateTime) -> bool {
     now < lease.expires_at
 }
 
+/// A copy of a saga taken out of the lock (cheap while it is held: one `Arc` clone).
+fn copy(saga: Arc<SagaWorkflow>) -> SagaWorkflow {
+    Arc::unwrap_or_clone(saga)
+}
+
 #[async_trait]
 impl SagaStore for MemoryStorage {
     async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga> {
         validate_saga(&saga)?;
-        let mut tables = self.inner.sagas.lock();
-        if let Some(existing) = tables.sagas.get(&saga.saga_id) {
-            return Ok(CreateSaga::Existing(existing.saga.clone()));
-        }
-        if let Some(key) = &saga.idempotency_key {
-            let address = (saga.tenant_id.clone(), key.clone());
-            if let Some(existing) = tables
-                .index
-                .by_key
-                .get(&address)
-                .and_then(|id| tables.sagas.get(id))
-            {
-                return Ok(CreateSaga::Existing(existing.saga.clone()));
+        // Copied before locking: the common answer is `Created` with the caller's saga.
+        let stored = Arc::new(saga.clone());
+        let existing = {
+            let mut tables = self.inner.sagas.lock();
+            let existing = tables.sagas.get(&saga.saga_id).or_else(|| {
+                let key = saga.idempotency_key.as_ref()?;
+                let address = (saga.tenant_id.clone(), key.clone());
+                tables
+                    .index
+                    .by_key
+                    .get(&address)
+                    .and_then(|id| tables.sagas.get(id))
+            });
+            if let Some(entry) = existing {
+                Some(Arc::clone(&entry.saga))
+            } else {
+                let seq = tables.next_seq;
+                tables.next_seq += 1;
+                tables.index.add(&saga, seq);
+                let max_fence = saga.lease.as_ref().map_or(0, |lease| lease.fence);
+                let entry = Entry {
+                    saga: stored,
+                    history: Vec::new(),
+                    seq,
+                    max_fence,
+                };
+                tables.sagas.insert(saga.saga_id.clone(), entry);
+                None
             }
-        }
-        let seq = tables.next_seq;
-        tables.next_seq += 1;
-        tables.index.add(&saga, seq);
-        let max_fence = saga.lease.as_ref().map_or(0, |lease| lease.fence);
-        let entry = Entry {
-            saga: saga.clone(),
-            history: Vec::new(),
-            seq,
-            max_fence,
         };
-        tables.sagas.insert(saga.saga_id.clone(), entry);
-        Ok(CreateSaga::Created(saga))
+        Ok(match existing {
+            Some(existing) => CreateSaga::Existing(copy(existing)),
+            None => CreateSaga::Created(saga),
+        })
     }
 
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
-        Ok(self
+        let found = self
             .inner
             .sagas
             .lock()
             .sagas
             .get(saga_id)
-            .map(|entry| entry.saga.clone()))
+            .map(|entry| Arc::clone(&entry.saga));
+        Ok(found.map(copy))
     }
 
     async fn acquire_saga_lease(
@@ -205,25 +224,31 @@ impl SagaStore for MemoryStorage {
         validate::duration("lease", lease)?;
         let now = self.now();
         let expires_at = after(now, "lease", lease)?;
-        let mut tables = self.inner.sagas.lock();
-        let entry = tables.entry(saga_id)?;
-        if entry
-            .saga
-            .lease
-            .as_ref()
-            .is_some_and(|held| held.owner != owner && lease_is_live(held, now))
-        {
-            return Ok(None);
-        }
-        entry.max_fence += 1;
-        entry.saga.lease = Some(SagaLease {
-            owner: owner.to_owned(),
-            fence: entry.max_fence,
-            expires_at,
-        });
-        entry.saga.version += 1;
-        entry.saga.updated_at = now;
-        Ok(Some(entry.saga.clone()))
+        let owner = owner.to_owned();
+        let taken = {
+            let mut tables = self.inner.sagas.lock();
+            let entry = tables.entry(saga_id)?;
+            if entry
+                .saga
+                .lease
+                .as_ref()
+                .is_some_and(|held| held.owner != owner && lease_is_live(held, now))
+            {
+                return Ok(None);
+            }
+            entry.max_fence += 1;
+            // Copies only if a reader holds the previous version at this very moment.
+            let saga = Arc::make_mut(&mut entry.saga);
+            saga.lease = Some(SagaLease {
+                owner,
+                fence: entry.max_fence,
+                expires_at,
+            });
+            saga.version += 1;
+            saga.updated_at = now;
+            Arc::clone(&entry.saga)
+        };
+        Ok(Some(copy(taken)))
     }
 
     async fn save_saga(
@@ -233,46 +258,53 @@ impl SagaStore for MemoryStorage {
         history: &[SagaHistoryEntry],
     ) -> StorageResult<u64> {
         validate_saga(saga)?;
-        let mut tables = self.inner.sagas.lock();
-        let SagaTables { sagas, index, .. } = &mut *tables;
-        let entry = sagas
-            .get_mut(&saga.saga_id)
-            .ok_or_else(|| not_found(&saga.saga_id))?;
-        // A cleared lease leaves fence 0, so a released executor is fenced out too.
-        let stored_fence = entry.saga.lease.as_ref().map_or(0, |lease| lease.fence);
-        if fence != stored_fence {
-            return Err(StorageError::LeaseLost {
-                kind: KIND,
-                id: saga.saga_id.clone(),
-            });
-        }
-        if saga.version != entry.saga.version {
-            return Err(StorageError::VersionConflict {
-                kind: KIND,
-                id: saga.saga_id.clone(),
-                expected: saga.version,
-                found: entry.saga.version,
-            });
-        }
+        // Copies made before locking; a refused save (rare) wastes them.
         let mut stored = saga.clone();
         stored.version += 1;
-        if let Some(lease) = &stored.lease {
-            entry.max_fence = entry.max_fence.max(lease.fence);
-        }
-        // The indexes key on creation time, id, tenant, status and idempotency key; only
-        // the status (and, through a caller's mistake, the tenant or key) can move them, and
-        // most saves (one per step transition) move nothing.
-        if stored.status != entry.saga.status
-            || stored.tenant_id != entry.saga.tenant_id
-            || stored.idempotency_key != entry.saga.idempotency_key
-            || stored.created_at != entry.saga.created_at
-        {
-            index.remove(&entry.saga, entry.seq);
-            index.add(&stored, entry.seq);
-        }
         let version = stored.version;
-        entry.saga = stored;
-        entry.history.extend_from_slice(history);
+        let stored = Arc::new(stored);
+        let mut entries = history.to_vec();
+        let replaced = {
+            let mut tables = self.inner.sagas.lock();
+            let SagaTables { sagas, index, .. } = &mut *tables;
+            let entry = sagas
+                .get_mut(&saga.saga_id)
+                .ok_or_else(|| not_found(&saga.saga_id))?;
+            // A cleared lease leaves fence 0, so a released executor is fenced out too.
+            let stored_fence = entry.saga.lease.as_ref().map_or(0, |lease| lease.fence);
+            if fence != stored_fence {
+                return Err(StorageError::LeaseLost {
+                    kind: KIND,
+                    id: saga.saga_id.clone(),
+                });
+            }
+            if saga.version != entry.saga.version {
+                return Err(StorageError::VersionConflict {
+                    kind: KIND,
+                    id: saga.saga_id.clone(),
+                    expected: saga.version,
+                    found: entry.saga.version,
+                });
+            }
+            if let Some(lease) = &stored.lease {
+                entry.max_fence = entry.max_fence.max(lease.fence);
+            }
+            // The indexes key on creation time, id, tenant, status and idempotency key;
+            // only the status (and, through a caller's mistake, the tenant or key) can move
+            // them, and most saves (one per step transition) move nothing.
+            if stored.status != entry.saga.status
+                || stored.tenant_id != entry.saga.tenant_id
+                || stored.idempotency_key != entry.saga.idempotency_key
+                || stored.created_at != entry.saga.created_at
+            {
+                index.remove(&entry.saga, entry.seq);
+                index.add(&stored, entry.seq);
+            }
+            entry.history.append(&mut entries);
+            std::mem::replace(&mut entry.saga, stored)
+        };
+        // The previous version is freed outside the lock.
+        drop(replaced);
         Ok(version)
     }
 
@@ -281,12 +313,8 @@ impl SagaStore for MemoryStorage {
         saga_id: &str,
         entry: &SagaHistoryEntry,
     ) -> StorageResult<()> {
-        self.inner
-            .sagas
-            .lock()
-            .entry(saga_id)?
-            .history
-            .push(entry.clone());
+        let entry = entry.clone();
+        self.inner.sagas.lock().entry(saga_id)?.history.push(entry);
         Ok(())
     }
 
@@ -307,17 +335,19 @@ impl SagaStore for MemoryStorage {
         } else {
             filter.limit
         };
-        let tables = self.inner.sagas.lock();
-        let Some(set) = tables.index.select(filter) else {
-            return Ok(Vec::new());
+        let found: Vec<Arc<SagaWorkflow>> = {
+            let tables = self.inner.sagas.lock();
+            let Some(set) = tables.index.select(filter) else {
+                return Ok(Vec::new());
+            };
+            set.iter()
+                .rev()
+                .skip(filter.offset)
+                .take(limit)
+                .filter_map(|(_, _, id)| tables.sagas.get(id).map(|entry| Arc::clone(&entry.saga)))
+                .collect()
         };
-        Ok(set
-            .iter()
-            .rev()
-            .skip(filter.offset)
-            .take(limit)
-            .filter_map(|(_, _, id)| tables.sagas.get(id).map(|entry| entry.saga.clone()))
-            .collect())
+        Ok(found.into_iter().map(copy).collect())
     }
 
     async fn list_recoverable_sagas(&self, limit: usize) -> StorageResult<Vec<String>> {
@@ -342,11 +372,16 @@ impl SagaStore for MemoryStorage {
     }
 
     async fn delete_saga(&self, saga_id: &str) -> StorageResult<bool> {
-        let mut tables = self.inner.sagas.lock();
-        let Some(entry) = tables.sagas.remove(saga_id) else {
-            return Ok(false);
+        let removed = {
+            let mut tables = self.inner.sagas.lock();
+            let Some(entry) = tables.sagas.remove(saga_id) else {
+                return Ok(false);
+            };
+            tables.index.remove(&entry.saga, entry.seq);
+            entry
         };
-        tables.index.remove(&entry.saga, entry.seq);
+        // Saga and journal are freed outside the lock.
+        drop(removed);
         Ok(true)
     }
 }
