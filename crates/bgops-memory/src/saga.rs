@@ -2,14 +2,15 @@
 //! and its index moves are one atomic step. Saga writes happen once per step transition,
 //! far less often than idempotency checks, so one lock costs little here, provided the
 //! work done under it stays small: sagas are kept behind `Arc`s, so copies handed out
-//! or taken in are made (and old versions dropped) outside the lock.
+//! are made outside the lock, and a save overwrites the stored saga in place, reusing
+//! its allocations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bgops_core::{SagaHistoryEntry, SagaLease, SagaStatus, SagaWorkflow, validate};
+use bgops_core::{SagaHistoryEntry, SagaLease, SagaStatus, SagaStep, SagaWorkflow, validate};
 use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageError, StorageResult};
 use time::OffsetDateTime;
 
@@ -158,6 +159,110 @@ fn lease_is_live(lease: &SagaLease, now: OffsetDateTime) -> bool {
     now < lease.expires_at
 }
 
+/// Overwrites `dst` with `src`, reusing `dst`'s allocations: a save mostly repeats the
+/// stored strings and steps, so this allocates almost nothing where a clone would make
+/// a dozen allocations (one of them the steps' buffer, large enough to make the system
+/// allocator consolidate its free lists). Destructured in full so that a new field
+/// cannot be forgotten.
+fn assign(dst: &mut SagaWorkflow, src: &SagaWorkflow) {
+    let SagaWorkflow {
+        saga_id,
+        tenant_id,
+        workflow_type,
+        steps,
+        status,
+        current_step,
+        created_at,
+        updated_at,
+        timeout_seconds,
+        idempotency_key,
+        context,
+        error,
+        version,
+        lease,
+    } = src;
+    dst.saga_id.clone_from(saga_id);
+    dst.tenant_id.clone_from(tenant_id);
+    dst.workflow_type.clone_from(workflow_type);
+    dst.steps.truncate(steps.len());
+    let kept = dst.steps.len();
+    for (d, s) in dst.steps.iter_mut().zip(steps) {
+        assign_step(d, s);
+    }
+    dst.steps.extend_from_slice(&steps[kept..]);
+    dst.status = *status;
+    dst.current_step = *current_step;
+    dst.created_at = *created_at;
+    dst.updated_at = *updated_at;
+    dst.timeout_seconds = *timeout_seconds;
+    dst.idempotency_key.clone_from(idempotency_key);
+    if dst.context != *context {
+        dst.context.clone_from(context);
+    }
+    dst.error.clone_from(error);
+    dst.version = *version;
+    match (&mut dst.lease, lease) {
+        (Some(d), Some(s)) => {
+            let SagaLease {
+                owner,
+                fence,
+                expires_at,
+            } = s;
+            d.owner.clone_from(owner);
+            d.fence = *fence;
+            d.expires_at = *expires_at;
+        }
+        (d, s) => d.clone_from(s),
+    }
+}
+
+/// [`assign`] for one step.
+fn assign_step(dst: &mut SagaStep, src: &SagaStep) {
+    let SagaStep {
+        step_id,
+        name,
+        operation,
+        parameters,
+        compensation_operation,
+        compensation_parameters,
+        max_retries,
+        status,
+        attempts,
+        compensation_attempts,
+        result,
+        error,
+        compensation_error,
+        started_at,
+        completed_at,
+        compensated_at,
+    } = src;
+    dst.step_id.clone_from(step_id);
+    dst.name.clone_from(name);
+    dst.operation.clone_from(operation);
+    // Values are compared first: they rarely change, and a clone of an object allocates.
+    if dst.parameters != *parameters {
+        dst.parameters.clone_from(parameters);
+    }
+    dst.compensation_operation
+        .clone_from(compensation_operation);
+    if dst.compensation_parameters != *compensation_parameters {
+        dst.compensation_parameters
+            .clone_from(compensation_parameters);
+    }
+    dst.max_retries = *max_retries;
+    dst.status = *status;
+    dst.attempts = *attempts;
+    dst.compensation_attempts = *compensation_attempts;
+    if dst.result != *result {
+        dst.result.clone_from(result);
+    }
+    dst.error.clone_from(error);
+    dst.compensation_error.clone_from(compensation_error);
+    dst.started_at = *started_at;
+    dst.completed_at = *completed_at;
+    dst.compensated_at = *compensated_at;
+}
+
 /// A copy of a saga taken out of the lock (cheap while it is held: one `Arc` clone).
 fn copy(saga: Arc<SagaWorkflow>) -> SagaWorkflow {
     Arc::unwrap_or_clone(saga)
@@ -258,13 +363,9 @@ impl SagaStore for MemoryStorage {
         history: &[SagaHistoryEntry],
     ) -> StorageResult<u64> {
         validate_saga(saga)?;
-        // Copies made before locking; a refused save (rare) wastes them.
-        let mut stored = saga.clone();
-        stored.version += 1;
-        let version = stored.version;
-        let stored = Arc::new(stored);
+        // Copied before locking; a refused save (rare) wastes them.
         let mut entries = history.to_vec();
-        let replaced = {
+        {
             let mut tables = self.inner.sagas.lock();
             let SagaTables { sagas, index, .. } = &mut *tables;
             let entry = sagas
@@ -286,26 +387,27 @@ impl SagaStore for MemoryStorage {
                     found: entry.saga.version,
                 });
             }
-            if let Some(lease) = &stored.lease {
+            if let Some(lease) = &saga.lease {
                 entry.max_fence = entry.max_fence.max(lease.fence);
             }
             // The indexes key on creation time, id, tenant, status and idempotency key;
             // only the status (and, through a caller's mistake, the tenant or key) can move
             // them, and most saves (one per step transition) move nothing.
-            if stored.status != entry.saga.status
-                || stored.tenant_id != entry.saga.tenant_id
-                || stored.idempotency_key != entry.saga.idempotency_key
-                || stored.created_at != entry.saga.created_at
+            if saga.status != entry.saga.status
+                || saga.tenant_id != entry.saga.tenant_id
+                || saga.idempotency_key != entry.saga.idempotency_key
+                || saga.created_at != entry.saga.created_at
             {
                 index.remove(&entry.saga, entry.seq);
-                index.add(&stored, entry.seq);
+                index.add(saga, entry.seq);
             }
             entry.history.append(&mut entries);
-            std::mem::replace(&mut entry.saga, stored)
-        };
-        // The previous version is freed outside the lock.
-        drop(replaced);
-        Ok(version)
+            // Copies only if a reader holds the stored version at this very moment.
+            let stored = Arc::make_mut(&mut entry.saga);
+            assign(stored, saga);
+            stored.version += 1;
+            Ok(stored.version)
+        }
     }
 
     async fn append_saga_history(
@@ -383,5 +485,46 @@ impl SagaStore for MemoryStorage {
         // Saga and journal are freed outside the lock.
         drop(removed);
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn saga(steps: usize, seed: u32) -> SagaWorkflow {
+        let steps = (0..steps)
+            .map(|i| {
+                let mut step = SagaStep::new(format!("s{i}-{seed}"), "op", json!({ "i": i }));
+                step.attempts = seed;
+                step.result = (seed % 2 == 0).then(|| json!([seed]));
+                step.error = (seed % 3 == 0).then(|| format!("e{seed}"));
+                step
+            })
+            .collect();
+        let mut saga = SagaWorkflow::new("t", "w", steps, OffsetDateTime::UNIX_EPOCH);
+        saga.context = json!({ "seed": seed });
+        saga.version = u64::from(seed);
+        saga.lease = (seed % 2 == 1).then(|| SagaLease {
+            owner: format!("o{seed}"),
+            fence: u64::from(seed),
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+        });
+        saga
+    }
+
+    /// Overwriting in place gives exactly a clone, whatever the shapes involved (more or
+    /// fewer steps, a lease appearing or going).
+    #[test]
+    fn assign_equals_clone() {
+        for (a, b) in [(3, 3), (3, 1), (1, 4), (0, 2), (2, 0)] {
+            for (x, y) in [(1, 2), (2, 3), (3, 3), (4, 1)] {
+                let mut dst = saga(a, x);
+                let src = saga(b, y);
+                assign(&mut dst, &src);
+                assert_eq!(dst, src);
+            }
+        }
     }
 }
