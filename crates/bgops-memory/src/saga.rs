@@ -22,13 +22,14 @@ const KIND: &str = "saga";
 const DEFAULT_PAGE: usize = 100;
 
 /// Index order: creation time (as Unix nanoseconds: comparing `OffsetDateTime`s converts
-/// offsets each time), then insertion sequence (ties under a manual clock), then id.
-type Order = (i128, u64, String);
+/// offsets each time), then insertion sequence (ties under a manual clock), then id
+/// (shared with the table's key: an index move copies no string).
+type Order = (i128, u64, Arc<str>);
 
 /// Every saga, its journal, and the indexes `list_sagas` and recovery read.
 #[derive(Debug, Default)]
 pub(crate) struct SagaTables {
-    sagas: Map<String, Entry>,
+    sagas: Map<Arc<str>, Entry>,
     next_seq: u64,
     index: SagaIndex,
 }
@@ -38,7 +39,8 @@ struct Entry {
     /// Shared only for the moment a reader takes it out of the lock to copy it.
     saga: Arc<SagaWorkflow>,
     history: Vec<SagaHistoryEntry>,
-    seq: u64,
+    /// This saga's place in the indexes.
+    order: Order,
     /// The highest fence ever handed out: the lease itself may be cleared.
     max_fence: u64,
 }
@@ -47,74 +49,84 @@ struct Entry {
 struct SagaIndex {
     all: BTreeSet<Order>,
     by_status: Map<SagaStatus, BTreeSet<Order>>,
-    by_tenant: Map<String, BTreeSet<Order>>,
-    by_tenant_status: Map<(String, SagaStatus), BTreeSet<Order>>,
-    by_key: Map<(String, String), String>,
+    by_tenant: Map<String, TenantIndex>,
+    by_key: Map<(String, String), Arc<str>>,
 }
 
-fn order(saga: &SagaWorkflow, seq: u64) -> Order {
-    (
-        saga.created_at.unix_timestamp_nanos(),
-        seq,
-        saga.saga_id.clone(),
-    )
+/// One tenant's sagas, all and by status: looked up by the tenant's name alone, so no
+/// key has to be built (and allocated) to find them.
+#[derive(Debug, Default)]
+struct TenantIndex {
+    all: BTreeSet<Order>,
+    by_status: Map<SagaStatus, BTreeSet<Order>>,
 }
 
-fn remove_from<K: Eq + std::hash::Hash>(map: &mut Map<K, BTreeSet<Order>>, key: &K, item: &Order) {
-    if let Some(set) = map.get_mut(key) {
+fn remove_from(map: &mut Map<SagaStatus, BTreeSet<Order>>, key: SagaStatus, item: &Order) {
+    if let Some(set) = map.get_mut(&key) {
         set.remove(item);
         if set.is_empty() {
-            map.remove(key);
+            map.remove(&key);
         }
     }
 }
 
 impl SagaIndex {
-    fn add(&mut self, saga: &SagaWorkflow, seq: u64) {
-        let item = order(saga, seq);
+    fn add(&mut self, saga: &SagaWorkflow, item: &Order) {
         self.by_status
             .entry(saga.status)
             .or_default()
             .insert(item.clone());
-        self.by_tenant
-            .entry(saga.tenant_id.clone())
+        let tenant = match self.by_tenant.get_mut(saga.tenant_id.as_str()) {
+            Some(tenant) => tenant,
+            None => self.by_tenant.entry(saga.tenant_id.clone()).or_default(),
+        };
+        tenant.all.insert(item.clone());
+        tenant
+            .by_status
+            .entry(saga.status)
             .or_default()
             .insert(item.clone());
-        self.by_tenant_status
-            .entry((saga.tenant_id.clone(), saga.status))
-            .or_default()
-            .insert(item.clone());
-        self.all.insert(item);
+        self.all.insert(item.clone());
         if let Some(key) = &saga.idempotency_key {
             self.by_key
                 .entry((saga.tenant_id.clone(), key.clone()))
-                .or_insert_with(|| saga.saga_id.clone());
+                .or_insert_with(|| Arc::clone(&item.2));
         }
     }
 
-    fn remove(&mut self, saga: &SagaWorkflow, seq: u64) {
-        let item = order(saga, seq);
-        self.all.remove(&item);
-        remove_from(&mut self.by_status, &saga.status, &item);
-        remove_from(&mut self.by_tenant, &saga.tenant_id, &item);
-        remove_from(
-            &mut self.by_tenant_status,
-            &(saga.tenant_id.clone(), saga.status),
-            &item,
-        );
+    fn remove(&mut self, saga: &SagaWorkflow, item: &Order) {
+        self.all.remove(item);
+        remove_from(&mut self.by_status, saga.status, item);
+        if let Some(tenant) = self.by_tenant.get_mut(saga.tenant_id.as_str()) {
+            tenant.all.remove(item);
+            remove_from(&mut tenant.by_status, saga.status, item);
+            if tenant.all.is_empty() {
+                self.by_tenant.remove(saga.tenant_id.as_str());
+            }
+        }
         if let Some(key) = &saga.idempotency_key {
             let address = (saga.tenant_id.clone(), key.clone());
-            if self.by_key.get(&address) == Some(&saga.saga_id) {
+            if self.by_key.get(&address).map(|id| &**id) == Some(saga.saga_id.as_str()) {
                 self.by_key.remove(&address);
             }
+        }
+    }
+
+    /// A status change: only the sets by status move (creation time, tenant and key stay).
+    fn move_status(&mut self, tenant: &str, from: SagaStatus, to: SagaStatus, item: &Order) {
+        remove_from(&mut self.by_status, from, item);
+        self.by_status.entry(to).or_default().insert(item.clone());
+        if let Some(tenant) = self.by_tenant.get_mut(tenant) {
+            remove_from(&mut tenant.by_status, from, item);
+            tenant.by_status.entry(to).or_default().insert(item.clone());
         }
     }
 
     /// The narrowest index that holds every saga matching `filter`.
     fn select(&self, filter: &SagaFilter) -> Option<&BTreeSet<Order>> {
         match (&filter.tenant_id, filter.status) {
-            (Some(tenant), Some(status)) => self.by_tenant_status.get(&(tenant.clone(), status)),
-            (Some(tenant), None) => self.by_tenant.get(tenant),
+            (Some(tenant), Some(status)) => self.by_tenant.get(tenant)?.by_status.get(&status),
+            (Some(tenant), None) => self.by_tenant.get(tenant).map(|t| &t.all),
             (None, Some(status)) => self.by_status.get(&status),
             (None, None) => Some(&self.all),
         }
@@ -276,7 +288,7 @@ impl SagaStore for MemoryStorage {
         let stored = Arc::new(saga.clone());
         let existing = {
             let mut tables = self.inner.sagas.lock();
-            let existing = tables.sagas.get(&saga.saga_id).or_else(|| {
+            let existing = tables.sagas.get(saga.saga_id.as_str()).or_else(|| {
                 let key = saga.idempotency_key.as_ref()?;
                 let address = (saga.tenant_id.clone(), key.clone());
                 tables
@@ -290,15 +302,17 @@ impl SagaStore for MemoryStorage {
             } else {
                 let seq = tables.next_seq;
                 tables.next_seq += 1;
-                tables.index.add(&saga, seq);
+                let id: Arc<str> = Arc::from(saga.saga_id.as_str());
+                let order = (saga.created_at.unix_timestamp_nanos(), seq, Arc::clone(&id));
+                tables.index.add(&saga, &order);
                 let max_fence = saga.lease.as_ref().map_or(0, |lease| lease.fence);
                 let entry = Entry {
                     saga: stored,
                     history: Vec::new(),
-                    seq,
+                    order,
                     max_fence,
                 };
-                tables.sagas.insert(saga.saga_id.clone(), entry);
+                tables.sagas.insert(id, entry);
                 None
             }
         };
@@ -369,7 +383,7 @@ impl SagaStore for MemoryStorage {
             let mut tables = self.inner.sagas.lock();
             let SagaTables { sagas, index, .. } = &mut *tables;
             let entry = sagas
-                .get_mut(&saga.saga_id)
+                .get_mut(saga.saga_id.as_str())
                 .ok_or_else(|| not_found(&saga.saga_id))?;
             // A cleared lease leaves fence 0, so a released executor is fenced out too.
             let stored_fence = entry.saga.lease.as_ref().map_or(0, |lease| lease.fence);
@@ -393,13 +407,16 @@ impl SagaStore for MemoryStorage {
             // The indexes key on creation time, id, tenant, status and idempotency key;
             // only the status (and, through a caller's mistake, the tenant or key) can move
             // them, and most saves (one per step transition) move nothing.
-            if saga.status != entry.saga.status
-                || saga.tenant_id != entry.saga.tenant_id
+            if saga.tenant_id != entry.saga.tenant_id
                 || saga.idempotency_key != entry.saga.idempotency_key
                 || saga.created_at != entry.saga.created_at
             {
-                index.remove(&entry.saga, entry.seq);
-                index.add(saga, entry.seq);
+                index.remove(&entry.saga, &entry.order);
+                entry.order.0 = saga.created_at.unix_timestamp_nanos();
+                index.add(saga, &entry.order);
+            } else if saga.status != entry.saga.status {
+                let (from, to) = (entry.saga.status, saga.status);
+                index.move_status(&saga.tenant_id, from, to, &entry.order);
             }
             entry.history.append(&mut entries);
             // Copies only if a reader holds the stored version at this very moment.
@@ -479,7 +496,7 @@ impl SagaStore for MemoryStorage {
             let Some(entry) = tables.sagas.remove(saga_id) else {
                 return Ok(false);
             };
-            tables.index.remove(&entry.saga, entry.seq);
+            tables.index.remove(&entry.saga, &entry.order);
             entry
         };
         // Saga and journal are freed outside the lock.
