@@ -10,17 +10,31 @@ use serde_json::json;
 async fn main() -> Result<(), Error> {
     let manager = BackgroundOperationsManager::from_env().await?;
     manager.start().await;
-    println!("bgops basic usage on the {} backend\n", manager.storage().backend_name());
+    println!(
+        "bgops basic usage on the {} backend\n",
+        manager.storage().backend_name()
+    );
 
     // 1. Create a key for an operation, run it, record the result.
     println!("--- 1. Create, run, complete ---");
     let params = json!({"to": "user@example.com", "subject": "Welcome"});
     let status = manager
-        .create_idempotency_key("tenant1", Some("user1"), "send_email", None, Some(&params), None)
+        .create_idempotency_key(
+            "tenant1",
+            Some("user1"),
+            "send_email",
+            None,
+            Some(&params),
+            None,
+        )
         .await?;
     let claim = match status {
         KeyStatus::Created(claim) => {
-            println!("created key {} (status {:?})", claim.key(), claim.record().status);
+            println!(
+                "created key {} (status {:?})",
+                claim.key(),
+                claim.record().status
+            );
             claim
         }
         other => {
@@ -30,33 +44,65 @@ async fn main() -> Result<(), Error> {
         }
     };
     let result = json!({"message_id": "123", "status": "sent"});
-    let record = manager.complete_idempotent_operation(&claim, Some(result), None).await?;
-    println!("completed: status {:?}, result {}", record.status, record.result.unwrap_or_default());
+    let record = manager
+        .complete_idempotent_operation(&claim, Some(result), None)
+        .await?;
+    println!(
+        "completed: status {:?}, result {}",
+        record.status,
+        record.result.unwrap_or_default()
+    );
 
     // 2. The same inputs again: the stored outcome comes back, nothing runs twice.
     println!("\n--- 2. Duplicate request ---");
     let again = manager
-        .create_idempotency_key("tenant1", Some("user1"), "send_email", None, Some(&params), None)
+        .create_idempotency_key(
+            "tenant1",
+            Some("user1"),
+            "send_email",
+            None,
+            Some(&params),
+            None,
+        )
         .await?;
     match &again {
-        KeyStatus::Completed(r) => println!("duplicate detected, cached result: {}", r.result.clone().unwrap_or_default()),
+        KeyStatus::Completed(r) => println!(
+            "duplicate detected, cached result: {}",
+            r.result.clone().unwrap_or_default()
+        ),
         other => println!("unexpected: {other:?}"),
     }
     let checked = manager.check_idempotency("tenant1", claim.key()).await?;
     println!("check_idempotency -> {:?}", checked.map(|r| r.status));
-    println!("tenant2 sees it? {:?}", manager.check_idempotency("tenant2", claim.key()).await?.is_some());
+    println!(
+        "tenant2 sees it? {:?}",
+        manager
+            .check_idempotency("tenant2", claim.key())
+            .await?
+            .is_some()
+    );
 
     // 3. A failed operation: its error is remembered and replayed.
     println!("\n--- 3. Complete with an error ---");
     let failing = json!({"card": "4242", "amount": 999_999});
     if let KeyStatus::Created(claim) = manager
-        .create_idempotency_key("tenant1", Some("user1"), "charge_card", None, Some(&failing), None)
+        .create_idempotency_key(
+            "tenant1",
+            Some("user1"),
+            "charge_card",
+            None,
+            Some(&failing),
+            None,
+        )
         .await?
     {
         let record = manager
             .complete_idempotent_operation(&claim, None, Some("card declined".into()))
             .await?;
-        println!("failed: status {:?}, error {:?}", record.status, record.error);
+        println!(
+            "failed: status {:?}, error {:?}",
+            record.status, record.error
+        );
     }
 
     // 4. Deterministic keys: same inputs, same key; any change, another key.
@@ -70,11 +116,25 @@ async fn main() -> Result<(), Error> {
     // 5. A client-supplied key (e.g. from an `Idempotency-Key` header).
     println!("\n--- 5. Custom key ---");
     let custom = manager
-        .create_idempotency_key("tenant1", None, "process_order", Some("order-12345"), Some(&json!({"amount": 99.99})), None)
+        .create_idempotency_key(
+            "tenant1",
+            None,
+            "process_order",
+            Some("order-12345"),
+            Some(&json!({"amount": 99.99})),
+            None,
+        )
         .await?;
     println!("custom key order-12345: {}", describe(&custom));
     let reused = manager
-        .create_idempotency_key("tenant1", None, "process_order", Some("order-12345"), Some(&json!({"amount": 5})), None)
+        .create_idempotency_key(
+            "tenant1",
+            None,
+            "process_order",
+            Some("order-12345"),
+            Some(&json!({"amount": 5})),
+            None,
+        )
         .await?;
     println!("same key, other parameters: {}", describe(&reused));
 
@@ -102,7 +162,10 @@ fn describe(status: &KeyStatus) -> &'static str {
 
 async fn finish(manager: &BackgroundOperationsManager) -> Result<(), Error> {
     let stats = manager.stats().await?;
-    println!("\nstorage stats: {} idempotency records", stats.idempotency_records);
+    println!(
+        "\nstorage stats: {} idempotency records",
+        stats.idempotency_records
+    );
     manager.shutdown().await;
     Ok(())
 }

@@ -17,26 +17,48 @@ use serde_json::json;
 async fn main() -> Result<(), Error> {
     let manager = BackgroundOperationsManager::from_env().await?;
     manager.start().await;
-    println!("bgops sagas on the {} backend", manager.storage().backend_name());
+    println!(
+        "bgops sagas on the {} backend",
+        manager.storage().backend_name()
+    );
 
     register_handlers(&manager);
 
     // 1. Every step succeeds.
     let onboarding = vec![
-        SagaStep::new("Create user account", "create_user", json!({"username": "johndoe"}))
-            .with_compensation("delete_user", json!({"username": "johndoe"})),
-        SagaStep::new("Send welcome email", "send_email", json!({"to": "john@example.com", "template": "welcome"}))
-            .with_compensation("send_email", json!({"to": "john@example.com", "template": "cancelled"})),
+        SagaStep::new(
+            "Create user account",
+            "create_user",
+            json!({"username": "johndoe"}),
+        )
+        .with_compensation("delete_user", json!({"username": "johndoe"})),
+        SagaStep::new(
+            "Send welcome email",
+            "send_email",
+            json!({"to": "john@example.com", "template": "welcome"}),
+        )
+        .with_compensation(
+            "send_email",
+            json!({"to": "john@example.com", "template": "cancelled"}),
+        ),
     ];
     run(&manager, "user_onboarding", onboarding).await?;
 
     // 2. The payment is declined: the inventory reservation and the user are undone, in
     //    reverse order; the failed payment itself is not compensated.
     let checkout = vec![
-        SagaStep::new("Create user account", "create_user", json!({"username": "janedoe"}))
-            .with_compensation("delete_user", json!({"username": "janedoe"})),
-        SagaStep::new("Reserve inventory", "reserve_inventory", json!({"sku": "book-42", "qty": 1}))
-            .with_compensation("release_inventory", json!({"sku": "book-42", "qty": 1})),
+        SagaStep::new(
+            "Create user account",
+            "create_user",
+            json!({"username": "janedoe"}),
+        )
+        .with_compensation("delete_user", json!({"username": "janedoe"})),
+        SagaStep::new(
+            "Reserve inventory",
+            "reserve_inventory",
+            json!({"sku": "book-42", "qty": 1}),
+        )
+        .with_compensation("release_inventory", json!({"sku": "book-42", "qty": 1})),
         SagaStep::new("Charge card", "charge_card", json!({"amount_cents": 4200}))
             .with_compensation("refund_card", json!({"amount_cents": 4200})),
     ];
@@ -44,8 +66,12 @@ async fn main() -> Result<(), Error> {
 
     // 3. A flaky service fails twice, then answers: retried with exponential backoff.
     let flaky = vec![
-        SagaStep::new("Call flaky partner API", "flaky_partner_api", json!({"order": "o-7"}))
-            .with_max_retries(3),
+        SagaStep::new(
+            "Call flaky partner API",
+            "flaky_partner_api",
+            json!({"order": "o-7"}),
+        )
+        .with_max_retries(3),
     ];
     run(&manager, "partner_sync", flaky).await?;
 
@@ -78,14 +104,18 @@ fn register_handlers(manager: &BackgroundOperationsManager) {
     let calls: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     manager.register_operation_handler("flaky_partner_api", move |step| {
         let n = {
-            let mut calls = calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut calls = calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let n = calls.entry(step.step_key()).or_default();
             *n += 1;
             *n
         };
         async move {
             if n < 3 {
-                Err(StepError::retryable(format!("partner API timed out (call {n})")))
+                Err(StepError::retryable(format!(
+                    "partner API timed out (call {n})"
+                )))
             } else {
                 Ok(json!({"synced": true, "attempt": step.attempt}))
             }
@@ -99,14 +129,20 @@ async fn run(
     steps: Vec<SagaStep>,
 ) -> Result<(), Error> {
     println!("\n=== {workflow_type} ===");
-    let saga = manager.create_saga_workflow("tenant1", workflow_type, steps, None).await?;
+    let saga = manager
+        .create_saga_workflow("tenant1", workflow_type, steps, None)
+        .await?;
     let mut events = manager.saga_engine().execute_stream(&saga.saga_id);
     while let Some(event) = events.recv().await {
         print_event(&event);
     }
     let stored = manager.get_saga(&saga.saga_id).await?;
     if let Some(saga) = stored {
-        println!("-> status {:?}; history has {} entries", saga.status, manager.get_saga_history(&saga.saga_id).await?.len());
+        println!(
+            "-> status {:?}; history has {} entries",
+            saga.status,
+            manager.get_saga_history(&saga.saga_id).await?.len()
+        );
     }
     Ok(())
 }
@@ -114,16 +150,25 @@ async fn run(
 fn print_event(event: &SagaEvent) {
     match event {
         SagaEvent::Resumed { fence, .. } => println!("  lease taken (fence {fence})"),
-        SagaEvent::StepStarted { name, attempt, .. } => println!("  start      {name} (attempt {attempt})"),
+        SagaEvent::StepStarted { name, attempt, .. } => {
+            println!("  start      {name} (attempt {attempt})")
+        }
         SagaEvent::StepSucceeded { name, output, .. } => println!("  ok         {name}: {output}"),
-        SagaEvent::StepRetrying { name, error, delay_ms, .. } => {
+        SagaEvent::StepRetrying {
+            name,
+            error,
+            delay_ms,
+            ..
+        } => {
             println!("  retry      {name}: {error}; next attempt in {delay_ms} ms");
         }
         SagaEvent::StepFailed { name, error, .. } => println!("  FAILED     {name}: {error}"),
         SagaEvent::Compensating { reason, .. } => println!("  compensating: {reason}"),
         SagaEvent::CompensationStarted { name, .. } => println!("  undo       {name}"),
         SagaEvent::StepCompensated { name, .. } => println!("  undone     {name}"),
-        SagaEvent::CompensationFailed { name, error, .. } => println!("  UNDO FAILED {name}: {error}"),
+        SagaEvent::CompensationFailed { name, error, .. } => {
+            println!("  UNDO FAILED {name}: {error}")
+        }
         SagaEvent::Finished { status, .. } => println!("  finished: {}", status.as_str()),
         other => println!("  {}", other.kind()),
     }

@@ -41,7 +41,9 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Runs a command in the workspace root, echoing it, failing on a non-zero exit.
@@ -54,7 +56,11 @@ fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
         .current_dir(root())
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    eprintln!("  ({program} {} took {:.1?})", args.first().copied().unwrap_or(""), started.elapsed());
+    eprintln!(
+        "  ({program} {} took {:.1?})",
+        args.first().copied().unwrap_or(""),
+        started.elapsed()
+    );
     if status.success() {
         Ok(())
     } else {
@@ -90,7 +96,10 @@ fn redis_env() -> Result<(Vec<(String, String)>, RedisGuards)> {
         let server = redis::RedisServer::spawn().map_err(|e| {
             format!("cannot start redis-server (apt-get install redis-server): {e}")
         })?;
-        eprintln!("xtask: throwaway redis-server at {} (port {})", server.url, server.port);
+        eprintln!(
+            "xtask: throwaway redis-server at {} (port {})",
+            server.url, server.port
+        );
         vars.push(("BGOPS_TEST_REDIS_URL".to_owned(), server.url.clone()));
         Some(server)
     };
@@ -101,11 +110,23 @@ fn redis_env() -> Result<(Vec<(String, String)>, RedisGuards)> {
         let cluster = redis::RedisCluster::spawn().map_err(|e| {
             format!("cannot start a Redis Cluster (needs redis-server and redis-cli): {e}")
         })?;
-        eprintln!("xtask: throwaway Redis Cluster at {} (ports {:?})", cluster.url, cluster.ports);
-        vars.push(("BGOPS_TEST_REDIS_CLUSTER_URL".to_owned(), cluster.url.clone()));
+        eprintln!(
+            "xtask: throwaway Redis Cluster at {} (ports {:?})",
+            cluster.url, cluster.ports
+        );
+        vars.push((
+            "BGOPS_TEST_REDIS_CLUSTER_URL".to_owned(),
+            cluster.url.clone(),
+        ));
         Some(cluster)
     };
-    Ok((vars, RedisGuards { _single: single, _cluster: cluster }))
+    Ok((
+        vars,
+        RedisGuards {
+            _single: single,
+            _cluster: cluster,
+        },
+    ))
 }
 
 fn cargo(args: &[&str], envs: &[(String, String)]) -> Result {
@@ -116,10 +137,25 @@ fn cargo(args: &[&str], envs: &[(String, String)]) -> Result {
 fn ci() -> Result {
     let started = Instant::now();
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"], &[])?;
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
     test(&[])?;
     let envs = [("RUSTDOCFLAGS", "-D warnings")];
-    run("cargo", &["doc", "--workspace", "--no-deps", "--all-features"], &envs)?;
+    run(
+        "cargo",
+        &["doc", "--workspace", "--no-deps", "--all-features"],
+        &envs,
+    )?;
     deny()?;
     eprintln!("\nxtask ci: all checks passed in {:.1?}", started.elapsed());
     Ok(())
@@ -131,11 +167,23 @@ fn test(extra: &[String]) -> Result {
     let (envs, _servers) = redis_env()?;
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     if has("cargo-nextest", &["--version"]) {
-        let mut args = vec!["nextest", "run", "--workspace", "--all-features", "--no-fail-fast"];
+        let mut args = vec![
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ];
         args.extend(&extra);
         cargo(&args, &envs)?;
     } else {
-        let mut args = vec!["test", "--workspace", "--all-features", "--all-targets", "--no-fail-fast"];
+        let mut args = vec![
+            "test",
+            "--workspace",
+            "--all-features",
+            "--all-targets",
+            "--no-fail-fast",
+        ];
         args.extend(&extra);
         cargo(&args, &envs)?;
     }
@@ -147,14 +195,32 @@ fn deny() -> Result {
         eprintln!("xtask: cargo-deny missing; installing it (cargo install cargo-deny --locked)");
         cargo(&["install", "cargo-deny", "--locked"], &[])?;
     }
-    eprintln!("xtask: `cargo deny check advisories` needs the advisory database from the network; skipped here");
-    cargo(&["deny", "--all-features", "check", "bans", "licenses", "sources"], &[])
+    eprintln!(
+        "xtask: `cargo deny check advisories` needs the advisory database from the network; skipped here"
+    );
+    cargo(
+        &[
+            "deny",
+            "--all-features",
+            "check",
+            "bans",
+            "licenses",
+            "sources",
+        ],
+        &[],
+    )
 }
 
 fn bench(which: Option<&str>) -> Result {
     let (envs, _servers) = redis_env()?;
     let crates: &[&str] = match which {
-        None => &["bgops-memory", "bgops-redis", "bgops-saga", "bgops-queue", "bgops-axum"],
+        None => &[
+            "bgops-memory",
+            "bgops-redis",
+            "bgops-saga",
+            "bgops-queue",
+            "bgops-axum",
+        ],
         Some("memory") => &["bgops-memory"],
         Some("redis") => &["bgops-redis"],
         Some("saga") => &["bgops-saga"],

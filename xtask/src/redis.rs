@@ -106,7 +106,11 @@ impl RedisServer {
     pub fn spawn() -> io::Result<Self> {
         let port = free_port(false)?;
         let node = Node::start(port, &[])?;
-        Ok(Self { url: format!("redis://127.0.0.1:{port}"), port, _node: node })
+        Ok(Self {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            _node: node,
+        })
     }
 }
 
@@ -159,9 +163,17 @@ impl RedisCluster {
         let url = format!(
             "redis-cluster://{}?{}",
             addresses[0],
-            addresses[1..].iter().map(|a| format!("node={a}")).collect::<Vec<_>>().join("&")
+            addresses[1..]
+                .iter()
+                .map(|a| format!("node={a}"))
+                .collect::<Vec<_>>()
+                .join("&")
         );
-        Ok(Self { url, ports, _nodes: nodes })
+        Ok(Self {
+            url,
+            ports,
+            _nodes: nodes,
+        })
     }
 }
 
@@ -226,8 +238,12 @@ fn command(port: u16, args: &[&str]) -> io::Result<String> {
 fn reply_complete(reply: &[u8]) -> bool {
     let text = String::from_utf8_lossy(reply);
     if let Some(rest) = text.strip_prefix('$') {
-        let Some((len, body)) = rest.split_once("\r\n") else { return false };
-        return len.parse::<usize>().map_or(true, |len| body.len() >= len + 2);
+        let Some((len, body)) = rest.split_once("\r\n") else {
+            return false;
+        };
+        return len
+            .parse::<usize>()
+            .map_or(true, |len| body.len() >= len + 2);
     }
     text.ends_with("\r\n")
 }

@@ -19,7 +19,10 @@ fn crate_dirs() -> Vec<PathBuf> {
 }
 
 fn crate_name(dir: &Path) -> String {
-    dir.file_name().expect("crate dir has a name").to_string_lossy().into_owned()
+    dir.file_name()
+        .expect("crate dir has a name")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Names of the packages in one `[section]` of a manifest (line-based: our manifests keep
@@ -88,11 +91,17 @@ fn core_and_storage_have_no_runtime_driver_or_web_dependency() {
     for name in ["bgops-core", "bgops-storage"] {
         let deps = section_deps(&manifest(&root().join("crates").join(name)), "dependencies");
         for dep in &deps {
-            assert!(!banned.contains(&dep.as_str()), "{name} must not depend on {dep}");
+            assert!(
+                !banned.contains(&dep.as_str()),
+                "{name} must not depend on {dep}"
+            );
         }
     }
     let core = section_deps(&manifest(&root().join("crates/bgops-core")), "dependencies");
-    assert!(!core.iter().any(|d| d == "tokio"), "bgops-core must not depend on tokio");
+    assert!(
+        !core.iter().any(|d| d == "tokio"),
+        "bgops-core must not depend on tokio"
+    );
 }
 
 #[test]
@@ -101,10 +110,16 @@ fn drivers_stay_in_their_crates() {
         let name = crate_name(&dir);
         let deps = section_deps(&manifest(&dir), "dependencies");
         if name != "bgops-redis" {
-            assert!(!deps.iter().any(|d| d == "fred"), "{name}: only bgops-redis may use fred");
+            assert!(
+                !deps.iter().any(|d| d == "fred"),
+                "{name}: only bgops-redis may use fred"
+            );
         }
         if name != "bgops-axum" {
-            assert!(!deps.iter().any(|d| d == "axum"), "{name}: only bgops-axum may use axum");
+            assert!(
+                !deps.iter().any(|d| d == "axum"),
+                "{name}: only bgops-axum may use axum"
+            );
         }
     }
 }
@@ -135,24 +150,43 @@ fn every_crate_uses_workspace_lints_and_has_crate_docs() {
 #[test]
 fn ci_runs_the_readme_test_command() {
     let ci = fs::read_to_string(root().join(".ci/run")).expect(".ci/run exists");
-    assert!(ci.contains("cargo xtask ci"), ".ci/run must call `cargo xtask ci`");
+    assert!(
+        ci.contains("cargo xtask ci"),
+        ".ci/run must call `cargo xtask ci`"
+    );
     let readme = fs::read_to_string(root().join("README.md")).expect("README.md exists");
-    assert!(readme.contains("cargo xtask ci"), "README must show the test command");
-    assert!(readme.contains("cargo run --example"), "README must show the main command");
+    assert!(
+        readme.contains("cargo xtask ci"),
+        "README must show the test command"
+    );
+    assert!(
+        readme.contains("cargo run --example"),
+        "README must show the main command"
+    );
 }
 
 #[test]
 fn lua_scripts_are_all_used() {
     let dir = root().join("crates/bgops-redis/lua");
-    let Ok(entries) = fs::read_dir(&dir) else { return };
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return;
+    };
     let mut sources = String::new();
     for file in walk(&root().join("crates/bgops-redis/src")) {
         sources.push_str(&fs::read_to_string(file).expect("readable source"));
     }
     for entry in entries {
         let path = entry.expect("readable dir entry").path();
-        let name = path.file_name().expect("file name").to_string_lossy().into_owned();
-        let stem = path.file_stem().expect("file stem").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let stem = path
+            .file_stem()
+            .expect("file stem")
+            .to_string_lossy()
+            .into_owned();
         // Loaded as `include_str!("../lua/x.lua")` or through a macro naming `"x"`.
         assert!(
             sources.contains(&name) || sources.contains(&format!("\"{stem}\"")),
