@@ -377,8 +377,6 @@ impl SagaStore for MemoryStorage {
         history: &[SagaHistoryEntry],
     ) -> StorageResult<u64> {
         validate_saga(saga)?;
-        // Copied before locking; a refused save (rare) wastes them.
-        let mut entries = history.to_vec();
         {
             let mut tables = self.inner.sagas.lock();
             let SagaTables { sagas, index, .. } = &mut *tables;
@@ -418,7 +416,8 @@ impl SagaStore for MemoryStorage {
                 let (from, to) = (entry.saga.status, saga.status);
                 index.move_status(&saga.tenant_id, from, to, &entry.order);
             }
-            entry.history.append(&mut entries);
+            // Cheap copies: the engine's event names are borrowed, details mostly absent.
+            entry.history.extend_from_slice(history);
             // Copies only if a reader holds the stored version at this very moment.
             let stored = Arc::make_mut(&mut entry.saga);
             assign(stored, saga);

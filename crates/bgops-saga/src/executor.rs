@@ -5,6 +5,7 @@
 //! effect") and once at the end. So "step i succeeded" and "step i+1 started" travel in
 //! the same write, and a saga of n steps costs n + 2 writes (lease, n intents, end).
 
+use std::borrow::Cow;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -731,14 +732,14 @@ impl<'a> Run<'a> {
 
     fn push(
         &mut self,
-        event: &str,
+        event: &'static str,
         step: Option<usize>,
         attempt: Option<u32>,
         detail: Option<Value>,
     ) {
         self.history.push(SagaHistoryEntry {
             at: self.now,
-            event: event.to_owned(),
+            event: Cow::Borrowed(event),
             step_index: step,
             attempt,
             status: self.saga.status,

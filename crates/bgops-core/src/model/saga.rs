@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -255,8 +257,9 @@ pub struct SagaHistoryEntry {
     pub at: OffsetDateTime,
     /// What happened: `created`, `step_started`, `step_succeeded`, `step_failed`,
     /// `step_retrying`, `compensating`, `step_compensated`, `compensation_failed`,
-    /// `finished`, `lease_acquired`, ...
-    pub event: String,
+    /// `finished`, `lease_acquired`, ... Borrowed for the engine's fixed names, so that
+    /// journaling a transition allocates nothing; serialized as a plain string.
+    pub event: Cow<'static, str>,
     /// The step concerned, if any.
     #[serde(default)]
     pub step_index: Option<usize>,

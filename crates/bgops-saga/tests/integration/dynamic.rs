@@ -83,7 +83,7 @@ async fn success_runs_steps_in_order_with_steps_plus_two_writes() {
         .await
         .unwrap()
         .into_iter()
-        .map(|h| (h.event, h.step_index))
+        .map(|h| (h.event.into_owned(), h.step_index))
         .collect();
     let expect = [
         ("step_started", Some(0)),
@@ -533,7 +533,7 @@ async fn start_creates_and_runs_in_steps_plus_one_writes() {
     let history = engine.history(&stored.saga_id).await.unwrap();
     let events: Vec<_> = history
         .iter()
-        .map(|h| (h.event.as_str(), h.step_index))
+        .map(|h| (h.event.as_ref(), h.step_index))
         .collect();
     assert_eq!(
         events,

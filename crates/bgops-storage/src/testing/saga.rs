@@ -75,7 +75,7 @@ fn new_saga(tenant: &str, created_at: OffsetDateTime) -> SagaWorkflow {
 fn entry(event: &str, status: SagaStatus, fence: u64) -> SagaHistoryEntry {
     SagaHistoryEntry {
         at: base_time(),
-        event: event.to_owned(),
+        event: event.to_owned().into(),
         step_index: Some(0),
         attempt: Some(1),
         status,
@@ -413,7 +413,7 @@ pub async fn save_appends_history_atomically(f: Fixture) {
         .get_saga_history(&saga.saga_id)
         .await
         .expect("history");
-    let events: Vec<_> = history.iter().map(|e| e.event.as_str()).collect();
+    let events: Vec<_> = history.iter().map(|e| e.event.as_ref()).collect();
     assert_eq!(events, ["step_started", "step_succeeded", "finished"]);
     assert_eq!(history[0], batch[0], "entries are stored as given");
 }
@@ -507,7 +507,7 @@ pub async fn history_is_kept_oldest_first(f: Fixture) {
         .get_saga_history(&saga.saga_id)
         .await
         .expect("history");
-    let events: Vec<_> = history.iter().map(|e| e.event.as_str()).collect();
+    let events: Vec<_> = history.iter().map(|e| e.event.as_ref()).collect();
     assert_eq!(events, ["created", "note", "lease_acquired"]);
     let none = f
         .storage
