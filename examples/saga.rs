@@ -151,7 +151,7 @@ fn print_event(event: &SagaEvent) {
     match event {
         SagaEvent::Resumed { fence, .. } => println!("  lease taken (fence {fence})"),
         SagaEvent::StepStarted { name, attempt, .. } => {
-            println!("  start      {name} (attempt {attempt})")
+            println!("  start      {name} (attempt {attempt})");
         }
         SagaEvent::StepSucceeded { name, output, .. } => println!("  ok         {name}: {output}"),
         SagaEvent::StepRetrying {
@@ -167,7 +167,7 @@ fn print_event(event: &SagaEvent) {
         SagaEvent::CompensationStarted { name, .. } => println!("  undo       {name}"),
         SagaEvent::StepCompensated { name, .. } => println!("  undone     {name}"),
         SagaEvent::CompensationFailed { name, error, .. } => {
-            println!("  UNDO FAILED {name}: {error}")
+            println!("  UNDO FAILED {name}: {error}");
         }
         SagaEvent::Finished { status, .. } => println!("  finished: {}", status.as_str()),
         other => println!("  {}", other.kind()),
