@@ -171,10 +171,14 @@ pub(crate) struct Registry {
     maps: RwLock<Arc<Handlers>>,
 }
 
+/// Handlers by operation name. Looked up at every step and every validated step of a new
+/// saga: foldhash (randomly seeded) instead of SipHash.
+type ByName = HashMap<String, Arc<dyn ErasedHandler>, foldhash::quality::RandomState>;
+
 #[derive(Default, Clone)]
 pub(crate) struct Handlers {
-    pub operations: HashMap<String, Arc<dyn ErasedHandler>>,
-    pub compensations: HashMap<String, Arc<dyn ErasedHandler>>,
+    pub operations: ByName,
+    pub compensations: ByName,
 }
 
 impl Handlers {
