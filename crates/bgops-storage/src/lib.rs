@@ -16,7 +16,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `testing` | the conformance suite ([`conformance_suite!`]) that every backend's tests run |
+//! | `testing` | the conformance suite (`conformance_suite!`, module `testing`) that every backend's tests run |
 
 mod error;
 mod idempotency;
