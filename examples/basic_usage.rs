@@ -50,7 +50,7 @@ async fn main() -> Result<(), Error> {
     println!(
         "completed: status {:?}, result {}",
         record.status,
-        record.result.unwrap_or_default()
+        record.result.clone().unwrap_or_default()
     );
 
     // 2. The same inputs again: the stored outcome comes back, nothing runs twice.

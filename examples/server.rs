@@ -212,7 +212,7 @@ async fn status(
                 .cloned();
             // The record as stored (RFC 3339 times), with the handler's result instead of the
             // encoded HTTP response, and without the fingerprint.
-            let mut body = serde_json::to_value(&record).unwrap_or_default();
+            let mut body = serde_json::to_value(&*record).unwrap_or_default();
             if let Some(fields) = body.as_object_mut() {
                 fields.remove("fingerprint");
                 fields.remove("key");

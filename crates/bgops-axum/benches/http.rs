@@ -67,7 +67,7 @@ impl IdempotencyStore for Counting {
         k: &str,
         tok: &str,
         o: OperationOutcome,
-    ) -> StorageResult<IdempotencyRecord> {
+    ) -> StorageResult<Arc<IdempotencyRecord>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.complete(t, k, tok, o).await
     }
@@ -85,7 +85,11 @@ impl IdempotencyStore for Counting {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.renew(t, k, tok, l).await
     }
-    async fn get_idempotency(&self, t: &str, k: &str) -> StorageResult<Option<IdempotencyRecord>> {
+    async fn get_idempotency(
+        &self,
+        t: &str,
+        k: &str,
+    ) -> StorageResult<Option<Arc<IdempotencyRecord>>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.get_idempotency(t, k).await
     }

@@ -221,7 +221,10 @@ where
         };
         match shared.store.begin(request).await {
             Err(error) => return store_failed(&shared, inner, p, parts, bytes, &error).await,
-            Ok(BeginOutcome::Started { token, .. }) => {
+            Ok(BeginOutcome::Started { token, record }) => {
+                // Not kept: with no other holder, `complete` updates the stored record in
+                // place instead of copying it (`..` would keep it alive to the match's end).
+                drop(record);
                 cfg.metrics
                     .idempotency_key_created(&p.operation_type, &p.scope.tenant_id);
                 return run_claimed(shared, inner, p, parts, bytes, token).await;

@@ -32,9 +32,12 @@ async fn lifecycles(store: MemoryStorage, keys: Vec<String>) {
         let outcome = store
             .begin(BeginRequest::new("tenant", key.clone(), "op"))
             .await;
-        let Ok(BeginOutcome::Started { token, .. }) = outcome else {
+        let Ok(BeginOutcome::Started { token, record }) = outcome else {
             panic!("every key is new: {outcome:?}");
         };
+        // A caller that does not keep the in-flight record lets `complete` update the
+        // stored one in place.
+        drop(record);
         let done = store
             .complete(
                 "tenant",
@@ -48,13 +51,14 @@ async fn lifecycles(store: MemoryStorage, keys: Vec<String>) {
 }
 
 /// What the trait's signatures cost before any storing: the request a caller builds, the
-/// record `begin` returns, the outcome and the record `complete` returns (all owned).
+/// shared record `begin` hands back, the outcome, and the completed record `complete`
+/// hands back (records are `Arc`s, so handing one back copies nothing).
 fn api_floor(keys: Vec<String>) {
     let result = json!({"ok": true});
     let now = time::OffsetDateTime::now_utc();
     for key in keys {
         let request = BeginRequest::new("tenant", key, "op");
-        let mut record = IdempotencyRecord {
+        let mut record = Arc::new(IdempotencyRecord {
             key: request.key,
             tenant_id: request.tenant_id,
             user_id: request.user_id,
@@ -68,13 +72,13 @@ fn api_floor(keys: Vec<String>) {
             fingerprint: request.fingerprint,
             lease_expires_at: Some(now),
             completed_at: None,
-        };
-        black_box(record.clone());
+        });
+        drop(black_box(Arc::clone(&record)));
         let OperationOutcome::Succeeded(value) = OperationOutcome::Succeeded(result.clone()) else {
             unreachable!()
         };
-        record.result = Some(value);
-        black_box(record.clone());
+        Arc::make_mut(&mut record).result = Some(value);
+        black_box(Arc::clone(&record));
     }
 }
 
@@ -195,7 +199,7 @@ fn main() {
         let (ratio_dash, ratio_hash) = (ratio(&dashmap), ratio(&hashmap));
         let ns = |d: Duration| d.as_nanos() as f64 / PER_ROUND as f64;
         println!(
-            "{tasks} task(s): memory {:>8.0} lifecycles/s ({:.0} ns each; the API's owned copies alone {:.0} ns) | bare DashMap {:>8.0}/s, ratio {ratio_dash:.2}x | bare Mutex<HashMap> {:>8.0}/s, ratio {ratio_hash:.2}x",
+            "{tasks} task(s): memory {:>8.0} lifecycles/s ({:.0} ns each; the API's own allocations alone {:.0} ns) | bare DashMap {:>8.0}/s, ratio {ratio_dash:.2}x | bare Mutex<HashMap> {:>8.0}/s, ratio {ratio_hash:.2}x",
             per_second(median(memory.clone())),
             ns(median(memory)),
             ns(median(floor)),

@@ -24,7 +24,7 @@ use crate::token::Token;
 pub(crate) type IdempotencyShard = HashTable<Slot>;
 
 /// A stored record and, while in flight, the token of its current claim. The record is
-/// behind an `Arc` so readers copy it out after the shard's lock is released.
+/// behind an `Arc` so callers share it instead of copying it.
 #[derive(Debug)]
 pub(crate) struct Slot {
     hash: u64,
@@ -46,14 +46,6 @@ impl Slot {
     }
 }
 
-/// What `begin` found, decided under the lock and turned into records after it.
-enum Verdict {
-    Started(String, Arc<IdempotencyRecord>),
-    InProgress(Arc<IdempotencyRecord>),
-    Completed(Arc<IdempotencyRecord>),
-    Mismatch(Arc<IdempotencyRecord>),
-}
-
 /// `None` on either side matches anything.
 fn fingerprints_differ(stored: Option<&str>, given: Option<&str>) -> bool {
     matches!((stored, given), (Some(a), Some(b)) if a != b)
@@ -61,16 +53,16 @@ fn fingerprints_differ(stored: Option<&str>, given: Option<&str>) -> bool {
 
 /// The answer for a live record, or `None` when the caller may start (the holder's lease
 /// ran out and the caller takes over).
-fn classify(slot: &Slot, fingerprint: Option<&str>, now: OffsetDateTime) -> Option<Verdict> {
+fn classify(slot: &Slot, fingerprint: Option<&str>, now: OffsetDateTime) -> Option<BeginOutcome> {
     let record = &slot.record;
     if fingerprints_differ(record.fingerprint.as_deref(), fingerprint) {
-        Some(Verdict::Mismatch(Arc::clone(record)))
+        Some(BeginOutcome::Mismatch(Arc::clone(record)))
     } else if record.status.is_terminal() {
-        Some(Verdict::Completed(Arc::clone(record)))
+        Some(BeginOutcome::Completed(Arc::clone(record)))
     } else if slot.is_abandoned_at(now) {
         None
     } else {
-        Some(Verdict::InProgress(Arc::clone(record)))
+        Some(BeginOutcome::InProgress(Arc::clone(record)))
     }
 }
 
@@ -176,7 +168,7 @@ impl IdempotencyStore for MemoryStorage {
             key: &record.key,
             hash,
         };
-        let verdict = {
+        let outcome = {
             let mut shard = self.shard_of(&address);
             let found = shard.find_mut(hash, |slot| slot.is_at(address.tenant_id, address.key));
             let token = self.inner.tokens.next();
@@ -188,7 +180,10 @@ impl IdempotencyStore for MemoryStorage {
                         // creation); only token and lease change.
                         slot.token = Some(token);
                         Arc::make_mut(&mut slot.record).lease_expires_at = Some(lease_expires_at);
-                        Verdict::Started(token.to_string(), Arc::clone(&slot.record))
+                        BeginOutcome::Started {
+                            token: token.to_string(),
+                            record: Arc::clone(&slot.record),
+                        }
                     })
                 }
                 // A record past its TTL is gone: the new one replaces it.
@@ -198,7 +193,10 @@ impl IdempotencyStore for MemoryStorage {
                         record: Arc::clone(&record),
                         token: Some(token),
                     };
-                    Verdict::Started(token.to_string(), Arc::clone(&record))
+                    BeginOutcome::Started {
+                        token: token.to_string(),
+                        record: Arc::clone(&record),
+                    }
                 }
                 None => {
                     let slot = Slot {
@@ -207,21 +205,14 @@ impl IdempotencyStore for MemoryStorage {
                         token: Some(token),
                     };
                     shard.insert_unique(hash, slot, |slot| slot.hash);
-                    Verdict::Started(token.to_string(), Arc::clone(&record))
+                    BeginOutcome::Started {
+                        token: token.to_string(),
+                        record: Arc::clone(&record),
+                    }
                 }
             }
         };
-        drop(record);
-        // Records are copied out only now, with the shard unlocked.
-        Ok(match verdict {
-            Verdict::Started(token, record) => BeginOutcome::Started {
-                token,
-                record: (*record).clone(),
-            },
-            Verdict::InProgress(record) => BeginOutcome::InProgress((*record).clone()),
-            Verdict::Completed(record) => BeginOutcome::Completed((*record).clone()),
-            Verdict::Mismatch(record) => BeginOutcome::Mismatch((*record).clone()),
-        })
+        Ok(outcome)
     }
 
     async fn complete(
@@ -230,7 +221,7 @@ impl IdempotencyStore for MemoryStorage {
         key: &str,
         token: &str,
         outcome: OperationOutcome,
-    ) -> StorageResult<IdempotencyRecord> {
+    ) -> StorageResult<Arc<IdempotencyRecord>> {
         validate_address(tenant_id, key)?;
         let now = self.now();
         let address = self.address(tenant_id, key);
@@ -238,7 +229,8 @@ impl IdempotencyStore for MemoryStorage {
             let mut shard = self.shard_of(&address);
             let slot = claimed(live_slot(&mut shard, &address, now), &address, token)?;
             slot.token = None;
-            // Usually the table holds the only reference, so this mutates in place.
+            // Mutates in place when the table holds the only reference; when a caller still
+            // holds the in-flight record, the completed one is built once here and shared.
             let record = Arc::make_mut(&mut slot.record);
             record.status = outcome.status();
             match outcome {
@@ -255,7 +247,7 @@ impl IdempotencyStore for MemoryStorage {
             record.lease_expires_at = None;
             Arc::clone(&slot.record)
         };
-        Ok((*stored).clone())
+        Ok(stored)
     }
 
     async fn release(&self, tenant_id: &str, key: &str, token: &str) -> StorageResult<()> {
@@ -290,15 +282,12 @@ impl IdempotencyStore for MemoryStorage {
         &self,
         tenant_id: &str,
         key: &str,
-    ) -> StorageResult<Option<IdempotencyRecord>> {
+    ) -> StorageResult<Option<Arc<IdempotencyRecord>>> {
         validate_address(tenant_id, key)?;
         let now = self.now();
         let address = self.address(tenant_id, key);
-        let record = {
-            let mut shard = self.shard_of(&address);
-            live_slot(&mut shard, &address, now).map(|slot| Arc::clone(&slot.record))
-        };
-        Ok(record.map(|record| (*record).clone()))
+        let mut shard = self.shard_of(&address);
+        Ok(live_slot(&mut shard, &address, now).map(|slot| Arc::clone(&slot.record)))
     }
 
     async fn delete_idempotency(&self, tenant_id: &str, key: &str) -> StorageResult<bool> {

@@ -1,5 +1,6 @@
 //! [`IdempotencyStore`] on Redis: one hash per record, one script per state change.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +22,7 @@ use crate::scripts::{
 };
 use crate::storage::RedisStorage;
 
-fn record(fields: &Fields) -> StorageResult<IdempotencyRecord> {
+fn record(fields: &Fields) -> StorageResult<Arc<IdempotencyRecord>> {
     let status = match fields.req("status")? {
         "pending" => OperationStatus::Pending,
         "in_progress" => OperationStatus::InProgress,
@@ -34,7 +35,7 @@ fn record(fields: &Fields) -> StorageResult<IdempotencyRecord> {
             ));
         }
     };
-    Ok(IdempotencyRecord {
+    Ok(Arc::new(IdempotencyRecord {
         key: fields.req("key")?.to_owned(),
         tenant_id: fields.req("tenant")?.to_owned(),
         user_id: fields.opt("user").map(str::to_owned),
@@ -52,7 +53,7 @@ fn record(fields: &Fields) -> StorageResult<IdempotencyRecord> {
             None
         },
         completed_at: fields.opt_time("completed")?,
-    })
+    }))
 }
 
 /// The first item of a script reply, as text.
@@ -121,7 +122,7 @@ impl IdempotencyStore for RedisStorage {
             };
             return Ok(BeginOutcome::Started {
                 token: text(&token, &rec)?,
-                record,
+                record: Arc::new(record),
             });
         }
         let record = record(&Fields::from_value(&rec, third)?)?;
@@ -143,7 +144,7 @@ impl IdempotencyStore for RedisStorage {
         key: &str,
         token: &str,
         outcome: OperationOutcome,
-    ) -> StorageResult<IdempotencyRecord> {
+    ) -> StorageResult<Arc<IdempotencyRecord>> {
         validate_address(tenant_id, key)?;
         let (rec, idx) = self.keys.idempotency(tenant_id, key);
         let status = outcome.status();
@@ -236,7 +237,7 @@ impl IdempotencyStore for RedisStorage {
         &self,
         tenant_id: &str,
         key: &str,
-    ) -> StorageResult<Option<IdempotencyRecord>> {
+    ) -> StorageResult<Option<Arc<IdempotencyRecord>>> {
         validate_address(tenant_id, key)?;
         let (rec, _) = self.keys.idempotency(tenant_id, key);
         let hash: Value = self

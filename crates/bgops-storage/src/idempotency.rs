@@ -1,5 +1,6 @@
 //! Atomic idempotency records: `begin` / `complete` / `release` under a lease token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -130,6 +131,9 @@ pub fn record_lease_lost(tenant_id: &str, key: &str) -> StorageError {
 const KIND: &str = "idempotency";
 
 /// The one answer `begin` gives.
+///
+/// Records are shared (`Arc`), not copied: a backend that keeps records in memory hands
+/// out its own, and readers that only inspect a record pay no deep copy.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BeginOutcome {
     /// No live record existed (or the previous holder's lease ran out): the caller holds
@@ -138,14 +142,14 @@ pub enum BeginOutcome {
         /// The lease token; only it may complete, release or renew.
         token: String,
         /// The record as created (status `InProgress`).
-        record: IdempotencyRecord,
+        record: Arc<IdempotencyRecord>,
     },
     /// Another caller holds a live claim with the same fingerprint: do not run.
-    InProgress(IdempotencyRecord),
+    InProgress(Arc<IdempotencyRecord>),
     /// The operation already has an outcome (`Completed` or `Failed`): replay it.
-    Completed(IdempotencyRecord),
+    Completed(Arc<IdempotencyRecord>),
     /// The key is in use with another fingerprint.
-    Mismatch(IdempotencyRecord),
+    Mismatch(Arc<IdempotencyRecord>),
 }
 
 /// Atomic idempotency records, addressed by tenant and key.
@@ -170,7 +174,7 @@ pub trait IdempotencyStore: Send + Sync {
         key: &str,
         token: &str,
         outcome: OperationOutcome,
-    ) -> StorageResult<IdempotencyRecord>;
+    ) -> StorageResult<Arc<IdempotencyRecord>>;
 
     /// Deletes an in-flight claim so that a retry can run the operation again; only for
     /// the current token.
@@ -191,7 +195,7 @@ pub trait IdempotencyStore: Send + Sync {
         &self,
         tenant_id: &str,
         key: &str,
-    ) -> StorageResult<Option<IdempotencyRecord>>;
+    ) -> StorageResult<Option<Arc<IdempotencyRecord>>>;
 
     /// Deletes the record; `true` if one existed.
     async fn delete_idempotency(&self, tenant_id: &str, key: &str) -> StorageResult<bool>;

@@ -410,7 +410,7 @@ pub async fn operation_result_is_kept_in_the_record(store: Store) {
         .unwrap()
         .expect("record");
     assert_eq!(
-        record.result.unwrap()["result"],
+        record.result.as_ref().unwrap()["result"],
         serde_json::json!({"attached": true, "run": 1})
     );
     assert_eq!(record.operation_type, "POST /result");
@@ -422,7 +422,10 @@ pub async fn operation_result_is_kept_in_the_record(store: Store) {
         .await
         .unwrap()
         .expect("record");
-    assert_eq!(record.result.unwrap()["result"], serde_json::Value::Null);
+    assert_eq!(
+        record.result.as_ref().unwrap()["result"],
+        serde_json::Value::Null
+    );
     // ...and the JSON body when asked.
     let app = start(Arc::clone(&store), defaults().json_body_as_result(true)).await;
     let k = key();
@@ -432,7 +435,7 @@ pub async fn operation_result_is_kept_in_the_record(store: Store) {
         .await
         .unwrap()
         .expect("record");
-    assert_eq!(record.result.unwrap()["result"]["key"], k.as_str());
+    assert_eq!(record.result.as_ref().unwrap()["result"]["key"], k.as_str());
 }
 
 pub async fn custom_header_names(store: Store) {

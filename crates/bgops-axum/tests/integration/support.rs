@@ -146,7 +146,7 @@ impl IdempotencyStore for DownStore {
         _: &str,
         _: &str,
         _: OperationOutcome,
-    ) -> StorageResult<IdempotencyRecord> {
+    ) -> StorageResult<Arc<IdempotencyRecord>> {
         Err(down())
     }
     async fn release(&self, _: &str, _: &str, _: &str) -> StorageResult<()> {
@@ -155,7 +155,11 @@ impl IdempotencyStore for DownStore {
     async fn renew(&self, _: &str, _: &str, _: &str, _: Duration) -> StorageResult<OffsetDateTime> {
         Err(down())
     }
-    async fn get_idempotency(&self, _: &str, _: &str) -> StorageResult<Option<IdempotencyRecord>> {
+    async fn get_idempotency(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> StorageResult<Option<Arc<IdempotencyRecord>>> {
         Err(down())
     }
     async fn delete_idempotency(&self, _: &str, _: &str) -> StorageResult<bool> {

@@ -8,6 +8,8 @@
 //!   overwritten;
 //! - a recorded outcome (success or failure) is replayed until the TTL, counted from
 //!   creation, runs out; then the key is free again;
+//! - records are handed out shared (`Arc`) but are snapshots: later state changes leave a
+//!   record already handed out as it was;
 //! - records are scoped by tenant; `purge_expired` removes expired records and abandoned
 //!   claims and nothing live;
 //! - bad input is a [`StorageError::Invalid`], never a panic.
@@ -35,6 +37,7 @@ macro_rules! idempotency_suite {
                 concurrent_begins_start_exactly_once,
                 concurrent_begins_on_distinct_keys_all_start,
                 completed_outcome_is_replayed,
+                handed_out_records_are_snapshots,
                 failed_outcome_is_replayed,
                 other_fingerprint_is_mismatch_in_progress,
                 other_fingerprint_is_mismatch_after_completion,
@@ -67,14 +70,17 @@ fn request(tenant: &str, key: &str) -> BeginRequest {
     BeginRequest::new(tenant, key, "send_email").lease(LONG)
 }
 
-fn started(outcome: BeginOutcome) -> (String, bgops_core::IdempotencyRecord) {
+fn started(outcome: BeginOutcome) -> (String, Arc<bgops_core::IdempotencyRecord>) {
     match outcome {
         BeginOutcome::Started { token, record } => (token, record),
         other => panic!("expected Started, got {other:?}"),
     }
 }
 
-async fn begin_started(f: &Fixture, req: BeginRequest) -> (String, bgops_core::IdempotencyRecord) {
+async fn begin_started(
+    f: &Fixture,
+    req: BeginRequest,
+) -> (String, Arc<bgops_core::IdempotencyRecord>) {
     started(f.storage.begin(req).await.expect("begin"))
 }
 
@@ -206,6 +212,34 @@ pub async fn completed_outcome_is_replayed(f: Fixture) {
         .expect("stored");
     assert_eq!(stored.status, OperationStatus::Completed);
     assert_eq!(stored.result, Some(json!({"order": 42})));
+}
+
+/// Records are shared (`Arc`), but a record once handed out never changes: `renew` and
+/// `complete` leave the in-flight record the caller holds as it was.
+pub async fn handed_out_records_are_snapshots(f: Fixture) {
+    let (tenant, key) = (unique("tenant"), unique("key"));
+    let (token, begun) = begin_started(&f, request(&tenant, &key)).await;
+    let before = bgops_core::IdempotencyRecord::clone(&begun);
+    let held = f
+        .storage
+        .get_idempotency(&tenant, &key)
+        .await
+        .expect("get")
+        .expect("in flight");
+    f.storage
+        .renew(&tenant, &key, &token, LONG + LONG)
+        .await
+        .expect("renew");
+    let done = f
+        .storage
+        .complete(&tenant, &key, &token, succeeded(json!("done")))
+        .await
+        .expect("complete");
+    assert_eq!(done.status, OperationStatus::Completed);
+    assert_eq!(*begun, before, "the Started record is unchanged");
+    assert_eq!(held.status, OperationStatus::InProgress, "{held:?}");
+    assert_eq!(held.result, None);
+    assert_eq!(held.lease_expires_at, before.lease_expires_at);
 }
 
 /// A failure is an outcome too: it is stored and replayed, not run again.
@@ -518,8 +552,14 @@ pub async fn tenants_are_isolated(f: Fixture) {
         .await
         .expect("get")
         .expect("b");
-    assert_eq!((a.result, a.tenant_id), (Some(json!("a")), tenant_a));
-    assert_eq!((b.result, b.tenant_id), (Some(json!("b")), tenant_b));
+    assert_eq!(
+        (a.result.as_ref(), &a.tenant_id),
+        (Some(&json!("a")), &tenant_a)
+    );
+    assert_eq!(
+        (b.result.as_ref(), &b.tenant_id),
+        (Some(&json!("b")), &tenant_b)
+    );
 }
 
 /// `release` deletes the in-flight claim: the next `begin` is Started.

@@ -1,5 +1,6 @@
 //! The seed's idempotency API on the manager, atomic underneath (`begin` / `complete`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bgops_core::{IdempotencyRecord, OperationOutcome, validate};
@@ -17,7 +18,7 @@ use crate::Error;
 /// (or [`release_idempotency_key`](BackgroundOperationsManager::release_idempotency_key)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
-    record: IdempotencyRecord,
+    record: Arc<IdempotencyRecord>,
     token: String,
 }
 
@@ -33,7 +34,7 @@ impl Claim {
     }
 
     /// The record as created (status `InProgress`).
-    pub fn record(&self) -> &IdempotencyRecord {
+    pub fn record(&self) -> &Arc<IdempotencyRecord> {
         &self.record
     }
 
@@ -44,21 +45,24 @@ impl Claim {
 }
 
 /// What [`BackgroundOperationsManager::create_idempotency_key`] found.
+///
+/// Records are shared with the store (`Arc`), not copied; each is a snapshot that later
+/// state changes leave as it was.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyStatus {
     /// New: the caller must run the operation and then complete the claim.
     Created(Claim),
     /// Another caller is running it right now: do not run it.
-    InProgress(IdempotencyRecord),
+    InProgress(Arc<IdempotencyRecord>),
     /// It already ran: here is its stored outcome (`Completed` or `Failed`).
-    Completed(IdempotencyRecord),
+    Completed(Arc<IdempotencyRecord>),
     /// The key was used for a different operation or parameters.
-    Mismatch(IdempotencyRecord),
+    Mismatch(Arc<IdempotencyRecord>),
 }
 
 impl KeyStatus {
     /// The record, whichever the status.
-    pub fn record(&self) -> &IdempotencyRecord {
+    pub fn record(&self) -> &Arc<IdempotencyRecord> {
         match self {
             Self::Created(claim) => &claim.record,
             Self::InProgress(r) | Self::Completed(r) | Self::Mismatch(r) => r,
@@ -139,7 +143,7 @@ impl BackgroundOperationsManager {
         &self,
         tenant_id: &str,
         key: &str,
-    ) -> Result<Option<IdempotencyRecord>, Error> {
+    ) -> Result<Option<Arc<IdempotencyRecord>>, Error> {
         validate::name("tenant_id", tenant_id)?;
         validate::idempotency_key(key)?;
         Ok(self.inner.storage.get_idempotency(tenant_id, key).await?)
@@ -156,7 +160,22 @@ impl BackgroundOperationsManager {
         claim: &Claim,
         result: Option<Value>,
         error: Option<String>,
-    ) -> Result<IdempotencyRecord, Error> {
+    ) -> Result<Arc<IdempotencyRecord>, Error> {
+        self.complete_claimed(claim.tenant_id(), claim.key(), &claim.token, result, error)
+            .await
+    }
+
+    /// [`complete_idempotent_operation`](Self::complete_idempotent_operation) by parts, so
+    /// that `run_once` need not keep the claim's in-flight record alive: with no other
+    /// holder, a store that keeps records in memory updates its record in place.
+    async fn complete_claimed(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        token: &str,
+        result: Option<Value>,
+        error: Option<String>,
+    ) -> Result<Arc<IdempotencyRecord>, Error> {
         let failed = error.is_some();
         let outcome = match error {
             Some(error) => OperationOutcome::Failed { error, result },
@@ -165,7 +184,7 @@ impl BackgroundOperationsManager {
         let record = self
             .inner
             .storage
-            .complete(claim.tenant_id(), claim.key(), &claim.token, outcome)
+            .complete(tenant_id, key, token, outcome)
             .await?;
         self.inner
             .metrics
@@ -223,25 +242,36 @@ impl BackgroundOperationsManager {
             )
             .await?;
         match status {
-            KeyStatus::Created(claim) => match operation().await {
-                Ok(value) => {
-                    self.complete_idempotent_operation(&claim, Some(value.clone()), None)
-                        .await?;
-                    Ok(value)
-                }
-                Err(e) => {
-                    if let Err(release) = self.release_idempotency_key(&claim).await {
-                        tracing::warn!(error = %release, "could not release idempotency claim");
+            KeyStatus::Created(Claim { record, token }) => {
+                // Only the key is kept; see `complete_claimed`.
+                let key = record.key.clone();
+                drop(record);
+                match operation().await {
+                    Ok(value) => {
+                        self.complete_claimed(tenant_id, &key, &token, Some(value.clone()), None)
+                            .await?;
+                        Ok(value)
                     }
-                    Err(Error::Operation(e.to_string()))
+                    Err(e) => {
+                        let released = self.inner.storage.release(tenant_id, &key, &token).await;
+                        if let Err(release) = released {
+                            tracing::warn!(error = %release, "could not release idempotency claim");
+                        }
+                        Err(Error::Operation(e.to_string()))
+                    }
                 }
+            }
+            // The record is shared with the store: only the fields returned are copied.
+            KeyStatus::Completed(record) => match &record.error {
+                Some(error) => Err(Error::StoredFailure(error.clone())),
+                None => Ok(record.result.clone().unwrap_or(Value::Null)),
             },
-            KeyStatus::Completed(record) => match record.error {
-                Some(error) => Err(Error::StoredFailure(error)),
-                None => Ok(record.result.unwrap_or(Value::Null)),
-            },
-            KeyStatus::InProgress(record) => Err(Error::InProgress { key: record.key }),
-            KeyStatus::Mismatch(record) => Err(Error::Mismatch { key: record.key }),
+            KeyStatus::InProgress(record) => Err(Error::InProgress {
+                key: record.key.clone(),
+            }),
+            KeyStatus::Mismatch(record) => Err(Error::Mismatch {
+                key: record.key.clone(),
+            }),
         }
     }
 }
