@@ -87,7 +87,8 @@ struct RedisGuards {
 /// `BGOPS_TEST_REDIS_CLUSTER_URL`, taken from this process's environment or pointing at
 /// throwaway servers started here. (Children get them through `Command::envs`; setting
 /// our own environment would need `unsafe` in edition 2024.)
-fn redis_env() -> Result<(Vec<(String, String)>, RedisGuards)> {
+/// `with_cluster`: also provide the cluster (the tests need it; the benchmarks do not).
+fn redis_env(with_cluster: bool) -> Result<(Vec<(String, String)>, RedisGuards)> {
     let mut vars = Vec::new();
     let single = if let Ok(url) = env::var("BGOPS_TEST_REDIS_URL") {
         vars.push(("BGOPS_TEST_REDIS_URL".to_owned(), url));
@@ -103,7 +104,9 @@ fn redis_env() -> Result<(Vec<(String, String)>, RedisGuards)> {
         vars.push(("BGOPS_TEST_REDIS_URL".to_owned(), server.url.clone()));
         Some(server)
     };
-    let cluster = if let Ok(url) = env::var("BGOPS_TEST_REDIS_CLUSTER_URL") {
+    let cluster = if !with_cluster {
+        None
+    } else if let Ok(url) = env::var("BGOPS_TEST_REDIS_CLUSTER_URL") {
         vars.push(("BGOPS_TEST_REDIS_CLUSTER_URL".to_owned(), url));
         None
     } else {
@@ -164,7 +167,7 @@ fn ci() -> Result {
 /// Unit, integration and tidy tests (nextest when installed), then doctests (nextest does
 /// not run those).
 fn test(extra: &[String]) -> Result {
-    let (envs, _servers) = redis_env()?;
+    let (envs, _servers) = redis_env(true)?;
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     if has("cargo-nextest", &["--version"]) {
         let mut args = vec![
@@ -212,7 +215,7 @@ fn deny() -> Result {
 }
 
 fn bench(which: Option<&str>) -> Result {
-    let (envs, _servers) = redis_env()?;
+    let (envs, _servers) = redis_env(false)?;
     let crates: &[&str] = match which {
         None => &[
             "bgops-memory",
