@@ -42,22 +42,39 @@ pub fn derive_key<P: Serialize + ?Sized>(
     operation_type: &str,
     parameters: Option<&P>,
 ) -> Result<String, CoreError> {
-    validate::non_empty("tenant_id", tenant_id)?;
-    validate::non_empty("operation_type", operation_type)?;
     let value = match parameters {
         Some(p) => serde_json::to_value(p).map_err(CoreError::NotJson)?,
         None => Value::Object(serde_json::Map::new()),
     };
-    let mut material = String::with_capacity(64);
-    material.push_str(tenant_id);
-    material.push(':');
-    material.push_str(user_id.unwrap_or(""));
-    material.push(':');
-    material.push_str(operation_type);
-    material.push(':');
-    write_python_json(&mut material, &value);
-    let digest = Sha256::digest(material.as_bytes());
-    let mut hex = hex::encode(digest);
+    derive_key_from_json(tenant_id, user_id, operation_type, &python_json(&value))
+}
+
+/// [`derive_key`] for parameters already written by [`python_json`] (`"{}"` for none), so
+/// a caller that needs the canonical text anyway (e.g. for a fingerprint) writes it once.
+///
+/// # Errors
+/// [`CoreError::EmptyField`] when `tenant_id` or `operation_type` is empty.
+pub fn derive_key_from_json(
+    tenant_id: &str,
+    user_id: Option<&str>,
+    operation_type: &str,
+    parameters_json: &str,
+) -> Result<String, CoreError> {
+    validate::non_empty("tenant_id", tenant_id)?;
+    validate::non_empty("operation_type", operation_type)?;
+    let mut hasher = Sha256::new();
+    for part in [
+        tenant_id,
+        ":",
+        user_id.unwrap_or(""),
+        ":",
+        operation_type,
+        ":",
+        parameters_json,
+    ] {
+        hasher.update(part.as_bytes());
+    }
+    let mut hex = hex::encode(hasher.finalize());
     hex.truncate(DERIVED_KEY_LEN);
     Ok(hex)
 }

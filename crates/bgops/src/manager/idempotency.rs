@@ -95,11 +95,16 @@ impl BackgroundOperationsManager {
             .map(serde_json::to_value)
             .transpose()
             .map_err(bgops_core::CoreError::NotJson)?;
+        // The canonical text serves both the derived key and the fingerprint: written once.
+        let canonical = parameters.as_ref().map(bgops_core::key::python_json);
         let key = match key {
             Some(k) => k.to_owned(),
-            None => {
-                bgops_core::derive_key(tenant_id, user_id, operation_type, parameters.as_ref())?
-            }
+            None => bgops_core::key::derive_key_from_json(
+                tenant_id,
+                user_id,
+                operation_type,
+                canonical.as_deref().unwrap_or("{}"),
+            )?,
         };
         let mut request = BeginRequest::new(tenant_id, key, operation_type)
             .ttl(ttl.unwrap_or(self.inner.config.default_ttl))
@@ -109,7 +114,7 @@ impl BackgroundOperationsManager {
                     .default_lease
                     .min(ttl.unwrap_or(Duration::MAX)),
             );
-        request.fingerprint = Some(fingerprint(operation_type, parameters.as_ref()));
+        request.fingerprint = Some(fingerprint(operation_type, canonical.as_deref()));
         request.user_id = user_id.map(str::to_owned);
         request.parameters = parameters;
         request.validate()?;
@@ -277,12 +282,12 @@ impl BackgroundOperationsManager {
 }
 
 /// What identifies "the same request" for a key: operation type and canonical parameters.
-fn fingerprint(operation_type: &str, parameters: Option<&Value>) -> String {
+fn fingerprint(operation_type: &str, canonical_parameters: Option<&str>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(operation_type.as_bytes());
     hasher.update([0]);
-    if let Some(p) = parameters {
-        hasher.update(bgops_core::key::python_json(p).as_bytes());
+    if let Some(p) = canonical_parameters {
+        hasher.update(p.as_bytes());
     }
     hex::encode(hasher.finalize())
 }
