@@ -10,12 +10,11 @@ use bgops_storage::{
     BeginOutcome, BeginRequest, IdempotencyStore, StorageResult, record_lease_lost,
     record_not_found, validate_address,
 };
-use fred::interfaces::HashesInterface;
 use fred::types::Value;
 use time::OffsetDateTime;
 
 use crate::codec::{Fields, items, ms, opt_arg, text, to_json};
-use crate::error::{self, from_fred};
+use crate::error;
 use crate::keys::BUCKETS;
 use crate::scripts::{
     IDEM_BEGIN, IDEM_COMPLETE, IDEM_DELETE, IDEM_PURGE, IDEM_RELEASE, IDEM_RENEW,
@@ -240,16 +239,10 @@ impl IdempotencyStore for RedisStorage {
     ) -> StorageResult<Option<Arc<IdempotencyRecord>>> {
         validate_address(tenant_id, key)?;
         let (rec, _) = self.keys.idempotency(tenant_id, key);
-        let hash: Value = self
-            .pool
-            .hgetall(rec.as_str())
-            .await
-            .map_err(|e| from_fred(e, &rec))?;
-        let fields = Fields::from_value(&rec, hash)?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        record(&fields).map(Some)
+        self.read_hash(&rec)
+            .await?
+            .map(|fields| record(&fields))
+            .transpose()
     }
 
     async fn delete_idempotency(&self, tenant_id: &str, key: &str) -> StorageResult<bool> {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bgops_core::clock::to_millis;
 use bgops_core::{SagaHistoryEntry, SagaLease, SagaStatus, SagaWorkflow};
 use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageError, StorageResult};
-use fred::interfaces::{HashesInterface, ListInterface};
+use fred::interfaces::ListInterface;
 use fred::types::Value;
 
 use crate::codec::{Fields, corrupt, items, ms, opt_arg, text, to_json};
@@ -122,16 +122,10 @@ impl SagaStore for RedisStorage {
 
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
         let (rec, _, _) = self.saga_keys(saga_id);
-        let hash: Value = self
-            .pool
-            .hgetall(rec.as_str())
-            .await
-            .map_err(|e| from_fred(e, &rec))?;
-        let fields = Fields::from_value(&rec, hash)?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        saga(&fields).map(Some)
+        self.read_hash(&rec)
+            .await?
+            .map(|fields| saga(&fields))
+            .transpose()
     }
 
     async fn acquire_saga_lease(

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bgops_storage::{HealthReport, Storage, StorageResult, StorageStats};
 use fred::clients::Pool;
-use fred::interfaces::{ClientLike, SortedSetsInterface};
+use fred::interfaces::{ClientLike, HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 
+use crate::codec::Fields;
 use crate::config::RedisStorageBuilder;
 use crate::error::{self, BACKEND};
 use crate::keys::{BUCKETS, Keys};
@@ -93,6 +94,17 @@ impl RedisStorage {
             .zcard::<u64, _>(key.as_str())
             .await
             .map_err(|e| error::from_fred(e, &key))
+    }
+
+    /// The fields of the hash at `key` (one `HGETALL`); `None` when it does not exist.
+    pub(crate) async fn read_hash(&self, key: &str) -> StorageResult<Option<Fields>> {
+        let hash: Value = self
+            .pool
+            .hgetall(key)
+            .await
+            .map_err(|e| error::from_fred(e, key))?;
+        let fields = Fields::from_value(key, hash)?;
+        Ok((!fields.is_empty()).then_some(fields))
     }
 }
 
