@@ -14,17 +14,21 @@
 //! # Ok::<(), bgops_core::CoreError>(())
 //! ```
 
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod id;
 pub mod key;
 pub mod metrics;
 pub mod model;
 pub mod validate;
 
+pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::Config;
 pub use error::CoreError;
+pub use id::{IdGenerator, SharedIds};
 pub use key::derive_key;
 pub use metrics::{MetricsHooks, NoopMetrics, SharedMetrics};
 pub use model::*;

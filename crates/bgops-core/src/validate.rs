@@ -57,6 +57,29 @@ pub fn idempotency_key(value: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
+/// Validates a lease token: 1 to 64 bytes of visible ASCII (the id generator makes 32
+/// hex digits; tests may use readable ones).
+pub fn token(value: &str) -> Result<(), CoreError> {
+    const FIELD: &str = "token";
+    if value.is_empty() {
+        return Err(CoreError::EmptyField { field: FIELD });
+    }
+    if value.len() > 64 {
+        return Err(CoreError::TooLong {
+            field: FIELD,
+            len: value.len(),
+            max: 64,
+        });
+    }
+    if let Some(position) = value.bytes().position(|b| !(b'!'..=b'~').contains(&b)) {
+        return Err(CoreError::InvalidCharacter {
+            field: FIELD,
+            position,
+        });
+    }
+    Ok(())
+}
+
 /// Validates a TTL, lease or timeout: greater than zero and at most [`MAX_TTL`].
 pub fn duration(field: &'static str, value: Duration) -> Result<(), CoreError> {
     if value.is_zero() || value > MAX_TTL {

@@ -20,7 +20,9 @@
 
 mod error;
 mod idempotency;
+pub mod keepalive;
 mod lock;
+mod periodic;
 mod saga;
 mod task;
 
@@ -34,12 +36,13 @@ use async_trait::async_trait;
 
 pub use error::{BoxError, StorageError, StorageResult};
 pub use idempotency::{
-    BeginOutcome, BeginRequest, DEFAULT_LEASE, DEFAULT_TTL, IdempotencyStore, record_lease_lost,
-    record_not_found, validate_address,
+    BeginOutcome, BeginRequest, Claimed, Completed, DEFAULT_LEASE, DEFAULT_TTL, IdempotencyStore,
+    Sweep, record_lease_lost, record_not_found, validate_address,
 };
 pub use lock::{LockLease, LockStore};
-pub use saga::{CreateSaga, SagaFilter, SagaStore};
-pub use task::{NewTask, Submitted, TaskFilter, TaskStore};
+pub use periodic::Periodic;
+pub use saga::{CreateSaga, SagaFilter, SagaSaved, SagaStore};
+pub use task::{NewTask, Submitted, TaskFilter, TaskReceipt, TaskStore};
 
 /// The result of a health check.
 #[derive(Debug, Clone, PartialEq)]

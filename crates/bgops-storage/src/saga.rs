@@ -4,27 +4,31 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bgops_core::{SagaHistoryEntry, SagaStatus, SagaWorkflow};
+use bgops_core::{SagaEvent, SagaStatus, SagaWorkflow};
+use time::OffsetDateTime;
 
 use crate::StorageResult;
+
+/// What a saga write stored: the receipt of [`SagaStore::create_saga`] and
+/// [`SagaStore::save_saga`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SagaSaved {
+    /// The saga's version now.
+    pub version: u64,
+    /// The executor lease's expiry as the store set it (by its own clock), `None` when no
+    /// lease is held.
+    pub lease_expires_at: Option<OffsetDateTime>,
+}
 
 /// The answer of [`SagaStore::create_saga`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateSaga {
-    /// The saga was stored.
-    Created(SagaWorkflow),
+    /// The saga was stored exactly as given, with this receipt; the caller keeps its own
+    /// copy.
+    Created(SagaSaved),
     /// A saga with the same id, or the same tenant and idempotency key, already existed;
     /// it is returned unchanged.
     Existing(SagaWorkflow),
-}
-
-impl CreateSaga {
-    /// The saga, created or existing.
-    pub fn into_saga(self) -> SagaWorkflow {
-        match self {
-            Self::Created(s) | Self::Existing(s) => s,
-        }
-    }
 }
 
 /// Which sagas [`SagaStore::list_sagas`] returns.
@@ -44,8 +48,22 @@ pub struct SagaFilter {
 #[async_trait]
 pub trait SagaStore: Send + Sync {
     /// Stores a new saga unless one with its id exists, or (when `idempotency_key` is set)
-    /// one with the same tenant and key exists; then that one is returned.
-    async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga>;
+    /// one with the same tenant and key exists; then that one is returned. `history` is
+    /// stored as its first events.
+    ///
+    /// When `saga.lease` is set the saga is created already leased (the executor's first
+    /// run needs no separate acquire): the store keeps its owner and fence (the first
+    /// fence, 1, unless given higher) and sets its expiry to the store's now + `lease`
+    /// (the `expires_at` given is ignored; time comes from the store's clock only).
+    ///
+    /// # Errors
+    /// `Invalid` when `saga.lease` is set and `lease` is `None`.
+    async fn create_saga(
+        &self,
+        saga: &SagaWorkflow,
+        lease: Option<Duration>,
+        history: &[SagaEvent],
+    ) -> StorageResult<CreateSaga>;
 
     /// The saga, if it exists.
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>>;
@@ -67,11 +85,13 @@ pub trait SagaStore: Send + Sync {
 
     /// Compare-and-set: stores `saga` (with `version + 1`) only if the stored saga's lease
     /// fence equals `fence` and its version equals `saga.version`; appends `history` in the
-    /// same atomic step. The lease stored is `saga.lease` (set it to `None` to release).
-    /// Returns the new version (`saga.version + 1`): the saga as stored is exactly `saga`
-    /// with that version, so the caller keeps its own copy instead of receiving one back
-    /// (saves happen at every step transition; a returned copy would cost a clone or a
-    /// read-back each time).
+    /// same atomic step. The lease: `saga.lease = None` releases it; otherwise `renew =
+    /// Some(d)` sets its expiry to the store's now + `d`, and `renew = None` keeps the
+    /// stored expiry (the `expires_at` in `saga.lease` is ignored: lease times come from
+    /// the store's clock only).
+    /// Returns the receipt (new version `saga.version + 1`, lease expiry): the saga as
+    /// stored is exactly `saga` with those, so the caller keeps its own copy instead of
+    /// receiving one back (saves happen at every step transition).
     ///
     /// # Errors
     /// [`StorageError::LeaseLost`](crate::StorageError::LeaseLost) when the fence differs
@@ -81,18 +101,12 @@ pub trait SagaStore: Send + Sync {
         &self,
         saga: &SagaWorkflow,
         fence: u64,
-        history: &[SagaHistoryEntry],
-    ) -> StorageResult<u64>;
+        history: &[SagaEvent],
+        renew: Option<Duration>,
+    ) -> StorageResult<SagaSaved>;
 
-    /// Appends one history entry (unfenced; for notes outside execution).
-    async fn append_saga_history(
-        &self,
-        saga_id: &str,
-        entry: &SagaHistoryEntry,
-    ) -> StorageResult<()>;
-
-    /// The saga's history, oldest first.
-    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaHistoryEntry>>;
+    /// The saga's history (its stored events), oldest first.
+    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaEvent>>;
 
     /// Sagas matching `filter`, newest first, through an index (never a full scan).
     async fn list_sagas(&self, filter: &SagaFilter) -> StorageResult<Vec<SagaWorkflow>>;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bgops_core::{Task, TaskStatus};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use crate::StorageResult;
 
@@ -67,6 +68,21 @@ pub struct Submitted {
     pub duplicate: bool,
 }
 
+/// What a task write left: the receipt of complete, fail, renew, release and retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskReceipt {
+    /// The task's status now.
+    pub status: TaskStatus,
+    /// Attempts counted so far.
+    pub attempts: u32,
+    /// While claimed: when the lease runs out (by the store's clock).
+    pub lease_expires_at: Option<OffsetDateTime>,
+    /// While pending: when it becomes claimable.
+    pub available_at: OffsetDateTime,
+    /// When the write happened (by the store's clock).
+    pub updated_at: OffsetDateTime,
+}
+
 /// Which tasks [`TaskStore::list_tasks`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {
@@ -118,7 +134,7 @@ pub trait TaskStore: Send + Sync {
         task_id: &str,
         attempt: u32,
         result: Value,
-    ) -> StorageResult<Task>;
+    ) -> StorageResult<TaskReceipt>;
 
     /// Fails the claim `attempt`: back to `Pending`, claimable after `retry_after`, while
     /// attempts remain; `Failed` at the last.
@@ -128,7 +144,7 @@ pub trait TaskStore: Send + Sync {
         attempt: u32,
         error: &str,
         retry_after: Duration,
-    ) -> StorageResult<Task>;
+    ) -> StorageResult<TaskReceipt>;
 
     /// Extends the claim `attempt` to `lease` from now.
     async fn renew_task_lease(
@@ -136,14 +152,14 @@ pub trait TaskStore: Send + Sync {
         task_id: &str,
         attempt: u32,
         lease: Duration,
-    ) -> StorageResult<Task>;
+    ) -> StorageResult<TaskReceipt>;
 
     /// Gives the claim `attempt` back (graceful shutdown): `Pending` again at once, and the
     /// released attempt does not count against `max_attempts`.
-    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<Task>;
+    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<TaskReceipt>;
 
     /// Puts a `Failed` task back to `Pending` with a fresh set of attempts.
-    async fn retry_task(&self, task_id: &str) -> StorageResult<Task>;
+    async fn retry_task(&self, task_id: &str) -> StorageResult<TaskReceipt>;
 
     /// The task, if it exists.
     async fn get_task(&self, task_id: &str) -> StorageResult<Option<Task>>;
@@ -158,21 +174,17 @@ pub trait TaskStore: Send + Sync {
     async fn delete_task(&self, task_id: &str) -> StorageResult<bool>;
 
     /// Returns up to `limit` tasks whose lease expired to `Pending` (or `Failed` at their
-    /// last attempt); returns how many moved. Claims also do this lazily, so a dead
-    /// worker's task comes back without anyone calling this.
-    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<u64>;
+    /// last attempt). Claims also do this lazily, so a dead worker's task comes back
+    /// without anyone calling this. A task that cannot be read is skipped and named in
+    /// [`Sweep::corrupt`](crate::Sweep), never stopping the batch.
+    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<crate::Sweep>;
 
     /// Deletes up to `limit` `Completed` or `Failed` tasks finished more than `older_than`
-    /// ago; returns how many.
-    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64>;
+    /// ago (corrupt ones are skipped and named, as in `requeue_expired_tasks`).
+    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<crate::Sweep>;
 
     /// Fails the claim `attempt` for good (a permanent error): `Failed` at once, whatever
-    /// attempts remain.
-    ///
-    /// The default fails and re-claims the task until its attempts are used up; in the
-    /// gap between a fail and the next claim another worker may claim it (it then runs it
-    /// as a normal attempt and the task is returned as that worker left it). Backends
-    /// should override it with one atomic step.
+    /// attempts remain; one atomic step.
     ///
     /// # Errors
     /// [`StorageError::LeaseLost`](crate::StorageError::LeaseLost) when `attempt` is not
@@ -182,34 +194,5 @@ pub trait TaskStore: Send + Sync {
         task_id: &str,
         attempt: u32,
         error: &str,
-    ) -> StorageResult<Task> {
-        let mut attempt = attempt;
-        loop {
-            let task = self
-                .fail_task(task_id, attempt, error, Duration::ZERO)
-                .await?;
-            if task.status != TaskStatus::Pending {
-                return Ok(task);
-            }
-            let worker = task
-                .history
-                .last()
-                .map(|a| a.worker_id.clone())
-                .unwrap_or_default();
-            match self
-                .claim_task(task_id, &worker, Duration::from_secs(30))
-                .await?
-            {
-                Some(claimed) => attempt = claimed.lease.map_or(attempt + 1, |l| l.attempt),
-                None => {
-                    return self.get_task(task_id).await?.ok_or_else(|| {
-                        crate::StorageError::NotFound {
-                            kind: "task",
-                            id: task_id.to_owned(),
-                        }
-                    });
-                }
-            }
-        }
-    }
+    ) -> StorageResult<TaskReceipt>;
 }

@@ -1,3 +1,4 @@
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -69,6 +70,10 @@ pub struct IdempotencyRecord {
     /// When the outcome was recorded.
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub completed_at: Option<OffsetDateTime>,
+    /// Opaque bytes stored with the outcome (the HTTP middleware keeps the encoded
+    /// response here). They travel as bytes end to end: no base64, no JSON wrapping.
+    #[serde(skip)]
+    pub payload: Option<Bytes>,
 }
 
 /// The seed's name for [`IdempotencyRecord`].
@@ -81,26 +86,63 @@ impl IdempotencyRecord {
     }
 }
 
-/// The outcome recorded by `complete`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum OperationOutcome {
-    /// The operation succeeded with this result.
-    Succeeded(Value),
-    /// The operation failed with this error (the failure is remembered and replayed).
-    Failed {
-        /// The error message.
-        error: String,
-        /// Optional structured detail kept with the error.
-        result: Option<Value>,
-    },
+/// The outcome recorded by `complete`: a success (no `error`) or a remembered failure,
+/// with an optional JSON result and optional opaque bytes.
+///
+/// ```
+/// use bgops_core::{OperationOutcome, OperationStatus};
+/// use serde_json::json;
+/// let ok = OperationOutcome::succeeded(json!({"id": 7}));
+/// assert_eq!(ok.status(), OperationStatus::Completed);
+/// let failed = OperationOutcome::failed("card declined").with_payload(&b"HTTP/1.1 402"[..]);
+/// assert_eq!(failed.status(), OperationStatus::Failed);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperationOutcome {
+    /// The result (the JSON the status endpoint shows), if any.
+    pub result: Option<Value>,
+    /// Set for a failure: the failure is remembered and replayed like a success.
+    pub error: Option<String>,
+    /// Opaque bytes kept with the outcome (e.g. an encoded HTTP response).
+    pub payload: Option<Bytes>,
 }
 
 impl OperationOutcome {
-    /// The status a record takes with this outcome.
+    /// A success with this result.
+    pub fn succeeded(result: Value) -> Self {
+        Self {
+            result: Some(result),
+            ..Self::default()
+        }
+    }
+
+    /// A failure with this error (remembered and replayed).
+    pub fn failed(error: impl Into<String>) -> Self {
+        Self {
+            error: Some(error.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the JSON result.
+    pub fn with_result(mut self, result: Value) -> Self {
+        self.result = Some(result);
+        self
+    }
+
+    /// Sets the opaque payload.
+    pub fn with_payload(mut self, payload: impl Into<Bytes>) -> Self {
+        self.payload = Some(payload.into());
+        self
+    }
+
+    /// The status a record takes with this outcome: `Failed` when `error` is set,
+    /// otherwise `Completed`.
     pub fn status(&self) -> OperationStatus {
-        match self {
-            Self::Succeeded(_) => OperationStatus::Completed,
-            Self::Failed { .. } => OperationStatus::Failed,
+        if self.error.is_some() {
+            OperationStatus::Failed
+        } else {
+            OperationStatus::Completed
         }
     }
 }

@@ -1,5 +1,3 @@
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -247,31 +245,4 @@ impl SagaWorkflow {
             lease: None,
         }
     }
-}
-
-/// One entry of a saga's history (journal), appended with each transition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SagaHistoryEntry {
-    /// When it happened.
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// What happened: `created`, `step_started`, `step_succeeded`, `step_failed`,
-    /// `step_retrying`, `compensating`, `step_compensated`, `compensation_failed`,
-    /// `finished`, `lease_acquired`, ... Borrowed for the engine's fixed names, so that
-    /// journaling a transition allocates nothing; serialized as a plain string.
-    pub event: Cow<'static, str>,
-    /// The step concerned, if any.
-    #[serde(default)]
-    pub step_index: Option<usize>,
-    /// The attempt number, if any.
-    #[serde(default)]
-    pub attempt: Option<u32>,
-    /// The saga's status after the event.
-    pub status: SagaStatus,
-    /// The fencing number of the executor that wrote it.
-    #[serde(default)]
-    pub fence: u64,
-    /// Free-form detail (error text, output summary).
-    #[serde(default)]
-    pub detail: Option<Value>,
 }

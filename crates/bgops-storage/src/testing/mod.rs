@@ -29,6 +29,7 @@
 pub mod idempotency;
 pub mod lock;
 pub mod saga;
+pub mod server;
 pub mod storage;
 pub mod task;
 

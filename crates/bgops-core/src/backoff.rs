@@ -1,4 +1,5 @@
-//! How long a failed task waits before its next attempt.
+//! The one backoff of the workspace: how long a failed attempt (a task, a saga step, a
+//! compensation, a completion the store did not take) waits before the next.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use rand::Rng;
 ///
 /// ```
 /// use std::time::Duration;
-/// use bgops_queue::Backoff;
+/// use bgops_core::Backoff;
 /// let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).with_jitter(0.0);
 /// assert_eq!(b.delay(1), Duration::from_secs(1));
 /// assert_eq!(b.delay(3), Duration::from_secs(4));

@@ -1,0 +1,1 @@
+//! The throwaway `nats` server launcher.

@@ -1,0 +1,1 @@
+//! The throwaway `postgres` server launcher.

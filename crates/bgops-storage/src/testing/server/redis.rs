@@ -1,0 +1,1 @@
+//! The throwaway `redis` server launcher.
