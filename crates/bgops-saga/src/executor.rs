@@ -1,27 +1,44 @@
 //! One execution of one saga: the state machine between two store writes.
 //!
-//! Every transition changes the local copy and buffers its history entries; the buffer is
-//! written with one fenced `save_saga` right before the next handler runs ("intent before
-//! effect") and once at the end. So "step i succeeded" and "step i+1 started" travel in
-//! the same write, and a saga of n steps costs n + 2 writes (lease, n intents, end).
+//! Every transition changes the local copy and records one [`SagaEvent`]: the same value
+//! goes to the execution's stream (if someone watches) and into the batch of events that
+//! the next fenced `save_saga` journals. The batch is written right before the next
+//! handler runs ("intent before effect") and once at the end, so "step i succeeded" and
+//! "step i+1 started" travel in the same write, and a saga of n steps costs n + 2 writes
+//! (lease, n intents, end).
+//!
+//! **Leases.** Expiries come from the store's clock only: every write asks the store to
+//! renew the lease for [`SagaConfig::lease`](crate::SagaConfig::lease) and the receipt
+//! says until when. While a handler runs (or a backoff sleeps) the lease is kept alive by
+//! [`bgops_storage::keepalive::keep_alive`] with [`OnLost::Cancel`]: when another executor
+//! has taken the saga over, this one's handler call is dropped at once and the execution
+//! stops with [`SagaError::LeaseLost`]. Its result could not be stored anyway (every write
+//! is fenced), and the new holder runs the step again under the same
+//! [`step_key`](crate::StepContext::step_key), so the step's own idempotency covers a
+//! half-done effect. Transient store errors during renewal are retried while the handler
+//! runs.
+//!
+//! **Tracing.** Each execution runs in a `bgops.saga` span (`saga_id`, `workflow_type`,
+//! `fence`, `mode`), each handler call in a `bgops.saga.step` or
+//! `bgops.saga.compensation` span (`step_index`, `step`, `attempt`).
 
-use std::borrow::Cow;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::Poll;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bgops_core::{SagaHistoryEntry, SagaLease, SagaStatus, SagaStepStatus, SagaWorkflow};
-use bgops_storage::{CreateSaga, StorageError};
+use bgops_core::{SagaEvent, SagaEventKind, SagaLease, SagaStatus, SagaStepStatus, SagaWorkflow};
+use bgops_storage::keepalive::{Kept, OnLost, keep_alive};
+use bgops_storage::{CreateSaga, SagaSaved, StorageError};
 use futures::channel::mpsc::UnboundedSender;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use tracing::Instrument;
 
-use crate::engine::{Inner, SagaOutcome};
 use crate::error::{SagaError, SagaResult};
-use crate::event::SagaEvent;
 use crate::handler::{ErasedHandler, HandlerOutput, Handlers, StepContext, StepError};
+use crate::state::{Inner, SagaOutcome};
 
 /// What the execution was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +66,8 @@ pub(crate) struct Run<'a> {
     fence: u64,
     saga_id: Arc<str>,
     tenant_id: Arc<str>,
-    history: Vec<SagaHistoryEntry>,
+    /// Events recorded since the last write; journaled by the next one.
+    pending: Vec<SagaEvent>,
     events: Option<UnboundedSender<SagaEvent>>,
     deadline: Option<OffsetDateTime>,
     /// The time of the current transition: read once per handler call rather than at
@@ -57,13 +75,55 @@ pub(crate) struct Run<'a> {
     now: OffsetDateTime,
 }
 
+/// The span of one execution; `workflow_type` and `fence` are filled in once known.
+fn execution_span(saga_id: &str, mode: Mode) -> tracing::Span {
+    tracing::info_span!(
+        "bgops.saga",
+        saga_id = %saga_id,
+        workflow_type = tracing::field::Empty,
+        fence = tracing::field::Empty,
+        mode = ?mode,
+    )
+}
+
 impl<'a> Run<'a> {
+    /// Takes the saga's lease and runs it (see [`Mode`]). A stream, if given, ends with
+    /// `Finished` or `Aborted`.
     pub(crate) async fn start(
         inner: &'a Inner,
         saga_id: &str,
         mode: Mode,
         events: Option<UnboundedSender<SagaEvent>>,
     ) -> SagaResult<SagaOutcome> {
+        let span = execution_span(saga_id, mode);
+        async move {
+            let (saga, fence) = match Self::acquire(inner, saga_id, mode).await {
+                Ok(taken) => taken,
+                Err(e) => {
+                    abort_unleased(inner, saga_id, events.as_ref(), &e);
+                    return Err(e);
+                }
+            };
+            let span = tracing::Span::current();
+            span.record("workflow_type", saga.workflow_type.as_str());
+            span.record("fence", fence);
+            let mut run = Run::new(inner, saga, fence, events);
+            let result = run.resume(mode).await;
+            if let Err(e) = &result {
+                run.abort(e);
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Checks the request and takes the lease: the saga as taken and its fence.
+    async fn acquire(
+        inner: &Inner,
+        saga_id: &str,
+        mode: Mode,
+    ) -> SagaResult<(SagaWorkflow, u64)> {
         let store = &inner.store;
         let err = |e| SagaError::from_store(saga_id, e);
         if mode == Mode::RetryCompensation {
@@ -89,42 +149,44 @@ impl<'a> Run<'a> {
                 reason: "acquire_saga_lease returned a saga without a lease".into(),
             })
         })?;
-        let mut run = Run::new(inner, saga, fence, events);
-        run.emit(|r| SagaEvent::Resumed {
-            saga_id: r.saga_id.to_string(),
-            status: r.saga.status,
-            fence,
-        });
-        let status = run.saga.status;
+        Ok((saga, fence))
+    }
+
+    /// Carries on from where the journal says the saga stopped.
+    async fn resume(&mut self, mode: Mode) -> SagaResult<SagaOutcome> {
+        let status = self.saga.status;
+        self.record(SagaEventKind::Resumed);
         match (mode, status) {
             (Mode::RetryCompensation, SagaStatus::CompensationFailed) => {
-                for step in &mut run.saga.steps {
+                for step in &mut self.saga.steps {
                     if step.status == SagaStepStatus::CompensationFailed {
                         step.status = SagaStepStatus::Compensating;
                         step.compensation_attempts = 0;
                     }
                 }
-                run.saga.status = SagaStatus::Compensating;
-                run.push("retry_compensation", None, None, None);
-                run.compensate().await
+                self.saga.status = SagaStatus::Compensating;
+                self.record(SagaEventKind::Compensating {
+                    reason: "compensation retried".into(),
+                });
+                self.compensate().await
             }
             (Mode::RetryCompensation, _) => {
                 // Changed between the check and the lease: release and refuse.
-                run.release().await?;
+                self.release().await?;
                 Err(SagaError::InvalidState {
-                    saga_id: saga_id.to_owned(),
+                    saga_id: self.saga_id.to_string(),
                     status,
                     action: "retry compensation",
                 })
             }
-            (_, s) if s.is_terminal() => run.release().await,
-            (_, SagaStatus::Compensating) => run.compensate().await,
+            (_, s) if s.is_terminal() => self.release().await,
+            (_, SagaStatus::Compensating) => self.compensate().await,
             (_, SagaStatus::Pending) => {
-                run.saga.status = SagaStatus::Running;
-                run.saga.current_step = 0;
-                run.forward(false).await
+                self.saga.status = SagaStatus::Running;
+                self.saga.current_step = 0;
+                self.forward(false).await
             }
-            (_, _) => run.forward(false).await,
+            (_, _) => self.forward(false).await,
         }
     }
 
@@ -144,7 +206,7 @@ impl<'a> Run<'a> {
             tenant_id: Arc::from(saga.tenant_id.as_str()),
             saga,
             fence,
-            history: Vec::with_capacity(4),
+            pending: Vec::with_capacity(4),
             events,
             deadline,
             now: inner.clock.now(),
@@ -155,49 +217,67 @@ impl<'a> Run<'a> {
     /// runs it: the write that creates it is also the lease and the first intent.
     pub(crate) async fn start_new(
         inner: &'a Inner,
-        mut saga: SagaWorkflow,
+        saga: SagaWorkflow,
         events: Option<UnboundedSender<SagaEvent>>,
     ) -> SagaResult<SagaOutcome> {
+        let span = execution_span(&saga.saga_id, Mode::Forward);
+        span.record("workflow_type", saga.workflow_type.as_str());
+        async move {
+            let mut run = Run::new_leased(inner, saga, events);
+            let result = run.create_and_run().await;
+            if let Err(e) = &result {
+                run.abort(e);
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn new_leased(
+        inner: &'a Inner,
+        mut saga: SagaWorkflow,
+        events: Option<UnboundedSender<SagaEvent>>,
+    ) -> Self {
         // A saga that does not exist yet has had no lease: fence 1 is the first, and the
         // store records it as the highest handed out, so any later taker gets 2 or more.
         const FIRST_FENCE: u64 = 1;
-        let now = inner.clock.now();
-        saga.status = SagaStatus::Running;
         saga.lease = Some(SagaLease {
             owner: inner.execution_owner(),
             fence: FIRST_FENCE,
-            expires_at: now + inner.config.lease,
+            // Set by the store (its clock) when it creates the saga.
+            expires_at: saga.created_at,
         });
-        let mut run = Run::new(inner, saga, FIRST_FENCE, events);
-        run.emit(|r| SagaEvent::Resumed {
-            saga_id: r.saga_id.to_string(),
-            status: SagaStatus::Pending,
-            fence: FIRST_FENCE,
-        });
-        let timed_out = run.timed_out();
+        Run::new(inner, saga, FIRST_FENCE, events)
+    }
+
+    async fn create_and_run(&mut self) -> SagaResult<SagaOutcome> {
+        tracing::Span::current().record("fence", self.fence);
+        self.record(SagaEventKind::Created);
+        self.record(SagaEventKind::Resumed);
+        self.saga.status = SagaStatus::Running;
+        let timed_out = self.timed_out();
         if !timed_out {
-            run.begin_attempt(0);
+            self.begin_attempt(0);
         }
-        // Handed over, not cloned: the store gives the saga back as stored.
-        let saga = run.take_saga();
-        let created = inner
+        let created = self
+            .inner
             .store
-            .create_saga(saga)
+            .create_saga(&self.saga, Some(self.inner.config.lease), &self.pending)
             .await
-            .map_err(|e| SagaError::from_store(&run.saga_id, e))?;
+            .map_err(|e| SagaError::from_store(&self.saga_id, e))?;
         match created {
-            CreateSaga::Created(stored) => {
-                run.saga = stored;
-                if timed_out {
-                    run.forward(false).await
-                } else {
-                    run.forward(true).await
-                }
+            CreateSaga::Created(saved) => {
+                self.pending.clear();
+                self.saved(saved);
+                self.forward(!timed_out).await
             }
             // The idempotency key is taken: run (or return) that saga the ordinary way.
+            // Nothing of this run was stored; its stream is handed on.
             CreateSaga::Existing(existing) => {
-                let events = run.events.take();
-                Run::start(inner, &existing.saga_id, Mode::Forward, events).await
+                self.pending.clear();
+                let events = self.events.take();
+                Box::pin(Run::start(self.inner, &existing.saga_id, Mode::Forward, events)).await
             }
         }
     }
@@ -263,7 +343,17 @@ impl<'a> Run<'a> {
             }
             let ctx = self.step_context(i, false);
             let context = self.context_for(handler.as_ref());
-            match self.call(handler.as_ref(), ctx, context, true).await {
+            let span = tracing::info_span!(
+                "bgops.saga.step",
+                step_index = i,
+                step = %self.saga.steps[i].name,
+                attempt = self.saga.steps[i].attempts,
+            );
+            match self
+                .call(handler.as_ref(), ctx, context, true)
+                .instrument(span)
+                .await
+            {
                 Ok(out) => {
                     self.complete_step(i, out);
                     self.saga.current_step = i + 1;
@@ -341,7 +431,17 @@ impl<'a> Run<'a> {
             self.flush().await?;
             let ctx = self.step_context(j, true);
             let context = self.context_for(handler.as_ref());
-            match self.call(handler.as_ref(), ctx, context, false).await {
+            let span = tracing::info_span!(
+                "bgops.saga.compensation",
+                step_index = j,
+                step = %self.saga.steps[j].name,
+                attempt = self.saga.steps[j].compensation_attempts,
+            );
+            match self
+                .call(handler.as_ref(), ctx, context, false)
+                .instrument(span)
+                .await
+            {
                 Ok(out) => {
                     self.compensated(j, out.context);
                     failed_cleanly = false;
@@ -367,7 +467,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs one handler call, renewing the lease while it runs and enforcing the step
+    /// Runs one handler call, keeping the lease alive while it runs and enforcing the step
     /// timeout and (forward only) the saga deadline.
     async fn call(
         &mut self,
@@ -376,67 +476,83 @@ impl<'a> Run<'a> {
         context: Value,
         forward: bool,
     ) -> Result<HandlerOutput, CallError> {
-        let mut fut = pin!(handler.call(ctx, context));
-        // Most handlers of a fast saga finish on their first poll: no timer needed.
-        if let Poll::Ready(r) = futures::poll!(fut.as_mut()) {
-            self.now = self.inner.clock.now();
-            return r.map_err(CallError::Step);
-        }
-        let r = self.call_slow(fut, forward).await;
-        self.now = self.inner.clock.now();
-        r
-    }
-
-    /// The handler did not finish at once: wait for it with timers.
-    async fn call_slow(
-        &mut self,
-        mut fut: std::pin::Pin<&mut crate::handler::BoxFuture<Result<HandlerOutput, StepError>>>,
-        forward: bool,
-    ) -> Result<HandlerOutput, CallError> {
-        let renew_every = (self.inner.config.lease / 3).max(Duration::from_millis(1));
-        let step_deadline = self.inner.config.step_timeout.map(|t| Instant::now() + t);
+        let fut = handler.call(ctx, context);
+        let step_timeout = self.inner.config.step_timeout;
+        let step_deadline = step_timeout.map(|t| Instant::now() + t);
         let saga_deadline = if forward {
             self.deadline_instant()
         } else {
             None
         };
-        loop {
-            let renew = tokio::time::sleep(renew_every);
+        let work = async move {
             tokio::select! {
-                r = fut.as_mut() => return r.map_err(CallError::Step),
-                () = renew => {
-                    self.now = self.inner.clock.now();
-                    self.flush().await.map_err(CallError::Saga)?;
-                }
+                biased;
+                r = fut => r.map_err(CallError::Step),
                 () = sleep_until(step_deadline), if step_deadline.is_some() => {
-                    let t = self.inner.config.step_timeout.unwrap_or_default();
-                    return Err(CallError::Step(StepError::retryable(format!(
+                    let t = step_timeout.unwrap_or_default();
+                    Err(CallError::Step(StepError::retryable(format!(
                         "handler timed out after {t:?}"
-                    ))));
+                    ))))
                 }
                 () = sleep_until(saga_deadline), if saga_deadline.is_some() => {
-                    return Err(CallError::Deadline);
+                    Err(CallError::Deadline)
                 }
             }
-        }
+        };
+        let r = match self.kept_alive(work).await {
+            Ok(r) => r,
+            Err(e) => Err(CallError::Saga(e)),
+        };
+        self.now = self.inner.clock.now();
+        r
     }
 
-    /// Sleeps out a backoff, renewing the lease when the sleep is long.
+    /// Sleeps out a backoff, keeping the lease alive.
     async fn sleep(&mut self, delay: Duration) -> SagaResult<()> {
         if delay.is_zero() {
             return Ok(());
         }
-        let renew_every = (self.inner.config.lease / 3).max(Duration::from_millis(1));
-        let mut left = delay;
-        while left > renew_every {
-            tokio::time::sleep(renew_every).await;
-            self.now = self.inner.clock.now();
-            self.flush().await?;
-            left -= renew_every;
-        }
-        tokio::time::sleep(left).await;
+        self.kept_alive(tokio::time::sleep(delay)).await?;
         self.now = self.inner.clock.now();
         Ok(())
+    }
+
+    /// Runs `work` under [`keep_alive`]: every third of the lease the saga is saved
+    /// unchanged (no events) with a renewed lease. A lost lease drops the work.
+    async fn kept_alive<T>(&mut self, work: impl Future<Output = T>) -> SagaResult<T> {
+        let every = (self.inner.config.lease / 3).max(Duration::from_millis(1));
+        let version = AtomicU64::new(self.saga.version);
+        let last: Mutex<Option<SagaSaved>> = Mutex::new(None);
+        let kept = {
+            let (this, version, last) = (&*self, &version, &last);
+            keep_alive(
+                work,
+                every,
+                move || async move {
+                    // Renewals are rare (a slow handler); the copy costs nothing on the
+                    // fast path.
+                    let mut saga = this.saga.clone();
+                    saga.version = version.load(Ordering::Relaxed);
+                    let saved = this
+                        .inner
+                        .store
+                        .save_saga(&saga, this.fence, &[], Some(this.inner.config.lease))
+                        .await?;
+                    version.store(saved.version, Ordering::Relaxed);
+                    *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(saved);
+                    Ok(())
+                },
+                OnLost::Cancel,
+            )
+            .await
+        };
+        if let Some(saved) = last.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            self.saved(saved);
+        }
+        match kept {
+            Kept::Finished(out) | Kept::FinishedAfterLoss(out, _) => Ok(out),
+            Kept::Cancelled(e) => Err(SagaError::from_store(&self.saga_id, e)),
+        }
     }
 
     fn timed_out(&self) -> bool {
@@ -486,14 +602,12 @@ impl<'a> Run<'a> {
         step.status = SagaStepStatus::Running;
         step.attempts += 1;
         step.started_at.get_or_insert(now);
-        let attempt = step.attempts;
-        self.push("step_started", Some(i), Some(attempt), None);
-        self.emit(|r| SagaEvent::StepStarted {
-            saga_id: r.saga_id.to_string(),
+        let kind = SagaEventKind::StepStarted {
             step_index: i,
-            name: r.saga.steps[i].name.clone(),
-            attempt,
-        });
+            name: step.name.clone(),
+            attempt: step.attempts,
+        };
+        self.record(kind);
     }
 
     fn complete_step(&mut self, i: usize, out: HandlerOutput) {
@@ -504,36 +618,31 @@ impl<'a> Run<'a> {
         let step = &mut self.saga.steps[i];
         step.status = SagaStepStatus::Completed;
         step.completed_at = Some(now);
+        let kind = SagaEventKind::StepSucceeded {
+            step_index: i,
+            name: step.name.clone(),
+            output: out.output.clone(),
+        };
         step.result = Some(out.output);
-        let attempt = step.attempts;
-        self.push("step_succeeded", Some(i), Some(attempt), None);
         self.inner.metrics.saga_step_completed(
             &self.saga.workflow_type,
             &self.saga.tenant_id,
             &self.saga.steps[i].name,
         );
-        self.emit(|r| SagaEvent::StepSucceeded {
-            saga_id: r.saga_id.to_string(),
-            step_index: i,
-            name: r.saga.steps[i].name.clone(),
-            output: r.saga.steps[i].result.clone().unwrap_or(Value::Null),
-        });
+        self.record(kind);
     }
 
     fn retry_step(&mut self, i: usize, e: &StepError, delay: Duration) {
         let step = &mut self.saga.steps[i];
         step.error = Some(e.message.clone());
-        let attempt = step.attempts;
-        let detail = json!({ "error": e.message, "delay_ms": delay.as_millis() as u64 });
-        self.push("step_retrying", Some(i), Some(attempt), Some(detail));
-        self.emit(|r| SagaEvent::StepRetrying {
-            saga_id: r.saga_id.to_string(),
+        let kind = SagaEventKind::StepRetrying {
             step_index: i,
-            name: r.saga.steps[i].name.clone(),
-            attempt,
+            name: step.name.clone(),
+            attempt: step.attempts,
             error: e.message.clone(),
-            delay_ms: delay.as_millis() as u64,
-        });
+            delay_ms: millis(delay),
+        };
+        self.record(kind);
     }
 
     fn fail_step(&mut self, i: usize, error: &str) {
@@ -542,53 +651,35 @@ impl<'a> Run<'a> {
         step.status = SagaStepStatus::Failed;
         step.error = Some(error.to_owned());
         step.completed_at = Some(now);
-        let attempt = step.attempts;
-        self.push(
-            "step_failed",
-            Some(i),
-            Some(attempt),
-            Some(json!({ "error": error })),
-        );
+        let kind = SagaEventKind::StepFailed {
+            step_index: i,
+            name: step.name.clone(),
+            error: error.to_owned(),
+        };
         self.inner.metrics.saga_step_failed(
             &self.saga.workflow_type,
             &self.saga.tenant_id,
             &self.saga.steps[i].name,
         );
-        self.emit(|r| SagaEvent::StepFailed {
-            saga_id: r.saga_id.to_string(),
-            step_index: i,
-            name: r.saga.steps[i].name.clone(),
-            error: error.to_owned(),
-        });
+        self.record(kind);
     }
 
     fn start_compensation(&mut self, reason: String) {
         self.saga.status = SagaStatus::Compensating;
-        self.push(
-            "compensating",
-            None,
-            None,
-            Some(json!({ "reason": reason })),
-        );
-        self.emit(|r| SagaEvent::Compensating {
-            saga_id: r.saga_id.to_string(),
-            reason: reason.clone(),
-        });
-        self.saga.error = Some(reason);
+        self.saga.error = Some(reason.clone());
+        self.record(SagaEventKind::Compensating { reason });
     }
 
     fn begin_compensation(&mut self, j: usize) {
         let step = &mut self.saga.steps[j];
         step.status = SagaStepStatus::Compensating;
         step.compensation_attempts += 1;
-        let attempt = step.compensation_attempts;
-        self.push("compensation_started", Some(j), Some(attempt), None);
-        self.emit(|r| SagaEvent::CompensationStarted {
-            saga_id: r.saga_id.to_string(),
+        let kind = SagaEventKind::CompensationStarted {
             step_index: j,
-            name: r.saga.steps[j].name.clone(),
-            attempt,
-        });
+            name: step.name.clone(),
+            attempt: step.compensation_attempts,
+        };
+        self.record(kind);
     }
 
     fn compensated(&mut self, j: usize, context: Option<Value>) {
@@ -600,97 +691,79 @@ impl<'a> Run<'a> {
         step.status = SagaStepStatus::Compensated;
         step.compensated_at = Some(now);
         step.compensation_error = None;
-        let attempt = step.compensation_attempts;
-        self.push("step_compensated", Some(j), Some(attempt), None);
-        self.emit(|r| SagaEvent::StepCompensated {
-            saga_id: r.saga_id.to_string(),
+        let kind = SagaEventKind::StepCompensated {
             step_index: j,
-            name: r.saga.steps[j].name.clone(),
-        });
+            name: step.name.clone(),
+        };
+        self.record(kind);
     }
 
     fn retry_compensation(&mut self, j: usize, e: &StepError, delay: Duration) {
         let step = &mut self.saga.steps[j];
         step.compensation_error = Some(e.message.clone());
-        let attempt = step.compensation_attempts;
-        let detail = json!({ "error": e.message, "delay_ms": delay.as_millis() as u64 });
-        self.push(
-            "compensation_retrying",
-            Some(j),
-            Some(attempt),
-            Some(detail),
-        );
-        self.emit(|r| SagaEvent::CompensationRetrying {
-            saga_id: r.saga_id.to_string(),
+        let kind = SagaEventKind::CompensationRetrying {
             step_index: j,
-            name: r.saga.steps[j].name.clone(),
-            attempt,
+            name: step.name.clone(),
+            attempt: step.compensation_attempts,
             error: e.message.clone(),
-            delay_ms: delay.as_millis() as u64,
-        });
+            delay_ms: millis(delay),
+        };
+        self.record(kind);
     }
 
     fn fail_compensation(&mut self, j: usize, error: &str) {
         let step = &mut self.saga.steps[j];
         step.status = SagaStepStatus::CompensationFailed;
         step.compensation_error = Some(error.to_owned());
-        let attempt = step.compensation_attempts;
-        self.push(
-            "compensation_failed",
-            Some(j),
-            Some(attempt),
-            Some(json!({ "error": error })),
-        );
-        self.emit(|r| SagaEvent::CompensationFailed {
-            saga_id: r.saga_id.to_string(),
+        let kind = SagaEventKind::CompensationFailed {
             step_index: j,
-            name: r.saga.steps[j].name.clone(),
+            name: step.name.clone(),
             error: error.to_owned(),
-        });
+        };
+        self.record(kind);
     }
 
-    /// Writes the end state and releases the lease in one write.
+    /// Writes the end state and releases the lease in one write; the `Finished` event is
+    /// journaled with it and streamed once the write succeeded.
     async fn finish(&mut self, status: SagaStatus) -> SagaResult<SagaOutcome> {
         self.saga.status = status;
-        self.push("finished", None, None, None);
         self.saga.lease = None;
+        let finished = self.event(SagaEventKind::Finished);
+        self.pending.push(finished.clone());
         self.flush().await?;
         self.inner.metrics.saga_finished(
             &self.saga.workflow_type,
             &self.saga.tenant_id,
             status.as_str(),
         );
-        self.emit(|r| SagaEvent::Finished {
-            saga_id: r.saga_id.to_string(),
-            status,
-        });
+        self.send(finished);
         Ok(self.outcome())
     }
 
     /// Gives the lease back without changing anything else (the saga had already ended).
+    /// Nothing is journaled: the saga's journal already ends with its `Finished`; the
+    /// stream gets it again.
     async fn release(&mut self) -> SagaResult<SagaOutcome> {
         self.saga.lease = None;
+        self.pending.clear();
         self.flush().await?;
-        let status = self.saga.status;
-        self.emit(|r| SagaEvent::Finished {
-            saga_id: r.saga_id.to_string(),
-            status,
-        });
+        let finished = self.event(SagaEventKind::Finished);
+        self.send(finished);
         Ok(self.outcome())
+    }
+
+    /// Ends the stream with `Aborted` (never journaled: the store may be what failed).
+    fn abort(&mut self, error: &SagaError) {
+        tracing::warn!(%error, "saga execution stopped");
+        let aborted = self.event(SagaEventKind::Aborted {
+            error: error.to_string(),
+        });
+        self.send(aborted);
     }
 
     /// Moves the saga out (the run is over): the final state is not cloned.
     fn outcome(&mut self) -> SagaOutcome {
-        let saga = self.take_saga();
-        SagaOutcome {
-            status: saga.status,
-            saga,
-        }
-    }
-
-    /// Moves the saga out, leaving an empty placeholder.
-    fn take_saga(&mut self) -> SagaWorkflow {
-        // Built field by field: `SagaWorkflow::new` would draw a fresh uuid.
+        // Built field by field: `SagaWorkflow::new` would draw a fresh id.
         let empty = SagaWorkflow {
             saga_id: String::new(),
             tenant_id: String::new(),
@@ -707,53 +780,88 @@ impl<'a> Run<'a> {
             version: 0,
             lease: None,
         };
-        std::mem::replace(&mut self.saga, empty)
+        let saga = std::mem::replace(&mut self.saga, empty);
+        SagaOutcome {
+            status: saga.status,
+            saga,
+        }
     }
 
-    /// One fenced compare-and-set of the saga with the buffered history; extends the
-    /// lease (unless it is being released).
+    /// One fenced compare-and-set of the saga with the pending events; renews the lease
+    /// (unless it is being released) by the store's clock.
     async fn flush(&mut self) -> SagaResult<()> {
-        let now = self.now;
-        self.saga.updated_at = now;
-        if let Some(lease) = &mut self.saga.lease {
-            lease.expires_at = now + self.inner.config.lease;
-        }
-        let version = self
+        self.saga.updated_at = self.now;
+        let renew = self.saga.lease.is_some().then_some(self.inner.config.lease);
+        let saved = self
             .inner
             .store
-            .save_saga(&self.saga, self.fence, &self.history)
+            .save_saga(&self.saga, self.fence, &self.pending, renew)
             .await
             .map_err(|e| SagaError::from_store(&self.saga_id, e))?;
-        self.history.clear();
-        // The store now holds exactly the local copy with this version.
-        self.saga.version = version;
+        self.pending.clear();
+        self.saved(saved);
         Ok(())
     }
 
-    fn push(
-        &mut self,
-        event: &'static str,
-        step: Option<usize>,
-        attempt: Option<u32>,
-        detail: Option<Value>,
-    ) {
-        self.history.push(SagaHistoryEntry {
-            at: self.now,
-            event: Cow::Borrowed(event),
-            step_index: step,
-            attempt,
-            status: self.saga.status,
-            fence: self.fence,
-            detail,
-        });
-    }
-
-    fn emit(&self, event: impl FnOnce(&Self) -> SagaEvent) {
-        if let Some(tx) = &self.events {
-            // A dropped receiver only means nobody watches any more; the saga goes on.
-            let _ = tx.unbounded_send(event(self));
+    /// Takes a write's receipt: the store now holds exactly the local copy with this
+    /// version and lease expiry.
+    fn saved(&mut self, saved: SagaSaved) {
+        self.saga.version = saved.version;
+        if let (Some(lease), Some(at)) = (&mut self.saga.lease, saved.lease_expires_at) {
+            lease.expires_at = at;
         }
     }
+
+    fn event(&self, kind: SagaEventKind) -> SagaEvent {
+        SagaEvent {
+            saga_id: Arc::clone(&self.saga_id),
+            at: self.now,
+            fence: self.fence,
+            status: self.saga.status,
+            kind,
+        }
+    }
+
+    /// Records a fact once: streamed now, journaled with the next write.
+    fn record(&mut self, kind: SagaEventKind) {
+        let event = self.event(kind);
+        if let Some(tx) = &self.events {
+            // A dropped receiver only means nobody watches any more; the saga goes on.
+            let _ = tx.unbounded_send(event.clone());
+        }
+        self.pending.push(event);
+    }
+
+    fn send(&self, event: SagaEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.unbounded_send(event);
+        }
+    }
+}
+
+/// Ends the stream of an execution that never held the lease (unknown saga, busy, store
+/// down): fence 0, and the status, which is not known, given as `Pending`.
+fn abort_unleased(
+    inner: &Inner,
+    saga_id: &str,
+    events: Option<&UnboundedSender<SagaEvent>>,
+    error: &SagaError,
+) {
+    if let Some(tx) = events {
+        let _ = tx.unbounded_send(SagaEvent {
+            saga_id: Arc::from(saga_id),
+            at: inner.clock.now(),
+            fence: 0,
+            status: SagaStatus::Pending,
+            kind: SagaEventKind::Aborted {
+                error: error.to_string(),
+            },
+        });
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 async fn sleep_until(at: Option<Instant>) {
