@@ -14,7 +14,7 @@ use bgops_queue::{Backoff, NewTask, QueueError, TaskContext, TaskError, TaskQueu
 use fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
 use serde_json::{Value, json};
 
-use crate::support::eventually;
+use crate::support::{claim_of, eventually};
 
 const QUEUE: &str = "crash";
 const TASKS: usize = 60;
@@ -239,7 +239,10 @@ async fn two_worker_processes_one_killed() {
         let late = match held.get(id) {
             Some(at_kill) => Some(
                 queue
-                    .complete(id, at_kill.lease.as_ref().unwrap().attempt, json!("late"))
+                    .complete(
+                        &claim_of(&task, at_kill.lease.as_ref().unwrap().attempt),
+                        json!("late"),
+                    )
                     .await,
             ),
             None => None,

@@ -25,11 +25,12 @@ async fn a_permanent_error_fails_the_task_in_one_step() {
         .task
         .task_id;
     let claim = queue.claim_next("perm", "w1").await.unwrap().unwrap();
-    let t = queue
-        .fail_permanently(&id, claim.attempt, "invalid payload")
+    queue
+        .fail_permanently(&claim, "invalid payload")
         .await
         .unwrap();
-    let stale = queue.fail_permanently(&id, claim.attempt, "again").await;
+    let t = queue.get(&id).await.unwrap().unwrap();
+    let stale = queue.fail_permanently(&claim, "again").await;
     let next = queue.claim_next("perm", "w2").await.unwrap();
 
     // A worker with free slots must not run it a second time either.

@@ -11,7 +11,7 @@ use bgops_queue::{NewTask, QueueError, TaskContext, TaskError, TaskQueue, Worker
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::support::{CountingMetrics, eventually, manual_queue, system_queue};
+use crate::support::{CountingMetrics, claim_of, eventually, manual_queue, system_queue};
 
 async fn submit_n(queue: &TaskQueue, n: usize, max_attempts: u32) -> Vec<String> {
     let mut ids = Vec::new();
@@ -291,7 +291,7 @@ async fn shutdown_finishes_within_grace_then_releases() {
     assert_eq!(again.task.task_id, ids[1]);
     // No claim after shutdown.
     assert!(
-        matches!(queue.complete(&ids[1], again.attempt, json!(1)).await, Ok(t) if t.status == TaskStatus::Completed)
+        matches!(queue.complete(&again, json!(1)).await, Ok(t) if t.status == TaskStatus::Completed)
     );
 }
 
@@ -363,7 +363,7 @@ async fn a_crashed_workers_tasks_come_back_after_the_lease() {
         assert_eq!(t.history[1].outcome.as_deref(), Some("completed"));
         // The dead attempt's result, arriving late, is refused.
         assert!(matches!(
-            queue.complete(id, 1, json!("late")).await,
+            queue.complete(&claim_of(&t, 1), json!("late")).await,
             Err(QueueError::LeaseLost { .. })
         ));
     }

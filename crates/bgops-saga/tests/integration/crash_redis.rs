@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgops_core::{SagaStatus, SagaStepStatus, SagaWorkflow};
-use bgops_saga::{NewSaga, RetryPolicy, SagaConfig, SagaEngine, StepContext, StepError};
+use bgops_saga::{Backoff, NewSaga, SagaConfig, SagaEngine, StepContext, StepError};
 use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, ListInterface};
 use rand::Rng;
 use serde_json::Value;
@@ -52,8 +52,8 @@ async fn connect(url: &str, prefix: &str) -> Conn {
         .expect("connect to Redis");
     let config = SagaConfig::default()
         .with_lease(LEASE)
-        .with_retry(RetryPolicy::new(Duration::from_millis(5)))
-        .with_compensation_retry(RetryPolicy::new(Duration::from_millis(5)))
+        .with_retry(Backoff::new(Duration::from_millis(5), Duration::from_secs(30)).with_jitter(0.5))
+        .with_compensation_retry(Backoff::new(Duration::from_millis(5), Duration::from_secs(30)).with_jitter(0.5))
         .with_recovery_batch(100, 32);
     let engine = SagaEngine::builder(Arc::new(storage))
         .config(config)

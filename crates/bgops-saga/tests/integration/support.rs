@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bgops_core::{ManualClock, SagaHistoryEntry, SagaWorkflow};
+use bgops_core::{ManualClock, SagaEvent, SagaWorkflow};
 use bgops_memory::MemoryStorage;
-use bgops_saga::{RetryPolicy, SagaConfig, SagaEngine};
-use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageResult};
+use bgops_saga::{Backoff, SagaConfig, SagaEngine};
+use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageResult};
 
 pub const LEASE: Duration = Duration::from_secs(10);
 
@@ -37,10 +37,10 @@ impl Setup {
         SagaConfig::default()
             .with_lease(LEASE)
             .with_retry(
-                RetryPolicy::new(Duration::from_millis(1)).with_max(Duration::from_millis(4)),
+                Backoff::new(Duration::from_millis(1), Duration::from_millis(4)).with_jitter(0.5),
             )
             .with_compensation_retry(
-                RetryPolicy::new(Duration::from_millis(1)).with_max(Duration::from_millis(4)),
+                Backoff::new(Duration::from_millis(1), Duration::from_millis(4)).with_jitter(0.5),
             )
     }
 
@@ -78,9 +78,14 @@ impl CountingStore {
 
 #[async_trait]
 impl SagaStore for CountingStore {
-    async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga> {
+    async fn create_saga(
+        &self,
+        saga: &SagaWorkflow,
+        lease: Option<Duration>,
+        history: &[SagaEvent],
+    ) -> StorageResult<CreateSaga> {
         self.count();
-        self.inner.create_saga(saga).await
+        self.inner.create_saga(saga, lease, history).await
     }
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
         self.inner.get_saga(saga_id).await
@@ -98,20 +103,13 @@ impl SagaStore for CountingStore {
         &self,
         saga: &SagaWorkflow,
         fence: u64,
-        history: &[SagaHistoryEntry],
-    ) -> StorageResult<u64> {
+        history: &[SagaEvent],
+        renew: Option<Duration>,
+    ) -> StorageResult<SagaSaved> {
         self.count();
-        self.inner.save_saga(saga, fence, history).await
+        self.inner.save_saga(saga, fence, history, renew).await
     }
-    async fn append_saga_history(
-        &self,
-        saga_id: &str,
-        entry: &SagaHistoryEntry,
-    ) -> StorageResult<()> {
-        self.count();
-        self.inner.append_saga_history(saga_id, entry).await
-    }
-    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
+    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaEvent>> {
         self.inner.get_saga_history(saga_id).await
     }
     async fn list_sagas(&self, filter: &SagaFilter) -> StorageResult<Vec<SagaWorkflow>> {
