@@ -368,3 +368,17 @@ async fn a_crashed_workers_tasks_come_back_after_the_lease() {
         ));
     }
 }
+
+#[tokio::test]
+async fn worker_ids_come_from_the_queues_id_generator() {
+    let (queue, _) = manual_queue();
+    let queue = queue.with_ids(Arc::new(bgops_core::id::SequentialIds::new("q")));
+    let worker = Worker::new(queue.clone(), |_ctx: TaskContext| async {
+        Ok::<Value, TaskError>(json!(null))
+    });
+    assert!(worker.id().starts_with("worker:"), "{}", worker.id());
+    assert!(worker.id().ends_with(":tq-000001"), "{}", worker.id());
+    let named = worker.name("billing");
+    assert!(named.id().starts_with("billing:"), "{}", named.id());
+    assert!(named.id().ends_with(":tq-000002"), "{}", named.id());
+}
