@@ -58,10 +58,7 @@ async fn api_pipeline(queue: &TaskQueue, n: usize, workers: usize) -> f64 {
                     }
                     tokio::task::yield_now().await;
                 };
-                queue
-                    .complete(&claim, json!(null))
-                    .await
-                    .expect("complete");
+                queue.complete(&claim, json!(null)).await.expect("complete");
             }
         }));
     }

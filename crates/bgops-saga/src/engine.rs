@@ -481,4 +481,3 @@ impl SagaEngine {
             .map_err(|e| SagaError::from_store(saga_id, e))
     }
 }
-

@@ -119,11 +119,7 @@ impl<'a> Run<'a> {
     }
 
     /// Checks the request and takes the lease: the saga as taken and its fence.
-    async fn acquire(
-        inner: &Inner,
-        saga_id: &str,
-        mode: Mode,
-    ) -> SagaResult<(SagaWorkflow, u64)> {
+    async fn acquire(inner: &Inner, saga_id: &str, mode: Mode) -> SagaResult<(SagaWorkflow, u64)> {
         let store = &inner.store;
         let err = |e| SagaError::from_store(saga_id, e);
         if mode == Mode::RetryCompensation {
@@ -253,6 +249,9 @@ impl<'a> Run<'a> {
 
     async fn create_and_run(&mut self) -> SagaResult<SagaOutcome> {
         tracing::Span::current().record("fence", self.fence);
+        // Nothing is streamed before the saga exists: its first events go out once the
+        // write that creates it succeeded.
+        let events = self.events.take();
         self.record(SagaEventKind::Created);
         self.record(SagaEventKind::Resumed);
         self.saga.status = SagaStatus::Running;
@@ -264,20 +263,34 @@ impl<'a> Run<'a> {
             .inner
             .store
             .create_saga(&self.saga, Some(self.inner.config.lease), &self.pending)
-            .await
-            .map_err(|e| SagaError::from_store(&self.saga_id, e))?;
+            .await;
+        let created = match created {
+            Ok(created) => created,
+            Err(e) => {
+                self.events = events;
+                return Err(SagaError::from_store(&self.saga_id, e));
+            }
+        };
         match created {
             CreateSaga::Created(saved) => {
-                self.pending.clear();
+                self.events = events;
+                for event in std::mem::take(&mut self.pending) {
+                    self.send(event);
+                }
                 self.saved(saved);
                 self.forward(!timed_out).await
             }
             // The idempotency key is taken: run (or return) that saga the ordinary way.
-            // Nothing of this run was stored; its stream is handed on.
+            // Nothing of this run was stored or streamed; its stream is handed on.
             CreateSaga::Existing(existing) => {
                 self.pending.clear();
-                let events = self.events.take();
-                Box::pin(Run::start(self.inner, &existing.saga_id, Mode::Forward, events)).await
+                Box::pin(Run::start(
+                    self.inner,
+                    &existing.saga_id,
+                    Mode::Forward,
+                    events,
+                ))
+                .await
             }
         }
     }

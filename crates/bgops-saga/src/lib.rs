@@ -100,10 +100,10 @@ pub use config::SagaConfig;
 pub use engine::{Creation, NewSaga, SagaEngine, SagaEngineBuilder};
 pub use error::{SagaError, SagaResult};
 pub use event::SagaEventStream;
-pub use state::SagaOutcome;
 pub use fallback::{CircuitBreaker, CircuitState, Fallback};
 pub use handler::{BoxFuture, StepContext, StepError, StepErrorKind};
 pub use recovery::{Recoverer, RecoveryReport};
+pub use state::SagaOutcome;
 pub use typed::{SagaContext, Step, TypedOutcome, TypedSaga, TypedSagaHandle};
 
 pub use bgops_core::id::{IdGenerator, SharedIds};

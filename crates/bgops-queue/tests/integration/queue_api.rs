@@ -242,11 +242,7 @@ async fn renew_keeps_a_claim_alive_and_release_does_not_count() {
     let again = queue.claim_next("orders", "w2").await.unwrap().unwrap();
     assert_eq!(again.task.task_id, id);
     assert_eq!(
-        queue
-            .complete(&again, json!(1))
-            .await
-            .unwrap()
-            .status,
+        queue.complete(&again, json!(1)).await.unwrap().status,
         TaskStatus::Completed
     );
 }

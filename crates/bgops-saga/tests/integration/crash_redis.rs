@@ -52,8 +52,12 @@ async fn connect(url: &str, prefix: &str) -> Conn {
         .expect("connect to Redis");
     let config = SagaConfig::default()
         .with_lease(LEASE)
-        .with_retry(Backoff::new(Duration::from_millis(5), Duration::from_secs(30)).with_jitter(0.5))
-        .with_compensation_retry(Backoff::new(Duration::from_millis(5), Duration::from_secs(30)).with_jitter(0.5))
+        .with_retry(
+            Backoff::new(Duration::from_millis(5), Duration::from_secs(30)).with_jitter(0.5),
+        )
+        .with_compensation_retry(
+            Backoff::new(Duration::from_millis(5), Duration::from_secs(30)).with_jitter(0.5),
+        )
         .with_recovery_batch(100, 32);
     let engine = SagaEngine::builder(Arc::new(storage))
         .config(config)

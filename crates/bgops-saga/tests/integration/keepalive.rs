@@ -69,7 +69,10 @@ async fn a_handler_whose_lease_was_taken_over_is_cancelled_at_the_next_renewal()
     assert!(matches!(err, SagaError::LeaseLost(_)), "{err}");
     assert!(dropped.load(Ordering::SeqCst), "the handler was cancelled");
     let stored = fresh.get(&saga.saga_id).await.unwrap().unwrap();
-    assert_eq!(stored, outcome.saga, "the stale executor wrote nothing after");
+    assert_eq!(
+        stored, outcome.saga,
+        "the stale executor wrote nothing after"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +100,11 @@ async fn renewals_journal_nothing_and_lease_expiries_come_from_the_stores_clock(
     wait_for_step(&engine, &saga.saga_id, 1).await;
     let held = engine.get(&saga.saga_id).await.unwrap().unwrap();
     let expires = held.lease.map(|l| l.expires_at);
-    assert_eq!(expires, Some(s.clock.now() + lease), "set by the store's clock");
+    assert_eq!(
+        expires,
+        Some(s.clock.now() + lease),
+        "set by the store's clock"
+    );
 
     let outcome = running.await.unwrap().unwrap();
     assert!(outcome.succeeded());
@@ -137,12 +144,19 @@ async fn saga_ids_and_owner_come_from_the_injected_generator() {
         .ids(Arc::new(SequentialIds::new("sg")))
         .build();
     // The owner took the first token.
-    assert!(engine.owner().ends_with(":tsg-000001"), "{}", engine.owner());
+    assert!(
+        engine.owner().ends_with(":tsg-000001"),
+        "{}",
+        engine.owner()
+    );
     let rec = Recorder::default();
     register_ok(&engine, &rec);
     let a = engine.create("t1", "w", steps3(), None).await.unwrap();
     let b = engine.create("t1", "w", steps3(), None).await.unwrap();
-    assert_eq!((a.saga_id.as_str(), b.saga_id.as_str()), ("sg-000002", "sg-000003"));
+    assert_eq!(
+        (a.saga_id.as_str(), b.saga_id.as_str()),
+        ("sg-000002", "sg-000003")
+    );
     let outcome = engine.execute(&a.saga_id).await.unwrap();
     assert!(outcome.succeeded());
 }
