@@ -60,10 +60,13 @@ async fn execute_stream_yields_every_transition_in_order() {
     assert_eq!(journal[0].kind, SagaEventKind::Created);
     assert_eq!(&journal[1..], &events[..]);
     let sse = events[2].to_sse();
-    assert!(
-        sse.starts_with("event: step_succeeded\ndata: {\"type\":\"step_succeeded\""),
-        "{sse}"
-    );
+    assert!(sse.starts_with("event: step_succeeded\ndata: {"), "{sse}");
+    let data = sse
+        .strip_prefix("event: step_succeeded\ndata: ")
+        .unwrap()
+        .trim_end();
+    let parsed: SagaEvent = serde_json::from_str(data).unwrap();
+    assert_eq!(parsed, events[2], "the SSE payload is the event itself");
     assert!(sse.ends_with("\n\n"));
 }
 

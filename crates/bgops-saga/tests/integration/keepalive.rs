@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bgops_core::id::SequentialIds;
-use bgops_core::{SagaEventKind, SagaStatus};
+use bgops_core::{Clock, SagaStatus};
 use bgops_saga::{SagaEngine, SagaError};
 use serde_json::json;
 
