@@ -382,3 +382,33 @@ async fn worker_ids_come_from_the_queues_id_generator() {
     assert!(named.id().starts_with("billing:"), "{}", named.id());
     assert!(named.id().ends_with(":tq-000002"), "{}", named.id());
 }
+
+/// The heartbeat is the workspace's one keep-alive: a renewal the store could not take
+/// (transient) is retried while the handler runs, and the attempt is not abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_renewal_failures_are_retried_without_abandoning_the_attempt() {
+    use bgops_storage::testing::decorators::{FailingStorage, Fault, Method};
+    let store = Arc::new(FailingStorage::failing(Arc::new(
+        bgops_memory::MemoryStorage::new(),
+    )));
+    store
+        .hook()
+        .fail_times(Method::RenewTaskLease, Fault::Unavailable, 3);
+    let queue = TaskQueue::new(store.clone())
+        .with_backoff(bgops_queue::Backoff::none())
+        .with_lease(Duration::from_millis(600));
+    let id = submit_n(&queue, 1, 1).await.remove(0);
+    let worker = fast(Worker::new(queue.clone(), |_ctx: TaskContext| async {
+        // Long enough for the failing renewals and a good one after them.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        Ok::<Value, TaskError>(json!("done"))
+    }))
+    .heartbeat(Duration::from_millis(100))
+    .spawn();
+    assert!(eventually(Duration::from_secs(10), || all_finished(&queue)).await);
+    let stats = worker.shutdown().await;
+    assert_eq!((stats.completed, stats.lease_lost), (1, 0));
+    assert_eq!(stats.storage_errors, 3, "each failed renewal is counted");
+    let t = queue.get(&id).await.unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Completed, 1));
+}

@@ -82,7 +82,7 @@ async fn renewals_journal_nothing_and_lease_expiries_come_from_the_stores_clock(
     // computed by the engine would be an hour off.
     s.clock.set(s.clock.now() - Duration::from_secs(3600));
     let lease = Duration::from_millis(300);
-    let engine = SagaEngine::builder(s.store.clone())
+    let engine = SagaEngine::builder(s.store.clone() as Arc<dyn bgops_storage::SagaStore>)
         .config(Setup::config().with_lease(lease))
         .build();
     let rec = Recorder::default();
@@ -139,7 +139,7 @@ async fn renewals_journal_nothing_and_lease_expiries_come_from_the_stores_clock(
 #[tokio::test]
 async fn saga_ids_and_owner_come_from_the_injected_generator() {
     let s = Setup::new();
-    let engine = SagaEngine::builder(s.store.clone())
+    let engine = SagaEngine::builder(s.store.clone() as Arc<dyn bgops_storage::SagaStore>)
         .config(Setup::config())
         .ids(Arc::new(SequentialIds::new("sg")))
         .build();
