@@ -48,6 +48,11 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A fresh lease token, as the engines make them (32 lowercase hex digits).
+pub fn token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Asserts that a time difference equals `expected` within a second (backends may round
 /// to milliseconds or compute both ends in separate steps).
 pub fn assert_close(got: time::Duration, expected: Duration, what: &str) {

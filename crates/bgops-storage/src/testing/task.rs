@@ -379,11 +379,14 @@ pub async fn complete_records_the_result(f: Fixture) {
         .await
         .expect("complete");
     assert_eq!(done.status, TaskStatus::Completed);
-    assert_eq!(done.result, Some(json!({"ok": true})));
-    assert!(done.lease.is_none() && done.finished_at.is_some());
-    assert_eq!(done.history[0].outcome.as_deref(), Some("completed"));
-    assert!(done.history[0].finished_at.is_some());
-    assert_eq!(get(&f, &created.task_id).await, done);
+    assert_eq!((done.attempts, done.lease_expires_at), (1, None));
+    let stored = get(&f, &created.task_id).await;
+    assert_eq!(stored.status, TaskStatus::Completed);
+    assert_eq!(stored.result, Some(json!({"ok": true})));
+    assert!(stored.lease.is_none() && stored.finished_at.is_some());
+    assert_eq!(stored.history[0].outcome.as_deref(), Some("completed"));
+    assert!(stored.history[0].finished_at.is_some());
+    assert_eq!(stored.updated_at, done.updated_at);
 
     let again = f
         .storage
@@ -453,7 +456,13 @@ pub async fn fail_with_attempts_left_returns_to_pending_after_backoff(f: Fixture
         .storage
         .fail_task(&created.task_id, attempt_of(&first), "boom", f.short_lease)
         .await;
-    let failed = failed.expect("fail");
+    let receipt = failed.expect("fail");
+    assert_eq!(
+        (receipt.status, receipt.attempts, receipt.lease_expires_at),
+        (TaskStatus::Pending, 1, None)
+    );
+    let failed = get(&f, &created.task_id).await;
+    assert_eq!(receipt.available_at, failed.available_at);
     assert_eq!(failed.status, TaskStatus::Pending);
     assert_eq!(
         (failed.attempts, failed.error.as_deref()),
@@ -548,7 +557,12 @@ pub async fn permanent_failure_ends_the_task_at_once(f: Fixture) {
         .storage
         .fail_task_permanently(&created.task_id, attempt, "bad input")
         .await;
-    let failed = failed.expect("fail permanently");
+    let receipt = failed.expect("fail permanently");
+    assert_eq!(
+        (receipt.status, receipt.attempts, receipt.lease_expires_at),
+        (TaskStatus::Failed, 1, None)
+    );
+    let failed = get(&f, &created.task_id).await;
     assert_eq!(failed.status, TaskStatus::Failed);
     assert_eq!(failed.error.as_deref(), Some("bad input"));
     assert!(failed.finished_at.is_some() && failed.lease.is_none());
@@ -596,7 +610,8 @@ pub async fn expired_lease_is_claimable_by_another_worker(f: Fixture) {
         .storage
         .complete_task(&created.task_id, attempt_of(&second), json!("ok"))
         .await;
-    assert_eq!(done.expect("complete").result, Some(json!("ok")));
+    assert_eq!(done.expect("complete").status, TaskStatus::Completed);
+    assert_eq!(get(&f, &created.task_id).await.result, Some(json!("ok")));
 }
 
 /// `claim_task` on a task whose claim expired takes it over (attempts left), and the
@@ -663,10 +678,13 @@ pub async fn renew_extends_the_claim(f: Fixture) {
         .renew_task_lease(&created.task_id, attempt, LONG)
         .await
         .expect("renew");
+    let stored = get(&f, &created.task_id).await;
     let (before, after) = (
         claimed.lease.expect("lease"),
-        renewed.lease.clone().expect("lease"),
+        stored.lease.clone().expect("lease"),
     );
+    assert_eq!(renewed.lease_expires_at, Some(after.expires_at));
+    assert_eq!((renewed.status, renewed.attempts), (TaskStatus::Claimed, 1));
     assert!(after.expires_at > before.expires_at);
     assert_eq!(
         (after.attempt, after.worker_id),
@@ -699,8 +717,11 @@ pub async fn release_does_not_use_up_an_attempt(f: Fixture) {
         .expect("release");
     assert_eq!(released.status, TaskStatus::Pending);
     assert_eq!(released.attempts, 0, "a released attempt does not count");
-    assert!(released.lease.is_none());
-    assert_eq!(released.history[0].outcome.as_deref(), Some("released"));
+    assert!(released.lease_expires_at.is_none());
+    let stored = get(&f, &created.task_id).await;
+    assert_eq!(released.available_at, stored.available_at);
+    assert!(stored.lease.is_none());
+    assert_eq!(stored.history[0].outcome.as_deref(), Some("released"));
 
     let second = f
         .storage
@@ -752,7 +773,8 @@ pub async fn retry_gives_a_failed_task_fresh_attempts(f: Fixture) {
     let retried = f.storage.retry_task(&created.task_id).await.expect("retry");
     assert_eq!(retried.status, TaskStatus::Pending);
     assert_eq!(retried.attempts, 0);
-    assert!(retried.finished_at.is_none());
+    assert_eq!(retried.lease_expires_at, None);
+    assert!(get(&f, &created.task_id).await.finished_at.is_none());
     let second = f
         .storage
         .claim_next_task(&queue, "worker", LONG)
@@ -951,7 +973,11 @@ pub async fn requeue_expired_returns_abandoned_tasks(f: Fixture) {
     f.expire_short_lease().await;
 
     assert_eq!(
-        f.storage.requeue_expired_tasks(100).await.expect("requeue"),
+        f.storage
+            .requeue_expired_tasks(100)
+            .await
+            .expect("requeue")
+            .done,
         1
     );
     let requeued = get(&f, &abandoned.task_id).await;
@@ -963,7 +989,11 @@ pub async fn requeue_expired_returns_abandoned_tasks(f: Fixture) {
     );
     assert_eq!(get(&f, &live.task_id).await.status, TaskStatus::Claimed);
     assert_eq!(
-        f.storage.requeue_expired_tasks(100).await.expect("requeue"),
+        f.storage
+            .requeue_expired_tasks(100)
+            .await
+            .expect("requeue")
+            .done,
         0
     );
     let next = f
@@ -998,7 +1028,7 @@ pub async fn purge_removes_old_finished_tasks(f: Fixture) {
         .expect("fail");
 
     assert_eq!(
-        f.storage.purge_tasks(LONG, 100).await.expect("purge"),
+        f.storage.purge_tasks(LONG, 100).await.expect("purge").done,
         0,
         "finished too recently"
     );
@@ -1007,7 +1037,8 @@ pub async fn purge_removes_old_finished_tasks(f: Fixture) {
         f.storage
             .purge_tasks(f.short_lease, 1)
             .await
-            .expect("purge"),
+            .expect("purge")
+            .done,
         1,
         "limit"
     );
@@ -1015,7 +1046,8 @@ pub async fn purge_removes_old_finished_tasks(f: Fixture) {
         f.storage
             .purge_tasks(f.short_lease, 100)
             .await
-            .expect("purge"),
+            .expect("purge")
+            .done,
         1
     );
     assert_eq!(
