@@ -22,10 +22,13 @@
 //! | [`saga`] | semantics §4, store side: insert-if-absent, fenced CAS, history, recovery |
 //! | [`task`] | semantics §5, store side: dedupe, fenced claims, leases, retries, cleanup |
 //! | [`storage`] | health and stats |
+//!
+//! [`decorators`] holds the counting and failing store wrappers engine tests use.
 
 // The suite is test code compiled into the library: a failed expectation must panic.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod decorators;
 pub mod idempotency;
 pub mod lock;
 pub mod saga;
