@@ -27,3 +27,10 @@ local function saga_index_add(base, id, status, tenant, created, lexp)
     redis.call('ZREM', base .. 'active', id)
   end
 end
+
+-- Checks every index a status change from `old` to `new` writes, before the first write.
+local function saga_index_check(base, old, new, tenant)
+  return check_zsets({base .. 'idx:all', base .. 'idx:st:' .. old, base .. 'idx:st:' .. new,
+    base .. 'idx:t:' .. enc(tenant), base .. 'idx:ts:' .. enc(tenant) .. ':' .. old,
+    base .. 'idx:ts:' .. enc(tenant) .. ':' .. new, base .. 'active'})
+end

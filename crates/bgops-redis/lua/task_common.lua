@@ -106,3 +106,10 @@ local function check_claim(cur, attempt)
   if cur[1] ~= 'claimed' or tonumber(cur[8]) ~= tonumber(attempt) then return 'lease_lost' end
   return nil
 end
+
+-- What a task write left (the caller's receipt): status, attempts, lease expiry ('' when
+-- not claimed), available, updated.
+local function task_receipt(rec)
+  local cur = redis.call('HMGET', rec, 'status', 'attempts', 'lexp', 'available', 'updated')
+  return {'ok', cur[1], cur[2], cur[3] or '', cur[4], cur[5]}
+end

@@ -2,7 +2,7 @@
 -- by the attempt.
 -- KEYS: task. ARGV: base, id, action, attempt, value (result JSON | error | lease_ms),
 --       retry_after_ms
--- Returns {'ok', HGETALL, history} | {'not_found'} | {'lease_lost'}
+-- Returns {'ok', status, attempts, lexp | '', available, updated} | {'not_found'} | {'lease_lost'}
 local rec, base, id, action = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local bad = wrong_type(rec, 'hash')
 if bad then return bad end
@@ -16,8 +16,7 @@ if action == 'renew' then
   redis.call('HSET', rec, 'lexp', ms(exp), 'updated', ms(now))
   redis.call('ZADD', base .. 'leases:' .. enc(queue), exp, id)
   redis.call('ZADD', base .. 'leases', exp, id)
-  local r = task_reply(base, id)
-  return {'ok', r[1], r[2]}
+  return task_receipt(rec)
 end
 task_unclaim(base, id, queue)
 redis.call('HDEL', rec, 'lworker', 'lexp')
@@ -52,5 +51,4 @@ elseif action == 'release' then
 else
   return redis.error_reply('unknown action ' .. action)
 end
-local r = task_reply(base, id)
-return {'ok', r[1], r[2]}
+return task_receipt(rec)

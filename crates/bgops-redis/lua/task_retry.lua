@@ -1,5 +1,5 @@
 -- Puts a failed task back to pending with a fresh set of attempts.
--- KEYS: task. ARGV: base, id. Returns {'ok', HGETALL, history} | {'not_found'} |
+-- KEYS: task. ARGV: base, id. Returns {'ok', status, attempts, lexp | '', available, updated} | {'not_found'} |
 -- {'invalid', status}
 local rec, base, id = KEYS[1], ARGV[1], ARGV[2]
 local bad = wrong_type(rec, 'hash')
@@ -15,5 +15,4 @@ redis.call('HSET', rec, 'status', 'pending', 'attempts', 0, 'available', ms(now)
 redis.call('ZREM', base .. 'done', id)
 task_move(base, id, queue, seq, 'failed', 'pending')
 redis.call('ZADD', base .. 'ready:' .. enc(queue), now, id)
-local r = task_reply(base, id)
-return {'ok', r[1], r[2]}
+return task_receipt(rec)

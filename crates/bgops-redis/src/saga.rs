@@ -6,17 +6,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bgops_core::clock::to_millis;
-use bgops_core::{SagaHistoryEntry, SagaLease, SagaStatus, SagaWorkflow};
-use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageError, StorageResult};
+use bgops_core::clock::{from_millis, to_millis};
+use bgops_core::{SagaEvent, SagaLease, SagaStatus, SagaWorkflow};
+use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult};
 use fred::interfaces::ListInterface;
 use fred::types::Value;
+use time::OffsetDateTime;
 
 use crate::codec::{Fields, corrupt, items, ms, opt_arg, text, to_json};
 use crate::error::{self, from_fred};
 use crate::keys::enc;
 use crate::scripts::{
-    SAGA_ACQUIRE, SAGA_APPEND, SAGA_CREATE, SAGA_DELETE, SAGA_LIST, SAGA_RECOVERABLE, SAGA_SAVE,
+    SAGA_ACQUIRE, SAGA_CREATE, SAGA_DELETE, SAGA_LIST, SAGA_RECOVERABLE, SAGA_SAVE,
 };
 use crate::storage::RedisStorage;
 
@@ -44,15 +45,36 @@ fn saga(fields: &Fields) -> StorageResult<SagaWorkflow> {
     Ok(saga)
 }
 
-fn lease_args(lease: Option<&SagaLease>) -> [String; 3] {
+/// The lease owner (optional argument) and fence of a saga write.
+fn lease_args(lease: Option<&SagaLease>) -> [String; 2] {
     match lease {
-        Some(l) => [
-            opt_arg(Some(&l.owner)),
-            l.fence.to_string(),
-            to_millis(l.expires_at).to_string(),
-        ],
-        None => [String::new(), "0".to_owned(), "0".to_owned()],
+        Some(l) => [opt_arg(Some(&l.owner)), l.fence.to_string()],
+        None => [String::new(), "0".to_owned()],
     }
+}
+
+/// A lease expiry answered by a saga script: milliseconds, or `''` for none.
+fn lease_expiry(
+    value: Option<Value>,
+    script: &'static str,
+) -> StorageResult<Option<OffsetDateTime>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Integer(i)) => Ok(Some(from_millis(i))),
+        Some(v) => {
+            let raw = v.as_str().map(|s| s.to_string()).unwrap_or_default();
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            raw.parse()
+                .map(|ms| Some(from_millis(ms)))
+                .map_err(|_| error::unexpected(script, raw))
+        }
+    }
+}
+
+fn events(history: &[SagaEvent]) -> StorageResult<Vec<String>> {
+    history.iter().map(to_json).collect()
 }
 
 impl RedisStorage {
@@ -86,36 +108,61 @@ fn parse_saga_reply(rec: &str, value: Option<Value>) -> StorageResult<SagaWorkfl
 
 #[async_trait]
 impl SagaStore for RedisStorage {
-    async fn create_saga(&self, new: SagaWorkflow) -> StorageResult<CreateSaga> {
+    async fn create_saga(
+        &self,
+        new: &SagaWorkflow,
+        lease: Option<Duration>,
+        history: &[SagaEvent],
+    ) -> StorageResult<CreateSaga> {
         bgops_core::validate::name("saga_id", &new.saga_id)?;
         bgops_core::validate::name("tenant_id", &new.tenant_id)?;
+        let lease_ms = match (&new.lease, lease) {
+            (Some(_), Some(d)) => {
+                bgops_core::validate::duration("lease", d)?;
+                ms(d)
+            }
+            (Some(_), None) => {
+                return Err(bgops_core::CoreError::InvalidDuration {
+                    field: "lease",
+                    got: "none for a leased saga".to_owned(),
+                    max_secs: 0,
+                }
+                .into());
+            }
+            (None, _) => "0".to_owned(),
+        };
         let (rec, hist, base) = self.saga_keys(&new.saga_id);
-        let [owner, fence, lexp] = lease_args(new.lease.as_ref());
+        let [owner, fence] = lease_args(new.lease.as_ref());
+        let fence = if new.lease.is_some() {
+            fence.parse::<u64>().unwrap_or(0).max(1).to_string()
+        } else {
+            "0".to_owned()
+        };
+        let mut args = vec![
+            base,
+            new.saga_id.clone(),
+            to_json(new)?,
+            new.status.as_str().to_owned(),
+            new.tenant_id.clone(),
+            opt_arg(new.idempotency_key.as_deref()),
+            to_millis(new.created_at).to_string(),
+            new.version.to_string(),
+            owner,
+            fence,
+            lease_ms,
+        ];
+        args.extend(events(history)?);
         let reply = self
-            .run(
-                &SAGA_CREATE,
-                vec![rec.clone(), hist],
-                vec![
-                    base,
-                    new.saga_id.clone(),
-                    to_json(&new)?,
-                    new.status.as_str().to_owned(),
-                    new.tenant_id.clone(),
-                    opt_arg(new.idempotency_key.as_deref()),
-                    to_millis(new.created_at).to_string(),
-                    new.version.to_string(),
-                    owner,
-                    fence,
-                    lexp,
-                ],
-            )
+            .run(&SAGA_CREATE, vec![rec.clone(), hist], args)
             .await?;
         let mut parts = items(reply).into_iter();
         let outcome = parts.next().map(|v| text(&v, &rec)).transpose()?;
-        let stored = parse_saga_reply(&rec, parts.next())?;
         match outcome.as_deref() {
-            Some("created") => Ok(CreateSaga::Created(stored)),
-            Some("existing") => Ok(CreateSaga::Existing(stored)),
+            Some("created") => Ok(CreateSaga::Created(SagaSaved {
+                version: new.version,
+                lease_expires_at: lease_expiry(parts.next(), SAGA_CREATE.name)?,
+            })),
+            Some("existing") => Ok(CreateSaga::Existing(parse_saga_reply(&rec, parts.next())?)),
             other => Err(error::unexpected(SAGA_CREATE.name, other)),
         }
     }
@@ -160,10 +207,14 @@ impl SagaStore for RedisStorage {
         &self,
         new: &SagaWorkflow,
         fence: u64,
-        history: &[SagaHistoryEntry],
-    ) -> StorageResult<u64> {
+        history: &[SagaEvent],
+        renew: Option<Duration>,
+    ) -> StorageResult<SagaSaved> {
+        if let Some(d) = renew {
+            bgops_core::validate::duration("renew", d)?;
+        }
         let (rec, hist, base) = self.saga_keys(&new.saga_id);
-        let [owner, lfence, lexp] = lease_args(new.lease.as_ref());
+        let [owner, lfence] = lease_args(new.lease.as_ref());
         let mut args = vec![
             base,
             fence.to_string(),
@@ -172,17 +223,18 @@ impl SagaStore for RedisStorage {
             new.status.as_str().to_owned(),
             owner,
             lfence,
-            lexp,
+            renew.map(ms).unwrap_or_default(),
         ];
-        for entry in history {
-            args.push(to_json(entry)?);
-        }
+        args.extend(events(history)?);
         let reply = self.run(&SAGA_SAVE, vec![rec.clone(), hist], args).await?;
         let mut parts = items(reply).into_iter();
         let id = new.saga_id.clone();
         match parts.next().map(|v| text(&v, &rec)).transpose()?.as_deref() {
             // The script stored exactly `new` with the next version.
-            Some("ok") => Ok(new.version + 1),
+            Some("ok") => Ok(SagaSaved {
+                version: new.version + 1,
+                lease_expires_at: lease_expiry(parts.next(), SAGA_SAVE.name)?,
+            }),
             Some("not_found") => Err(StorageError::NotFound { kind: KIND, id }),
             Some("lease_lost") => Err(StorageError::LeaseLost { kind: KIND, id }),
             Some("version_conflict") => {
@@ -202,26 +254,7 @@ impl SagaStore for RedisStorage {
         }
     }
 
-    async fn append_saga_history(
-        &self,
-        saga_id: &str,
-        entry: &SagaHistoryEntry,
-    ) -> StorageResult<()> {
-        let (rec, hist, _) = self.saga_keys(saga_id);
-        let reply = self
-            .run(&SAGA_APPEND, vec![rec.clone(), hist], vec![to_json(entry)?])
-            .await?;
-        match text(&reply, &rec)?.as_str() {
-            "ok" => Ok(()),
-            "not_found" => Err(StorageError::NotFound {
-                kind: KIND,
-                id: saga_id.to_owned(),
-            }),
-            other => Err(error::unexpected(SAGA_APPEND.name, other)),
-        }
-    }
-
-    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
+    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaEvent>> {
         let (_, hist, _) = self.saga_keys(saga_id);
         let entries: Vec<String> = self
             .pool

@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bgops_core::clock::from_millis;
 use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus};
-use bgops_storage::{NewTask, StorageError, StorageResult, Submitted, TaskFilter, TaskStore};
+use bgops_storage::{
+    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskFilter, TaskReceipt, TaskStore,
+};
 use fred::types::Value;
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -100,6 +102,57 @@ fn task(key: &str, hash: Value, history: Value) -> StorageResult<Option<Task>> {
     }))
 }
 
+/// Parses `{'ok', status, attempts, lexp | '', available, updated}`.
+fn receipt(key: &str, mut parts: impl Iterator<Item = Value>) -> StorageResult<TaskReceipt> {
+    let mut next = || -> StorageResult<String> {
+        parts
+            .next()
+            .map(|v| text(&v, key))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let status = match next()?.as_str() {
+        "pending" => TaskStatus::Pending,
+        "claimed" => TaskStatus::Claimed,
+        "completed" => TaskStatus::Completed,
+        "failed" => TaskStatus::Failed,
+        other => return Err(corrupt(key, format!("unknown status {other:?}"))),
+    };
+    let number = |raw: String, field: &str| -> StorageResult<i64> {
+        raw.parse()
+            .map_err(|_| corrupt(key, format!("field `{field}` is not a number: {raw:?}")))
+    };
+    let attempts = number(next()?, "attempts")?;
+    let lexp = next()?;
+    let lease_expires_at = if lexp.is_empty() {
+        None
+    } else {
+        Some(from_millis(number(lexp, "lexp")?))
+    };
+    Ok(TaskReceipt {
+        status,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        lease_expires_at,
+        available_at: from_millis(number(next()?, "available")?),
+        updated_at: from_millis(number(next()?, "updated")?),
+    })
+}
+
+/// Parses a sweep reply `{done, more, corrupt ids...}`.
+fn sweep(key: &str, reply: Value, script: &'static str) -> StorageResult<Sweep> {
+    let mut parts = items(reply).into_iter();
+    let (Some(done), Some(more)) = (parts.next(), parts.next()) else {
+        return Err(error::unexpected(script, "short reply"));
+    };
+    Ok(Sweep {
+        done: done
+            .as_u64()
+            .ok_or_else(|| error::unexpected(script, "done"))?,
+        more: more.as_u64().unwrap_or(0) > 0,
+        corrupt: parts.map(|v| text(&v, key)).collect::<StorageResult<_>>()?,
+    })
+}
+
 impl RedisStorage {
     fn task_key(&self, task_id: &str) -> (String, String) {
         let base = self.keys.task_base();
@@ -149,12 +202,12 @@ impl RedisStorage {
         attempt: u32,
         value: String,
         retry_after: Duration,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         let (rec, base) = self.task_key(task_id);
-        let (code, found) = self
-            .task_script(
+        let reply = self
+            .run(
                 &TASK_FINISH,
-                vec![rec],
+                vec![rec.clone()],
                 vec![
                     base,
                     task_id.to_owned(),
@@ -166,11 +219,16 @@ impl RedisStorage {
             )
             .await?;
         let id = task_id.to_owned();
-        match (code.as_str(), found) {
-            ("ok", Some(task)) => Ok(task),
-            ("not_found", _) => Err(StorageError::NotFound { kind: KIND, id }),
-            ("lease_lost", _) => Err(StorageError::LeaseLost { kind: KIND, id }),
-            (other, _) => Err(error::unexpected(TASK_FINISH.name, other.to_owned())),
+        let mut parts = items(reply).into_iter();
+        let code = parts.next().map(|v| text(&v, &rec)).transpose()?;
+        match code.as_deref() {
+            Some("ok") => receipt(&rec, parts),
+            Some("not_found") => Err(StorageError::NotFound { kind: KIND, id }),
+            Some("lease_lost") => Err(StorageError::LeaseLost { kind: KIND, id }),
+            other => Err(error::unexpected(
+                TASK_FINISH.name,
+                other.map(str::to_owned),
+            )),
         }
     }
 
@@ -285,7 +343,7 @@ impl TaskStore for RedisStorage {
         task_id: &str,
         attempt: u32,
         result: Json,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         self.finish(
             task_id,
             "complete",
@@ -302,7 +360,7 @@ impl TaskStore for RedisStorage {
         attempt: u32,
         error: &str,
         retry_after: Duration,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         self.finish(task_id, "fail", attempt, error.to_owned(), retry_after)
             .await
     }
@@ -312,7 +370,7 @@ impl TaskStore for RedisStorage {
         task_id: &str,
         attempt: u32,
         error: &str,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         self.finish(
             task_id,
             "fail_permanently",
@@ -328,18 +386,18 @@ impl TaskStore for RedisStorage {
         task_id: &str,
         attempt: u32,
         lease: Duration,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         bgops_core::validate::duration("lease", lease)?;
         self.finish(task_id, "renew", attempt, ms(lease), Duration::ZERO)
             .await
     }
 
-    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<Task> {
+    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<TaskReceipt> {
         self.finish(task_id, "release", attempt, String::new(), Duration::ZERO)
             .await
     }
 
-    async fn retry_task(&self, task_id: &str) -> StorageResult<Task> {
+    async fn retry_task(&self, task_id: &str) -> StorageResult<TaskReceipt> {
         let (rec, base) = self.task_key(task_id);
         let key = rec.clone();
         let reply = self
@@ -353,11 +411,7 @@ impl TaskStore for RedisStorage {
             .unwrap_or_default();
         let id = task_id.to_owned();
         match code.as_str() {
-            "ok" => match (parts.next(), parts.next()) {
-                (Some(hash), Some(history)) => task(&key, hash, history)?
-                    .ok_or_else(|| error::unexpected(TASK_RETRY.name, "empty task")),
-                _ => Err(error::unexpected(TASK_RETRY.name, "short reply")),
-            },
+            "ok" => receipt(&key, parts),
             "not_found" => Err(StorageError::NotFound { kind: KIND, id }),
             "invalid" => Err(StorageError::InvalidState {
                 kind: KIND,
@@ -417,12 +471,13 @@ impl TaskStore for RedisStorage {
         Ok(reply.as_u64().unwrap_or(0) > 0)
     }
 
-    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<u64> {
+    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<Sweep> {
         let base = self.keys.task_base();
+        let index = format!("{base}leases");
         let reply = self
             .run(
                 &TASK_SWEEP,
-                vec![format!("{base}leases")],
+                vec![index.clone()],
                 vec![
                     base,
                     "requeue".to_owned(),
@@ -431,22 +486,19 @@ impl TaskStore for RedisStorage {
                 ],
             )
             .await?;
-        reply
-            .as_u64()
-            .ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
+        sweep(&index, reply, TASK_SWEEP.name)
     }
 
-    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64> {
+    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
         let base = self.keys.task_base();
+        let index = format!("{base}done");
         let reply = self
             .run(
                 &TASK_SWEEP,
-                vec![format!("{base}done")],
+                vec![index.clone()],
                 vec![base, "purge".to_owned(), limit.to_string(), ms(older_than)],
             )
             .await?;
-        reply
-            .as_u64()
-            .ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
+        sweep(&index, reply, TASK_SWEEP.name)
     }
 }

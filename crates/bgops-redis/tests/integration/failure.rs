@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use bgops_core::id::{IdGenerator, RandomIds};
 use bgops_core::{SagaStep, SagaWorkflow};
 use bgops_redis::RedisStorage;
 use bgops_storage::{
-    BeginOutcome, BeginRequest, IdempotencyStore, LockStore, NewTask, SagaStore, StorageError,
-    TaskStore,
+    BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore, NewTask, SagaStore,
+    StorageError, TaskStore,
 };
 use fred::prelude::{Builder, ClientLike, Config, HashesInterface, KeysInterface};
 use fred::types::{CustomCommand, Value};
@@ -20,7 +21,7 @@ fn prefix() -> String {
 }
 
 fn request(key: &str) -> BeginRequest {
-    BeginRequest::new("tenant", key, "op")
+    BeginRequest::new("tenant", key, "op", RandomIds.token())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +36,7 @@ async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
         .expect("connect");
     assert!(matches!(
         storage.begin(request("k1")).await,
-        Ok(BeginOutcome::Started { .. })
+        Ok(BeginOutcome::Started(_))
     ));
 
     server.stop();
@@ -74,7 +75,7 @@ async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
         match storage.begin(request("k3")).await {
             Ok(outcome) => {
                 assert!(
-                    matches!(outcome, BeginOutcome::Started { .. }),
+                    matches!(outcome, BeginOutcome::Started(_)),
                     "got {outcome:?}"
                 );
                 break;
@@ -128,7 +129,7 @@ async fn auth_comes_through_the_url() {
         .expect("connect");
     assert!(matches!(
         storage.begin(request("k")).await,
-        Ok(BeginOutcome::Started { .. })
+        Ok(BeginOutcome::Started(_))
     ));
 
     let wrong = format!("redis://:wrong@127.0.0.1:{}", server.port);
@@ -162,7 +163,8 @@ async fn flushed_script_cache_is_reloaded() {
         .build()
         .await
         .expect("connect");
-    let BeginOutcome::Started { token, .. } = storage.begin(request("k")).await.expect("begin")
+    let BeginOutcome::Started(Claimed { token, .. }) =
+        storage.begin(request("k")).await.expect("begin")
     else {
         panic!("expected Started")
     };
@@ -172,7 +174,7 @@ async fn flushed_script_cache_is_reloaded() {
             "tenant",
             "k",
             &token,
-            bgops_core::OperationOutcome::Succeeded(json!(1)),
+            bgops_core::OperationOutcome::succeeded(json!(1)),
         )
         .await
         .expect("complete after SCRIPT FLUSH");
@@ -272,7 +274,7 @@ async fn garbage_under_our_keys_is_corrupt() {
         vec![SagaStep::new("s", "op", json!({}))],
         time::OffsetDateTime::now_utc(),
     );
-    storage.create_saga(saga.clone()).await.expect("create");
+    storage.create_saga(&saga, None, &[]).await.expect("create");
     let saga_key = format!("{prefix}:{{saga}}:s:{}", saga.saga_id);
     let _: i64 = client
         .hset(saga_key.as_str(), ("doc", "{not json"))

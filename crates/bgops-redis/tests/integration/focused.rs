@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use bgops_core::id::{IdGenerator, RandomIds};
 use bgops_redis::RedisStorage;
-use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, LockStore, Storage};
+use bgops_storage::{BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore, Storage};
 use serde_json::json;
 
 use crate::monitor::Monitor;
@@ -19,10 +20,10 @@ async fn each_state_change_is_one_round_trip() {
         .expect("connect");
     // Warm the script cache so NOSCRIPT reloads do not count.
     let warm = storage
-        .begin(BeginRequest::new("t", "warm", "op"))
+        .begin(BeginRequest::new("t", "warm", "op", RandomIds.token()))
         .await
         .expect("begin");
-    let BeginOutcome::Started { token, .. } = warm else {
+    let BeginOutcome::Started(Claimed { token, .. }) = warm else {
         panic!("expected Started")
     };
     storage
@@ -30,7 +31,7 @@ async fn each_state_change_is_one_round_trip() {
             "t",
             "warm",
             &token,
-            bgops_core::OperationOutcome::Succeeded(json!(0)),
+            bgops_core::OperationOutcome::succeeded(json!(0)),
         )
         .await
         .expect("complete");
@@ -48,11 +49,11 @@ async fn each_state_change_is_one_round_trip() {
     let one = vec!["evalsha".to_owned()];
 
     let begun = storage
-        .begin(BeginRequest::new("t", "k", "op"))
+        .begin(BeginRequest::new("t", "k", "op", RandomIds.token()))
         .await
         .expect("begin");
     assert_eq!(monitor.take().expect("monitor"), one, "begin");
-    let BeginOutcome::Started { token, .. } = begun else {
+    let BeginOutcome::Started(Claimed { token, .. }) = begun else {
         panic!("expected Started")
     };
     storage
@@ -60,7 +61,7 @@ async fn each_state_change_is_one_round_trip() {
             "t",
             "k",
             &token,
-            bgops_core::OperationOutcome::Succeeded(json!(1)),
+            bgops_core::OperationOutcome::succeeded(json!(1)),
         )
         .await
         .expect("complete");
@@ -87,8 +88,8 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
         .build()
         .await
         .expect("c");
-    let BeginOutcome::Started { token, .. } = storage
-        .begin(BeginRequest::new("t", "k", "op").ttl(Duration::from_secs(100)))
+    let BeginOutcome::Started(Claimed { token, .. }) = storage
+        .begin(BeginRequest::new("t", "k", "op", RandomIds.token()).ttl(Duration::from_secs(100)))
         .await
         .expect("begin")
     else {
@@ -111,18 +112,18 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
         .iter()
         .find(|n| n.contains(":rec:"))
         .expect("record key");
-    // In flight: the record lives for its lease + grace only (30 s + 1 s by default).
+    // In flight, the record lives until its TTL (late-completion contract), not its lease.
     let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..]
         .trim()
         .parse()
         .expect("number");
-    assert!(ttl > 0 && ttl <= 31_000, "in-flight pttl {ttl}");
+    assert!(ttl > 31_000 && ttl <= 100_000, "in-flight pttl {ttl}");
     storage
         .complete(
             "t",
             "k",
             &token,
-            bgops_core::OperationOutcome::Succeeded(json!(1)),
+            bgops_core::OperationOutcome::succeeded(json!(1)),
         )
         .await
         .expect("complete");
@@ -150,7 +151,12 @@ async fn health_and_stats_come_from_ping_and_indexes() {
     );
     for i in 0..3 {
         storage
-            .begin(BeginRequest::new("t", format!("k{i}"), "op"))
+            .begin(BeginRequest::new(
+                "t",
+                format!("k{i}"),
+                "op",
+                RandomIds.token(),
+            ))
             .await
             .expect("begin");
     }
