@@ -14,11 +14,7 @@ use fred::prelude::{Builder, ClientLike, Config, HashesInterface, KeysInterface}
 use fred::types::{CustomCommand, Value};
 use serde_json::json;
 
-use crate::support::{Server, free_port, raw_command, redis_url};
-
-fn prefix() -> String {
-    format!("bgops-test-{}", uuid::Uuid::new_v4().simple())
-}
+use crate::support::{RedisServer, own_server, prefix, raw_command, redis_url};
 
 fn request(key: &str) -> BeginRequest {
     BeginRequest::new("tenant", key, "op", RandomIds.token())
@@ -26,7 +22,7 @@ fn request(key: &str) -> BeginRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
-    let mut server = Server::start(free_port(false));
+    let mut server = own_server();
     let storage = RedisStorage::builder(server.url())
         .prefix(prefix())
         .command_timeout(Duration::from_secs(1))
@@ -69,7 +65,7 @@ async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
         "got {err:?}"
     );
 
-    server.restart();
+    server.restart().expect("restart");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match storage.begin(request("k3")).await {
@@ -98,7 +94,7 @@ async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_at_connect_is_unavailable() {
-    let port = free_port(false);
+    let port = bgops_storage::testing::server::redis::free_port(false).expect("port");
     let err = RedisStorage::builder(format!("redis://127.0.0.1:{port}"))
         .connect_timeout(Duration::from_secs(1))
         .build()
@@ -120,8 +116,8 @@ async fn bad_url_is_a_backend_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_comes_through_the_url() {
-    let server = Server::start_with(free_port(false), &["--requirepass", "s3cret"]);
-    let url = format!("redis://:s3cret@127.0.0.1:{}", server.port);
+    let server = RedisServer::spawn_with(&["--requirepass", "s3cret"]).expect("server");
+    let url = format!("redis://:s3cret@127.0.0.1:{}", server.port());
     let storage = RedisStorage::builder(&url)
         .prefix(prefix())
         .build()
@@ -132,7 +128,7 @@ async fn auth_comes_through_the_url() {
         Ok(BeginOutcome::Started(_))
     ));
 
-    let wrong = format!("redis://:wrong@127.0.0.1:{}", server.port);
+    let wrong = format!("redis://:wrong@127.0.0.1:{}", server.port());
     let err = RedisStorage::builder(wrong)
         .connect_timeout(Duration::from_secs(2))
         .build()
@@ -157,7 +153,7 @@ async fn prefix_with_braces_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushed_script_cache_is_reloaded() {
-    let server = Server::start(free_port(false));
+    let server = own_server();
     let storage = RedisStorage::builder(server.url())
         .prefix(prefix())
         .build()
@@ -168,7 +164,7 @@ async fn flushed_script_cache_is_reloaded() {
     else {
         panic!("expected Started")
     };
-    raw_command(server.port, &["SCRIPT", "FLUSH"]).expect("flush");
+    raw_command(server.port(), &["SCRIPT", "FLUSH"]).expect("flush");
     storage
         .complete(
             "tenant",
@@ -178,7 +174,7 @@ async fn flushed_script_cache_is_reloaded() {
         )
         .await
         .expect("complete after SCRIPT FLUSH");
-    raw_command(server.port, &["SCRIPT", "FLUSH"]).expect("flush");
+    raw_command(server.port(), &["SCRIPT", "FLUSH"]).expect("flush");
     assert!(matches!(
         storage.begin(request("k")).await,
         Ok(BeginOutcome::Completed(_))

@@ -8,11 +8,11 @@ use bgops_storage::{BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockS
 use serde_json::json;
 
 use crate::monitor::Monitor;
-use crate::support::{Server, free_port, raw_command};
+use crate::support::{own_server, raw_command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_state_change_is_one_round_trip() {
-    let server = Server::start(free_port(false));
+    let server = own_server();
     let storage = RedisStorage::builder(server.url())
         .pool_size(1)
         .build()
@@ -44,7 +44,7 @@ async fn each_state_change_is_one_round_trip() {
         .await
         .expect("release");
 
-    let mut monitor = Monitor::start(server.port).expect("monitor");
+    let mut monitor = Monitor::start(server.port()).expect("monitor");
     monitor.take().expect("drain");
     let one = vec!["evalsha".to_owned()];
 
@@ -82,7 +82,7 @@ async fn each_state_change_is_one_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_carries_a_hash_tag_and_records_expire() {
-    let server = Server::start(free_port(false));
+    let server = own_server();
     let storage = RedisStorage::builder(server.url())
         .prefix("tagged")
         .build()
@@ -99,7 +99,7 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
         .acquire_lock("l", Duration::from_secs(5))
         .await
         .expect("lock");
-    let keys = raw_command(server.port, &["KEYS", "*"]).expect("keys");
+    let keys = raw_command(server.port(), &["KEYS", "*"]).expect("keys");
     let names: Vec<&str> = keys.lines().filter(|l| l.starts_with("tagged:")).collect();
     assert!(names.len() >= 4, "{keys}");
     for name in &names {
@@ -113,7 +113,7 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
         .find(|n| n.contains(":rec:"))
         .expect("record key");
     // In flight, the record lives until its TTL (late-completion contract), not its lease.
-    let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..]
+    let ttl: i64 = raw_command(server.port(), &["PTTL", rec]).expect("pttl")[1..]
         .trim()
         .parse()
         .expect("number");
@@ -127,7 +127,7 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
         )
         .await
         .expect("complete");
-    let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..]
+    let ttl: i64 = raw_command(server.port(), &["PTTL", rec]).expect("pttl")[1..]
         .trim()
         .parse()
         .expect("number");
@@ -136,7 +136,7 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_stats_come_from_ping_and_indexes() {
-    let server = Server::start(free_port(false));
+    let server = own_server();
     let storage = RedisStorage::builder(server.url())
         .prefix("stats")
         .build()
