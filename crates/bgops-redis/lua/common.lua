@@ -5,12 +5,6 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- An optional argument (off the hot path): '' is none, '=' .. value is some(value).
-local function opt(v)
-  if v == nil or v == '' then return nil end
-  return string.sub(v, 2)
-end
-
 local function corrupt(key, reason)
   return redis.error_reply('BGOPS_CORRUPT ' .. key .. '\n' .. reason)
 end

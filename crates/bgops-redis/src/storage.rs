@@ -92,6 +92,21 @@ impl RedisStorage {
             .map_err(|e| error::from_fred(e, &context))
     }
 
+    /// Runs `script` with text arguments; failures name `key` (when the first key is
+    /// not the one a reader cares about).
+    pub(crate) async fn run_about(
+        &self,
+        script: &LuaScript,
+        key: &str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> StorageResult<Value> {
+        script
+            .run(&self.pool, keys, args.into_iter().map(Value::from).collect())
+            .await
+            .map_err(|e| error::from_fred(e, key))
+    }
+
     async fn count_live(&self, index: String) -> StorageResult<u64> {
         let reply = self.run(&COUNT_LIVE, vec![index], vec![]).await?;
         reply

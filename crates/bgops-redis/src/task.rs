@@ -14,9 +14,9 @@ use fred::types::Value;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::codec::{Fields, corrupt, items, ms, opt_arg, text, to_json};
+use crate::codec::{Fields, corrupt, items, ms, text, to_json};
 use crate::error;
-use crate::keys::enc;
+use crate::keys::TASK_STATUSES;
 use crate::scripts::{
     LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_DELETE, TASK_FINISH, TASK_GET, TASK_LIST,
     TASK_RETRY, TASK_SUBMIT, TASK_SWEEP,
@@ -24,12 +24,6 @@ use crate::scripts::{
 use crate::storage::RedisStorage;
 
 const KIND: &str = "task";
-const STATUSES: [TaskStatus; 4] = [
-    TaskStatus::Pending,
-    TaskStatus::Claimed,
-    TaskStatus::Completed,
-    TaskStatus::Failed,
-];
 
 /// One attempt as the scripts write it (times in ms).
 #[derive(Deserialize)]
@@ -154,42 +148,42 @@ fn sweep(key: &str, reply: Value, script: &'static str) -> StorageResult<Sweep> 
 }
 
 impl RedisStorage {
-    fn task_key(&self, task_id: &str) -> (String, String) {
-        let base = self.keys.task_base();
-        (format!("{base}t:{task_id}"), base)
+    /// The global task keys followed by `more`.
+    fn task_keys(&self, more: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut keys = self.keys.task_globals();
+        keys.extend(more);
+        keys
     }
 
     pub(crate) async fn task_counts(&self) -> StorageResult<BTreeMap<String, u64>> {
-        let base = self.keys.task_base();
         let mut counts = BTreeMap::new();
-        for status in STATUSES {
-            let n = self
-                .zcard(format!("{base}idx:st:{}", status.as_str()))
-                .await?;
+        for status in TASK_STATUSES {
+            let n = self.zcard(self.keys.task_index(None, Some(status))).await?;
             if n > 0 {
-                counts.insert(status.as_str().to_owned(), n);
+                counts.insert(status.to_owned(), n);
             }
         }
         Ok(counts)
     }
 
     /// Runs a script answering `{code, HGETALL, history}`; returns the code and the task.
+    /// `key` names the task in errors.
     async fn task_script(
         &self,
         script: &LuaScript,
+        key: &str,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> StorageResult<(String, Option<Task>)> {
-        let key = keys.first().cloned().unwrap_or_default();
-        let reply = self.run(script, keys, args).await?;
+        let reply = self.run_about(script, key, keys, args).await?;
         let mut parts = items(reply).into_iter();
         let code = parts
             .next()
-            .map(|v| text(&v, &key))
+            .map(|v| text(&v, key))
             .transpose()?
             .unwrap_or_default();
         let found = match (parts.next(), parts.next()) {
-            (Some(hash), Some(history)) => task(&key, hash, history)?,
+            (Some(hash), Some(history)) => task(key, hash, history)?,
             _ => None,
         };
         Ok((code, found))
@@ -203,14 +197,13 @@ impl RedisStorage {
         value: String,
         retry_after: Duration,
     ) -> StorageResult<TaskReceipt> {
-        let (rec, base) = self.task_key(task_id);
+        let (rec, _) = self.keys.task(task_id);
         let reply = self
-            .run(
+            .run_about(
                 &TASK_FINISH,
-                vec![rec.clone()],
+                &rec,
+                self.task_keys([rec.clone()]),
                 vec![
-                    base,
-                    task_id.to_owned(),
                     action.to_owned(),
                     attempt.to_string(),
                     value,
@@ -233,15 +226,27 @@ impl RedisStorage {
     }
 
     async fn get_task_with(&self, key: String, mode: &str) -> StorageResult<Option<Task>> {
-        let base = self.keys.task_base();
         let reply = self
-            .run(&TASK_GET, vec![key.clone()], vec![base, mode.to_owned()])
+            .run(&TASK_GET, vec![key.clone()], vec![mode.to_owned()])
             .await?;
         let mut parts = items(reply).into_iter();
         match (parts.next(), parts.next()) {
             (Some(hash), Some(history)) => task(&key, hash, history),
             _ => Ok(None),
         }
+    }
+
+    async fn sweep_tasks(&self, action: &str, limit: usize, older: Duration) -> StorageResult<Sweep> {
+        let keys = self.task_keys([]);
+        let index = keys.first().cloned().unwrap_or_default();
+        let reply = self
+            .run(
+                &TASK_SWEEP,
+                keys,
+                vec![action.to_owned(), limit.to_string(), ms(older)],
+            )
+            .await?;
+        sweep(&index, reply, TASK_SWEEP.name)
     }
 }
 
@@ -262,17 +267,24 @@ impl TaskStore for RedisStorage {
             .into());
         }
         let task_id = uuid::Uuid::now_v7().to_string();
-        let (rec, base) = self.task_key(&task_id);
+        let (rec, hist) = self.keys.task(&task_id);
+        let keymap = new.idempotency_key.as_deref().map_or_else(
+            || rec.clone(),
+            |k| self.keys.task_keymap(&new.queue, k),
+        );
+        let mut keys = self.task_keys([rec.clone(), hist, keymap]);
+        keys.extend(self.keys.task_queue(&new.queue));
         let (code, found) = self
             .task_script(
                 &TASK_SUBMIT,
-                vec![rec],
+                &rec,
+                keys,
                 vec![
-                    base,
                     task_id,
                     new.queue.clone(),
                     new.task_type.clone(),
-                    opt_arg(new.idempotency_key.as_deref()),
+                    if new.idempotency_key.is_some() { "1" } else { "0" }.to_owned(),
+                    new.idempotency_key.clone().unwrap_or_default(),
                     to_json(&new.payload)?,
                     new.max_attempts.to_string(),
                     ms(new.delay.unwrap_or_default()),
@@ -304,12 +316,13 @@ impl TaskStore for RedisStorage {
     ) -> StorageResult<Option<Task>> {
         bgops_core::validate::duration("lease", lease)?;
         bgops_core::validate::name("worker_id", worker_id)?;
-        let (rec, base) = self.task_key(task_id);
+        let (rec, _) = self.keys.task(task_id);
         let (code, found) = self
             .task_script(
                 &TASK_CLAIM,
-                vec![rec],
-                vec![base, task_id.to_owned(), worker_id.to_owned(), ms(lease)],
+                &rec,
+                self.task_keys([rec.clone()]),
+                vec![worker_id.to_owned(), ms(lease)],
             )
             .await?;
         Ok(if code == "ok" { found } else { None })
@@ -324,15 +337,14 @@ impl TaskStore for RedisStorage {
         bgops_core::validate::duration("lease", lease)?;
         bgops_core::validate::name("queue", queue)?;
         bgops_core::validate::name("worker_id", worker_id)?;
-        let base = self.keys.task_base();
+        let queue_keys = self.keys.task_queue(queue);
+        let ready = queue_keys.get(1).cloned().unwrap_or_default();
         let (code, found) = self
             .task_script(
                 &TASK_CLAIM_NEXT,
-                vec![
-                    format!("{base}ready:{}", enc(queue)),
-                    format!("{base}leases:{}", enc(queue)),
-                ],
-                vec![base, worker_id.to_owned(), ms(lease)],
+                &ready,
+                self.task_keys(queue_keys),
+                vec![worker_id.to_owned(), ms(lease)],
             )
             .await?;
         Ok(if code == "ok" { found } else { None })
@@ -398,10 +410,9 @@ impl TaskStore for RedisStorage {
     }
 
     async fn retry_task(&self, task_id: &str) -> StorageResult<TaskReceipt> {
-        let (rec, base) = self.task_key(task_id);
-        let key = rec.clone();
+        let (key, _) = self.keys.task(task_id);
         let reply = self
-            .run(&TASK_RETRY, vec![rec], vec![base, task_id.to_owned()])
+            .run_about(&TASK_RETRY, &key, self.task_keys([key.clone()]), vec![])
             .await?;
         let mut parts = items(reply).into_iter();
         let code = parts
@@ -428,29 +439,25 @@ impl TaskStore for RedisStorage {
     }
 
     async fn get_task(&self, task_id: &str) -> StorageResult<Option<Task>> {
-        let (rec, _) = self.task_key(task_id);
+        let (rec, _) = self.keys.task(task_id);
         self.get_task_with(rec, "id").await
     }
 
     async fn get_task_by_key(&self, queue: &str, key: &str) -> StorageResult<Option<Task>> {
-        let keymap = format!("{}key:{}:{key}", self.keys.task_base(), enc(queue));
+        let keymap = self.keys.task_keymap(queue, key);
         self.get_task_with(keymap, "key").await
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> StorageResult<Vec<Task>> {
-        let base = self.keys.task_base();
-        let index = match (&filter.queue, filter.status) {
-            (None, None) => format!("{base}idx:all"),
-            (None, Some(s)) => format!("{base}idx:st:{}", s.as_str()),
-            (Some(q), None) => format!("{base}idx:q:{}", enc(q)),
-            (Some(q), Some(s)) => format!("{base}idx:qs:{}:{}", enc(q), s.as_str()),
-        };
+        let index = self
+            .keys
+            .task_index(filter.queue.as_deref(), filter.status.map(TaskStatus::as_str));
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let reply = self
             .run(
                 &TASK_LIST,
                 vec![index.clone()],
-                vec![base, filter.offset.to_string(), limit.to_string()],
+                vec![filter.offset.to_string(), limit.to_string()],
             )
             .await?;
         let mut parts = items(reply).into_iter();
@@ -464,41 +471,18 @@ impl TaskStore for RedisStorage {
     }
 
     async fn delete_task(&self, task_id: &str) -> StorageResult<bool> {
-        let (rec, base) = self.task_key(task_id);
+        let (rec, _) = self.keys.task(task_id);
         let reply = self
-            .run(&TASK_DELETE, vec![rec], vec![base, task_id.to_owned()])
+            .run_about(&TASK_DELETE, &rec, self.task_keys([rec.clone()]), vec![])
             .await?;
         Ok(reply.as_u64().unwrap_or(0) > 0)
     }
 
     async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<Sweep> {
-        let base = self.keys.task_base();
-        let index = format!("{base}leases");
-        let reply = self
-            .run(
-                &TASK_SWEEP,
-                vec![index.clone()],
-                vec![
-                    base,
-                    "requeue".to_owned(),
-                    limit.to_string(),
-                    "0".to_owned(),
-                ],
-            )
-            .await?;
-        sweep(&index, reply, TASK_SWEEP.name)
+        self.sweep_tasks("requeue", limit, Duration::ZERO).await
     }
 
     async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
-        let base = self.keys.task_base();
-        let index = format!("{base}done");
-        let reply = self
-            .run(
-                &TASK_SWEEP,
-                vec![index.clone()],
-                vec![base, "purge".to_owned(), limit.to_string(), ms(older_than)],
-            )
-            .await?;
-        sweep(&index, reply, TASK_SWEEP.name)
+        self.sweep_tasks("purge", limit, older_than).await
     }
 }
