@@ -93,7 +93,7 @@ fn main() {
                         .await
                         .print("redis ", label);
                 }
-                delete_prefix(&url, &prefix).await;
+                delete_prefix(&url, &prefix);
             }
             None => println!(
                 "saga/redis   skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`)"
@@ -135,28 +135,10 @@ fn redis_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
-async fn delete_prefix(url: &str, prefix: &str) {
-    use fred::interfaces::{ClientLike, KeysInterface};
-    use fred::types::scan::Scanner;
-    use futures::TryStreamExt;
-    let config = fred::types::config::Config::from_url(url).expect("Redis URL");
-    let client = fred::clients::Client::new(config, None, None, None);
-    client.init().await.expect("connect to Redis");
-    let mut keys: Vec<String> = Vec::new();
-    let mut scan = client.scan(format!("{prefix}:*"), Some(1000), None);
-    while let Some(mut page) = scan.try_next().await.expect("SCAN") {
-        if let Some(results) = page.take_results() {
-            keys.extend(
-                results
-                    .into_iter()
-                    .filter_map(fred::types::Key::into_string),
-            );
-        }
-    }
-    for chunk in keys.chunks(500) {
-        let _: i64 = client.del(chunk.to_vec()).await.expect("DEL");
-    }
-    let _ = client.quit().await;
+/// The workspace's one `delete_prefix`.
+fn delete_prefix(url: &str, prefix: &str) {
+    bgops_storage::testing::server::redis::delete_prefix(url, prefix)
+        .expect("delete the bench's keys");
 }
 
 /// CPU time of the whole process so far, in nanoseconds from each thread's
