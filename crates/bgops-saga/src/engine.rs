@@ -318,7 +318,8 @@ impl SagaEngine {
     /// idempotency key names an existing saga, that one is executed (or returned, if it
     /// has ended) instead.
     ///
-    /// The history entry of the first step's start is written with the next transition.
+    /// The creating write journals `created`, `resumed` and the first `step_started`
+    /// (at fence 1).
     ///
     /// # Errors
     /// As [`create`](Self::create) and [`execute`](Self::execute).
