@@ -22,23 +22,22 @@
 //! `fence`, `mode`), each handler call in a `bgops.saga.step` or
 //! `bgops.saga.compensation` span (`step_index`, `step`, `attempt`).
 
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bgops_core::{SagaEvent, SagaEventKind, SagaLease, SagaStatus, SagaStepStatus, SagaWorkflow};
-use bgops_storage::keepalive::{Kept, OnLost, keep_alive};
-use bgops_storage::{CreateSaga, SagaSaved, StorageError};
+use bgops_storage::{CreateSaga, StorageError};
 use futures::channel::mpsc::UnboundedSender;
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{SagaError, SagaResult};
-use crate::handler::{ErasedHandler, HandlerOutput, Handlers, StepContext, StepError};
+use crate::handler::{ErasedHandler, Handlers, StepContext, StepError};
 use crate::state::{Inner, SagaOutcome};
+
+mod journal;
+mod lease;
 
 /// What the execution was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -480,104 +479,6 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs one handler call, keeping the lease alive while it runs and enforcing the step
-    /// timeout and (forward only) the saga deadline.
-    async fn call(
-        &mut self,
-        handler: &dyn ErasedHandler,
-        ctx: StepContext,
-        context: Value,
-        forward: bool,
-    ) -> Result<HandlerOutput, CallError> {
-        let fut = handler.call(ctx, context);
-        let step_timeout = self.inner.config.step_timeout;
-        let step_deadline = step_timeout.map(|t| Instant::now() + t);
-        let saga_deadline = if forward {
-            self.deadline_instant()
-        } else {
-            None
-        };
-        let work = async move {
-            tokio::select! {
-                biased;
-                r = fut => r.map_err(CallError::Step),
-                () = sleep_until(step_deadline), if step_deadline.is_some() => {
-                    let t = step_timeout.unwrap_or_default();
-                    Err(CallError::Step(StepError::retryable(format!(
-                        "handler timed out after {t:?}"
-                    ))))
-                }
-                () = sleep_until(saga_deadline), if saga_deadline.is_some() => {
-                    Err(CallError::Deadline)
-                }
-            }
-        };
-        let r = match self.kept_alive(work).await {
-            Ok(r) => r,
-            Err(e) => Err(CallError::Saga(e)),
-        };
-        self.now = self.inner.clock.now();
-        r
-    }
-
-    /// Sleeps out a backoff, keeping the lease alive.
-    async fn sleep(&mut self, delay: Duration) -> SagaResult<()> {
-        if delay.is_zero() {
-            return Ok(());
-        }
-        self.kept_alive(tokio::time::sleep(delay)).await?;
-        self.now = self.inner.clock.now();
-        Ok(())
-    }
-
-    /// Runs `work` under [`keep_alive`]: every third of the lease the saga is saved
-    /// unchanged (no events) with a renewed lease. A lost lease drops the work.
-    async fn kept_alive<T>(&mut self, work: impl Future<Output = T>) -> SagaResult<T> {
-        let every = (self.inner.config.lease / 3).max(Duration::from_millis(1));
-        let version = AtomicU64::new(self.saga.version);
-        let last: Mutex<Option<SagaSaved>> = Mutex::new(None);
-        let kept = {
-            let (this, version, last) = (&*self, &version, &last);
-            keep_alive(
-                work,
-                every,
-                move || async move {
-                    // Renewals are rare (a slow handler); the copy costs nothing on the
-                    // fast path.
-                    let mut saga = this.saga.clone();
-                    saga.version = version.load(Ordering::Relaxed);
-                    let saved = this
-                        .inner
-                        .store
-                        .save_saga(&saga, this.fence, &[], Some(this.inner.config.lease))
-                        .await?;
-                    version.store(saved.version, Ordering::Relaxed);
-                    *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(saved);
-                    Ok(())
-                },
-                OnLost::Cancel,
-            )
-            .await
-        };
-        if let Some(saved) = last.into_inner().unwrap_or_else(PoisonError::into_inner) {
-            self.saved(saved);
-        }
-        match kept {
-            Kept::Finished(out) | Kept::FinishedAfterLoss(out, _) => Ok(out),
-            Kept::Cancelled(e) => Err(SagaError::from_store(&self.saga_id, e)),
-        }
-    }
-
-    fn timed_out(&self) -> bool {
-        self.deadline.is_some_and(|d| self.now >= d)
-    }
-
-    fn deadline_instant(&self) -> Option<Instant> {
-        let d = self.deadline?;
-        let left = d - self.inner.clock.now();
-        Some(Instant::now() + left.try_into().unwrap_or(Duration::ZERO))
-    }
-
     fn step_context(&self, i: usize, compensation: bool) -> StepContext {
         let step = &self.saga.steps[i];
         let (attempt, parameters, output) = if compensation {
@@ -608,248 +509,6 @@ impl<'a> Run<'a> {
             Value::Null
         }
     }
-
-    fn begin_attempt(&mut self, i: usize) {
-        let now = self.now;
-        let step = &mut self.saga.steps[i];
-        step.status = SagaStepStatus::Running;
-        step.attempts += 1;
-        step.started_at.get_or_insert(now);
-        let kind = SagaEventKind::StepStarted {
-            step_index: i,
-            name: step.name.clone(),
-            attempt: step.attempts,
-        };
-        self.record(kind);
-    }
-
-    fn complete_step(&mut self, i: usize, out: HandlerOutput) {
-        let now = self.now;
-        if let Some(context) = out.context {
-            self.saga.context = context;
-        }
-        let step = &mut self.saga.steps[i];
-        step.status = SagaStepStatus::Completed;
-        step.completed_at = Some(now);
-        let kind = SagaEventKind::StepSucceeded {
-            step_index: i,
-            name: step.name.clone(),
-            output: out.output.clone(),
-        };
-        step.result = Some(out.output);
-        self.inner.metrics.saga_step_completed(
-            &self.saga.workflow_type,
-            &self.saga.tenant_id,
-            &self.saga.steps[i].name,
-        );
-        self.record(kind);
-    }
-
-    fn retry_step(&mut self, i: usize, e: &StepError, delay: Duration) {
-        let step = &mut self.saga.steps[i];
-        step.error = Some(e.message.clone());
-        let kind = SagaEventKind::StepRetrying {
-            step_index: i,
-            name: step.name.clone(),
-            attempt: step.attempts,
-            error: e.message.clone(),
-            delay_ms: millis(delay),
-        };
-        self.record(kind);
-    }
-
-    fn fail_step(&mut self, i: usize, error: &str) {
-        let now = self.now;
-        let step = &mut self.saga.steps[i];
-        step.status = SagaStepStatus::Failed;
-        step.error = Some(error.to_owned());
-        step.completed_at = Some(now);
-        let kind = SagaEventKind::StepFailed {
-            step_index: i,
-            name: step.name.clone(),
-            error: error.to_owned(),
-        };
-        self.inner.metrics.saga_step_failed(
-            &self.saga.workflow_type,
-            &self.saga.tenant_id,
-            &self.saga.steps[i].name,
-        );
-        self.record(kind);
-    }
-
-    fn start_compensation(&mut self, reason: String) {
-        self.saga.status = SagaStatus::Compensating;
-        self.saga.error = Some(reason.clone());
-        self.record(SagaEventKind::Compensating { reason });
-    }
-
-    fn begin_compensation(&mut self, j: usize) {
-        let step = &mut self.saga.steps[j];
-        step.status = SagaStepStatus::Compensating;
-        step.compensation_attempts += 1;
-        let kind = SagaEventKind::CompensationStarted {
-            step_index: j,
-            name: step.name.clone(),
-            attempt: step.compensation_attempts,
-        };
-        self.record(kind);
-    }
-
-    fn compensated(&mut self, j: usize, context: Option<Value>) {
-        let now = self.now;
-        if let Some(context) = context {
-            self.saga.context = context;
-        }
-        let step = &mut self.saga.steps[j];
-        step.status = SagaStepStatus::Compensated;
-        step.compensated_at = Some(now);
-        step.compensation_error = None;
-        let kind = SagaEventKind::StepCompensated {
-            step_index: j,
-            name: step.name.clone(),
-        };
-        self.record(kind);
-    }
-
-    fn retry_compensation(&mut self, j: usize, e: &StepError, delay: Duration) {
-        let step = &mut self.saga.steps[j];
-        step.compensation_error = Some(e.message.clone());
-        let kind = SagaEventKind::CompensationRetrying {
-            step_index: j,
-            name: step.name.clone(),
-            attempt: step.compensation_attempts,
-            error: e.message.clone(),
-            delay_ms: millis(delay),
-        };
-        self.record(kind);
-    }
-
-    fn fail_compensation(&mut self, j: usize, error: &str) {
-        let step = &mut self.saga.steps[j];
-        step.status = SagaStepStatus::CompensationFailed;
-        step.compensation_error = Some(error.to_owned());
-        let kind = SagaEventKind::CompensationFailed {
-            step_index: j,
-            name: step.name.clone(),
-            error: error.to_owned(),
-        };
-        self.record(kind);
-    }
-
-    /// Writes the end state and releases the lease in one write; the `Finished` event is
-    /// journaled with it and streamed once the write succeeded.
-    async fn finish(&mut self, status: SagaStatus) -> SagaResult<SagaOutcome> {
-        self.saga.status = status;
-        self.saga.lease = None;
-        let finished = self.event(SagaEventKind::Finished);
-        self.pending.push(finished.clone());
-        self.flush().await?;
-        self.inner.metrics.saga_finished(
-            &self.saga.workflow_type,
-            &self.saga.tenant_id,
-            status.as_str(),
-        );
-        self.send(finished);
-        Ok(self.outcome())
-    }
-
-    /// Gives the lease back without changing anything else (the saga had already ended).
-    /// Nothing is journaled: the saga's journal already ends with its `Finished`; the
-    /// stream gets it again.
-    async fn release(&mut self) -> SagaResult<SagaOutcome> {
-        self.saga.lease = None;
-        self.pending.clear();
-        self.flush().await?;
-        let finished = self.event(SagaEventKind::Finished);
-        self.send(finished);
-        Ok(self.outcome())
-    }
-
-    /// Ends the stream with `Aborted` (never journaled: the store may be what failed).
-    fn abort(&mut self, error: &SagaError) {
-        tracing::warn!(%error, "saga execution stopped");
-        let aborted = self.event(SagaEventKind::Aborted {
-            error: error.to_string(),
-        });
-        self.send(aborted);
-    }
-
-    /// Moves the saga out (the run is over): the final state is not cloned.
-    fn outcome(&mut self) -> SagaOutcome {
-        // Built field by field: `SagaWorkflow::new` would draw a fresh id.
-        let empty = SagaWorkflow {
-            saga_id: String::new(),
-            tenant_id: String::new(),
-            workflow_type: String::new(),
-            steps: Vec::new(),
-            status: self.saga.status,
-            current_step: 0,
-            created_at: self.now,
-            updated_at: self.now,
-            timeout_seconds: None,
-            idempotency_key: None,
-            context: Value::Null,
-            error: None,
-            version: 0,
-            lease: None,
-        };
-        let saga = std::mem::replace(&mut self.saga, empty);
-        SagaOutcome {
-            status: saga.status,
-            saga,
-        }
-    }
-
-    /// One fenced compare-and-set of the saga with the pending events; renews the lease
-    /// (unless it is being released) by the store's clock.
-    async fn flush(&mut self) -> SagaResult<()> {
-        self.saga.updated_at = self.now;
-        let renew = self.saga.lease.is_some().then_some(self.inner.config.lease);
-        let saved = self
-            .inner
-            .store
-            .save_saga(&self.saga, self.fence, &self.pending, renew)
-            .await
-            .map_err(|e| SagaError::from_store(&self.saga_id, e))?;
-        self.pending.clear();
-        self.saved(saved);
-        Ok(())
-    }
-
-    /// Takes a write's receipt: the store now holds exactly the local copy with this
-    /// version and lease expiry.
-    fn saved(&mut self, saved: SagaSaved) {
-        self.saga.version = saved.version;
-        if let (Some(lease), Some(at)) = (&mut self.saga.lease, saved.lease_expires_at) {
-            lease.expires_at = at;
-        }
-    }
-
-    fn event(&self, kind: SagaEventKind) -> SagaEvent {
-        SagaEvent {
-            saga_id: Arc::clone(&self.saga_id),
-            at: self.now,
-            fence: self.fence,
-            status: self.saga.status,
-            kind,
-        }
-    }
-
-    /// Records a fact once: streamed now, journaled with the next write.
-    fn record(&mut self, kind: SagaEventKind) {
-        let event = self.event(kind);
-        if let Some(tx) = &self.events {
-            // A dropped receiver only means nobody watches any more; the saga goes on.
-            let _ = tx.unbounded_send(event.clone());
-        }
-        self.pending.push(event);
-    }
-
-    fn send(&self, event: SagaEvent) {
-        if let Some(tx) = &self.events {
-            let _ = tx.unbounded_send(event);
-        }
-    }
 }
 
 /// Ends the stream of an execution that never held the lease (unknown saga, busy, store
@@ -870,16 +529,5 @@ fn abort_unleased(
                 error: error.to_string(),
             },
         });
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
