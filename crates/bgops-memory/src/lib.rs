@@ -53,7 +53,6 @@ mod packed;
 mod saga;
 mod shard;
 mod task;
-mod token;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,7 +61,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bgops_core::{SharedClock, SystemClock};
+use bgops_core::{SharedClock, SharedIds, SystemClock};
 use bgops_storage::{HealthReport, Storage, StorageResult, StorageStats};
 use parking_lot::Mutex;
 
@@ -71,7 +70,6 @@ use crate::lock::LockShard;
 use crate::saga::SagaTables;
 use crate::shard::{SHARDS, Sharded};
 use crate::task::TaskTables;
-use crate::token::Tokens;
 
 /// The in-memory store. Cheap to clone: clones share the same data.
 #[derive(Clone)]
@@ -81,7 +79,8 @@ pub struct MemoryStorage {
 
 struct Inner {
     clock: SharedClock,
-    tokens: Tokens,
+    /// Task ids and lock tokens.
+    ids: SharedIds,
     idempotency: Sharded<IdempotencyShard>,
     locks: Sharded<LockShard>,
     /// The last lock fencing number handed out.
@@ -113,10 +112,17 @@ impl MemoryStorage {
     /// An empty store reading time from `clock` (a [`ManualClock`](bgops_core::ManualClock)
     /// in tests).
     pub fn with_clock(clock: SharedClock) -> Self {
+        Self::with_clock_and_ids(clock, bgops_core::id::random())
+    }
+
+    /// An empty store reading time from `clock` and making task ids and lock tokens with
+    /// `ids` (a [`SequentialIds`](bgops_core::id::SequentialIds) in tests that want
+    /// predictable ones).
+    pub fn with_clock_and_ids(clock: SharedClock, ids: SharedIds) -> Self {
         Self {
             inner: Arc::new(Inner {
                 clock,
-                tokens: Tokens::new(),
+                ids,
                 idempotency: Sharded::new(),
                 locks: Sharded::new(),
                 lock_fence: AtomicU64::new(0),

@@ -347,7 +347,7 @@ impl TaskStore for MemoryStorage {
             }
         }
         let task = Task {
-            task_id: uuid::Uuid::now_v7().to_string(),
+            task_id: self.inner.ids.sortable_id(),
             queue: new.queue,
             task_type: new.task_type,
             idempotency_key: new.idempotency_key,
