@@ -360,6 +360,11 @@ impl Packed {
         time_at(&self.0, EXPIRES).unwrap_or(i64::MIN)
     }
 
+    /// Where the block is in memory (to free blocks in address order).
+    pub(crate) fn at(&self) -> usize {
+        self.0.as_ptr().addr()
+    }
+
     /// Sets the lease expiry (or completion time) in place.
     pub(crate) fn set_moment(&mut self, moment: i64) {
         if let Some(slot) = self.0.get_mut(MOMENT..MOMENT + 8) {
