@@ -354,7 +354,21 @@ impl IdempotencyStore for MemoryStorage {
         let sharded = &self.inner.idempotency;
         let mut done = 0usize;
         let mut more = false;
-        let mut freed = Vec::new();
+        // Sized once, by a first count: a vector grown step by step leaves its small early
+        // buffers in the allocator's caches wherever they landed, which can hold the top of
+        // the heap (measured: RSS after purging 200k records 3 MiB instead of 18-44 MiB).
+        let mut due = 0usize;
+        for shard in sharded.iter() {
+            if due >= limit {
+                break;
+            }
+            due += shard
+                .lock()
+                .iter()
+                .filter(|packed| now >= packed.expires())
+                .count();
+        }
+        let mut freed = Vec::with_capacity(due.min(limit));
         for shard in sharded.iter() {
             let mut table = shard.lock();
             freed.extend(table.extract_if(|packed| {
