@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::complete::Completer;
 use crate::execute::{Execution, run_attempt};
 use crate::handler::TaskHandler;
 use crate::queue::TaskQueue;
@@ -21,7 +22,14 @@ use crate::stats::{Counters, WorkerStats};
 /// - a handler's `Err` fails the attempt (retried after the queue's [`Backoff`] while
 ///   attempts remain); a [permanent](crate::TaskError::permanent) error fails the task;
 ///   a panic counts as a retryable failure;
-/// - when idle it polls every `poll_interval`, doubling up to `max_poll_interval`;
+/// - it fills every free slot with one claim ([`TaskQueue::claim_batch`]: one store
+///   call for up to `concurrency` tasks), and stores completions in batches (one store
+///   call for all that finished meanwhile);
+/// - when idle it waits for the store's push signal ([`TaskStore::task_wakeup`]: memory
+///   and Redis have one), and polls every `poll_interval`, doubling up to
+///   `max_poll_interval` (tasks that become claimable by time alone are not signalled);
+///
+/// [`TaskStore::task_wakeup`]: bgops_storage::TaskStore::task_wakeup
 /// - on shutdown it stops claiming, lets in-flight tasks finish for `shutdown_grace`,
 ///   then cancels and releases the rest (a released attempt does not count).
 ///
@@ -205,10 +213,16 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         let mut idle_wait = self.poll_interval;
-        tracing::info!(concurrency = self.concurrency, "worker started");
+        let mut wakeup = self.queue.store().task_wakeup(&self.queue_name);
+        let (completer, completer_join) = Completer::spawn(self.queue.clone());
+        tracing::info!(
+            concurrency = self.concurrency,
+            push_wakeups = wakeup.is_some(),
+            "worker started"
+        );
         loop {
             while running.try_join_next().is_some() {}
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 permit = permits.clone().acquire_owned() => match permit {
@@ -216,35 +230,59 @@ impl Worker {
                     Err(_) => break,
                 },
             };
+            // Every free slot is filled by one claim: one store call for up to
+            // `concurrency` tasks.
+            let mut slots = vec![first];
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                slots.push(p);
+            }
+            if let Some(w) = &mut wakeup {
+                w.mark_seen();
+            }
             // The claim itself is not raced against shutdown: dropping it half-way could
             // leave a task claimed by nobody until its lease runs out.
-            match self.queue.claim_next(&self.queue_name, &self.id).await {
-                Ok(Some(claim)) => {
+            match self
+                .queue
+                .claim_batch(&self.queue_name, &self.id, slots.len())
+                .await
+            {
+                Ok(claims) if !claims.is_empty() => {
                     idle_wait = self.poll_interval;
-                    Counters::bump(&counters.claimed);
-                    let execution = Execution {
-                        queue: self.queue.clone(),
-                        handler: self.handler.clone(),
-                        counters: counters.clone(),
-                        heartbeat,
-                        release: release_rx.clone(),
-                    };
-                    running.spawn(async move {
-                        run_attempt(execution, claim).await;
-                        drop(permit);
-                    });
+                    for claim in claims {
+                        let Some(permit) = slots.pop() else { break };
+                        Counters::bump(&counters.claimed);
+                        let execution = Execution {
+                            queue: self.queue.clone(),
+                            handler: self.handler.clone(),
+                            counters: counters.clone(),
+                            heartbeat,
+                            completer: completer.clone(),
+                            release: release_rx.clone(),
+                        };
+                        running.spawn(run_attempt(execution, claim, permit));
+                    }
                 }
-                Ok(None) => {
-                    drop(permit);
+                Ok(_) => {
+                    drop(slots);
+                    // Idle: wait for a push signal from the store, or poll (tasks that
+                    // become claimable by time alone are not signalled).
+                    let signal = async {
+                        match &mut wakeup {
+                            Some(w) => w.changed().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         biased;
                         () = &mut shutdown => break,
-                        () = tokio::time::sleep(idle_wait) => {}
+                        () = signal => {}
+                        () = tokio::time::sleep(idle_wait) => {
+                            idle_wait = (idle_wait * 2).min(self.max_poll_interval);
+                        }
                     }
-                    idle_wait = (idle_wait * 2).min(self.max_poll_interval);
                 }
                 Err(e) => {
-                    drop(permit);
+                    drop(slots);
                     Counters::bump(&counters.storage_errors);
                     tracing::warn!(error = %e, "claiming failed; backing off");
                     tokio::select! {
@@ -268,6 +306,8 @@ impl Worker {
             let _ = release_tx.send(true);
             while running.join_next().await.is_some() {}
         }
+        drop(completer);
+        let _ = completer_join.await;
         let stats = counters.snapshot();
         tracing::info!(?stats, "worker stopped");
         stats
