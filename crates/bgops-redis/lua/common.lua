@@ -5,8 +5,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- 'BGOPS_CORRUPT <length of key>:<key> <reason>': error replies are one line, and a key
+-- may hold spaces, so the key is length-prefixed (error.rs reads it back).
 local function corrupt(key, reason)
-  return redis.error_reply('BGOPS_CORRUPT ' .. key .. '\n' .. reason)
+  return redis.error_reply('BGOPS_CORRUPT ' .. #key .. ':' .. key .. ' ' .. reason)
 end
 
 -- Returns an error reply when `key` holds something other than `want`.

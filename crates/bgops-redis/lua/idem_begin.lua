@@ -49,7 +49,8 @@ end
 local expires = now + ttl
 local lease_exp = math.min(now + lease, expires)
 -- The index first: if it is corrupt, this fails before anything is written.
-redis.call('ZADD', idx, expires, rec)
+local added = redis.pcall('ZADD', idx, expires, rec)
+if type(added) == 'table' and added.err then return corrupt(idx, added.err) end
 if cur[1] then redis.call('DEL', rec) end
 redis.call('HSET', rec, 'created', ms(now), 'expires', ms(expires), 'status', 'in_progress',
   'token', token, 'lease', ms(lease_exp), unpack(ARGV, 6))
