@@ -102,7 +102,11 @@ impl RedisStorage {
         args: Vec<String>,
     ) -> StorageResult<Value> {
         script
-            .run(&self.pool, keys, args.into_iter().map(Value::from).collect())
+            .run(
+                &self.pool,
+                keys,
+                args.into_iter().map(Value::from).collect(),
+            )
             .await
             .map_err(|e| error::from_fred(e, key))
     }

@@ -1,14 +1,12 @@
 //! Failure behaviour against real servers: a server that goes away and comes back, a
-//! server that is not there, foreign values under our keys, a flushed script cache.
+//! server that is not there, a flushed script cache (garbage under our keys: `faults`).
 
 use std::time::{Duration, Instant};
 
 use bgops_core::id::{IdGenerator, RandomIds};
-use bgops_core::{SagaStep, SagaWorkflow};
 use bgops_redis::RedisStorage;
 use bgops_storage::{
-    BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore, NewTask, SagaStore,
-    StorageError, TaskStore,
+    BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore, StorageError,
 };
 use serde_json::json;
 

@@ -63,7 +63,10 @@ async fn one_key(client: &Client, pattern: &str) -> String {
 async fn snapshot(client: &Client, prefix: &str) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for key in keys_of(client, &format!("{prefix}:*")).await {
-        let kind = cmd(client, "TYPE", &[&key]).await.as_string().unwrap_or_default();
+        let kind = cmd(client, "TYPE", &[&key])
+            .await
+            .as_string()
+            .unwrap_or_default();
         let reply = match kind.as_str() {
             "string" => cmd(client, "GET", &[&key]).await,
             "hash" => cmd(client, "HGETALL", &[&key]).await,
@@ -130,36 +133,142 @@ async fn garbage_under_idempotency_keys_is_corrupt_and_writes_nothing() {
     let rec = one_key(&client, &format!("{prefix}:{{idem:*}}:rec:*")).await;
     let index = rec.split(":rec:").next().expect("tag").to_owned() + ":index";
     cmd(&client, "SET", &[&rec, "garbage"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "begin on a string", &rec,
-        store.begin(begin("a", "tok-b")).await);
-    corrupt_and_unchanged!(&client, &prefix, "complete on a string", &rec,
-        store.complete("tenant", "a", "tok-a", OperationOutcome::succeeded(json!(1))).await);
-    assert_corrupt("get on a string", store.get_idempotency("tenant", "a").await, &rec);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "begin on a string",
+        &rec,
+        store.begin(begin("a", "tok-b")).await
+    );
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "complete on a string",
+        &rec,
+        store
+            .complete(
+                "tenant",
+                "a",
+                "tok-a",
+                OperationOutcome::succeeded(json!(1))
+            )
+            .await
+    );
+    assert_corrupt(
+        "get on a string",
+        store.get_idempotency("tenant", "a").await,
+        &rec,
+    );
 
     // A hash with fields we did not write.
     cmd(&client, "DEL", &[&rec]).await;
-    cmd(&client, "HSET", &[&rec, "status", "completed", "expires", "soon"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "begin on a bad expiry", &rec,
-        store.begin(begin("a", "tok-b")).await);
-    corrupt_and_unchanged!(&client, &prefix, "complete on a bad expiry", &rec,
-        store.complete("tenant", "a", "tok-a", OperationOutcome::succeeded(json!(1))).await);
-    corrupt_and_unchanged!(&client, &prefix, "renew on a bad expiry", &rec,
-        store.renew("tenant", "a", "tok-a", Duration::from_secs(1)).await);
-    corrupt_and_unchanged!(&client, &prefix, "release on a bad expiry", &rec,
-        store.release("tenant", "a", "tok-a").await);
-    cmd(&client, "HSET", &[&rec, "expires", "99999999999999", "status", "in_progress", "lease", "x"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "begin on a bad lease", &rec,
-        store.begin(begin("a", "tok-b")).await);
-    cmd(&client, "HSET", &[&rec, "status", "completed", "completed", "x", "token", "tok-a"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "repeated complete on a bad completion time", &rec,
-        store.complete("tenant", "a", "tok-a", OperationOutcome::succeeded(json!(1))).await);
+    cmd(
+        &client,
+        "HSET",
+        &[&rec, "status", "completed", "expires", "soon"],
+    )
+    .await;
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "begin on a bad expiry",
+        &rec,
+        store.begin(begin("a", "tok-b")).await
+    );
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "complete on a bad expiry",
+        &rec,
+        store
+            .complete(
+                "tenant",
+                "a",
+                "tok-a",
+                OperationOutcome::succeeded(json!(1))
+            )
+            .await
+    );
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "renew on a bad expiry",
+        &rec,
+        store
+            .renew("tenant", "a", "tok-a", Duration::from_secs(1))
+            .await
+    );
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "release on a bad expiry",
+        &rec,
+        store.release("tenant", "a", "tok-a").await
+    );
+    cmd(
+        &client,
+        "HSET",
+        &[
+            &rec,
+            "expires",
+            "99999999999999",
+            "status",
+            "in_progress",
+            "lease",
+            "x",
+        ],
+    )
+    .await;
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "begin on a bad lease",
+        &rec,
+        store.begin(begin("a", "tok-b")).await
+    );
+    cmd(
+        &client,
+        "HSET",
+        &[
+            &rec,
+            "status",
+            "completed",
+            "completed",
+            "x",
+            "token",
+            "tok-a",
+        ],
+    )
+    .await;
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "repeated complete on a bad completion time",
+        &rec,
+        store
+            .complete(
+                "tenant",
+                "a",
+                "tok-a",
+                OperationOutcome::succeeded(json!(1))
+            )
+            .await
+    );
 
     // A corrupt bucket index: begin must not leave a claim held by nobody.
     cmd(&client, "DEL", &[&rec, &index]).await;
     cmd(&client, "SET", &[&index, "garbage"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "begin with a corrupt index", &index,
-        store.begin(begin("a", "tok-c")).await);
-    assert!(keys_of(&client, &rec).await.is_empty(), "no claim held by nobody");
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "begin with a corrupt index",
+        &index,
+        store.begin(begin("a", "tok-c")).await
+    );
+    assert!(
+        keys_of(&client, &rec).await.is_empty(),
+        "no claim held by nobody"
+    );
     // Cleanup skips the bucket, names it, and goes on with the others.
     for i in 0.. {
         let request = begin(&format!("short-{i}"), "tok").ttl(Duration::from_millis(50));
@@ -181,9 +290,15 @@ async fn garbage_under_idempotency_keys_is_corrupt_and_writes_nothing() {
     cmd(&client, "ZADD", &[&index, "1", &foreign]).await;
     let sweep = store.purge_expired(1_000).await.expect("purge");
     assert_eq!(sweep.corrupt, vec![foreign.clone()]);
-    assert!(!sweep.more, "a corrupt entry does not make the cleanup spin");
+    assert!(
+        !sweep.more,
+        "a corrupt entry does not make the cleanup spin"
+    );
     let again = store.purge_expired(1_000).await.expect("purge");
-    assert!(again.corrupt.is_empty(), "reported again only an hour later");
+    assert!(
+        again.corrupt.is_empty(),
+        "reported again only an hour later"
+    );
 
     delete_prefix(&redis_url(), &prefix).expect("cleanup");
 }
@@ -205,23 +320,44 @@ async fn garbage_under_lock_keys_is_corrupt_and_holds_no_lock() {
 
     // A fence counter that is not a number: no lock held by nobody.
     cmd(&client, "SET", &[&fence, "abc"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "acquire with a bad fence counter", &fence,
-        store.acquire_lock("l", Duration::from_secs(30)).await);
-    assert!(keys_of(&client, &lock).await.is_empty(), "no lock held by nobody");
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "acquire with a bad fence counter",
+        &fence,
+        store.acquire_lock("l", Duration::from_secs(30)).await
+    );
+    assert!(
+        keys_of(&client, &lock).await.is_empty(),
+        "no lock held by nobody"
+    );
 
     // A held index that is not a sorted set.
     cmd(&client, "SET", &[&fence, "7"]).await;
     cmd(&client, "DEL", &[&held]).await;
     cmd(&client, "SET", &[&held, "garbage"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "acquire with a bad held index", &held,
-        store.acquire_lock("l", Duration::from_secs(30)).await);
-    assert!(keys_of(&client, &lock).await.is_empty(), "no lock held by nobody");
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "acquire with a bad held index",
+        &held,
+        store.acquire_lock("l", Duration::from_secs(30)).await
+    );
+    assert!(
+        keys_of(&client, &lock).await.is_empty(),
+        "no lock held by nobody"
+    );
 
     // A lock that is not a string.
     cmd(&client, "DEL", &[&held]).await;
     cmd(&client, "HSET", &[&lock, "x", "y"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "acquire on a hash", &lock,
-        store.acquire_lock("l", Duration::from_secs(30)).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "acquire on a hash",
+        &lock,
+        store.acquire_lock("l", Duration::from_secs(30)).await
+    );
 
     delete_prefix(&redis_url(), &prefix).expect("cleanup");
 }
@@ -269,33 +405,75 @@ async fn garbage_under_saga_keys_is_corrupt_and_writes_nothing() {
 
     // A status index the save must move the saga into.
     cmd(&client, "SET", &[&running, "garbage"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "save into a corrupt index", &running,
-        store.save_saga(&next, 1, &[event(&next)], Some(Duration::from_secs(30))).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "save into a corrupt index",
+        &running,
+        store
+            .save_saga(&next, 1, &[event(&next)], Some(Duration::from_secs(30)))
+            .await
+    );
     cmd(&client, "DEL", &[&running]).await;
 
     // A history that is not a list.
     cmd(&client, "SET", &[&hist, "garbage"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "save with a corrupt history", &hist,
-        store.save_saga(&next, 1, &[event(&next)], None).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "save with a corrupt history",
+        &hist,
+        store.save_saga(&next, 1, &[event(&next)], None).await
+    );
     cmd(&client, "DEL", &[&hist]).await;
 
     // Fields the scripts compare.
     cmd(&client, "HSET", &[&rec, "version", "x"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "save on a bad version", &rec,
-        store.save_saga(&next, 1, &[event(&next)], None).await);
-    corrupt_and_unchanged!(&client, &prefix, "acquire on a bad version", &rec,
-        store.acquire_saga_lease(&saga.saga_id, "other", Duration::from_secs(1)).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "save on a bad version",
+        &rec,
+        store.save_saga(&next, 1, &[event(&next)], None).await
+    );
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "acquire on a bad version",
+        &rec,
+        store
+            .acquire_saga_lease(&saga.saga_id, "other", Duration::from_secs(1))
+            .await
+    );
     cmd(&client, "HSET", &[&rec, "version", "0", "lexp", "soon"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "acquire on a bad lease expiry", &rec,
-        store.acquire_saga_lease(&saga.saga_id, "other", Duration::from_secs(1)).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "acquire on a bad lease expiry",
+        &rec,
+        store
+            .acquire_saga_lease(&saga.saga_id, "other", Duration::from_secs(1))
+            .await
+    );
     cmd(&client, "HSET", &[&rec, "lexp", "0", "doc", "{not json"]).await;
-    assert_corrupt("get on a bad document", store.get_saga(&saga.saga_id).await, &rec);
+    assert_corrupt(
+        "get on a bad document",
+        store.get_saga(&saga.saga_id).await,
+        &rec,
+    );
 
     // The saga itself is not a hash.
     cmd(&client, "DEL", &[&rec]).await;
     cmd(&client, "SET", &[&rec, "garbage"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "create over a string", &rec,
-        store.create_saga(&saga, Some(Duration::from_secs(30)), &[]).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "create over a string",
+        &rec,
+        store
+            .create_saga(&saga, Some(Duration::from_secs(30)), &[])
+            .await
+    );
 
     delete_prefix(&redis_url(), &prefix).expect("cleanup");
 }
@@ -324,29 +502,62 @@ async fn garbage_under_task_keys_is_corrupt_and_leaves_no_task_stuck() {
 
     // A field the finish reads: the task stays claimed with its lease, untouched.
     cmd(&client, "HSET", &[&rec, "attempts", "x"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "complete on bad attempts", &rec,
-        store.complete_task(&id, attempt, json!(1)).await);
-    corrupt_and_unchanged!(&client, &prefix, "fail on bad attempts", &rec,
-        store.fail_task(&id, attempt, "e", Duration::ZERO).await);
-    corrupt_and_unchanged!(&client, &prefix, "fail for good on bad attempts", &rec,
-        store.fail_task_permanently(&id, attempt, "e").await);
-    corrupt_and_unchanged!(&client, &prefix, "release on bad attempts", &rec,
-        store.release_task(&id, attempt).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "complete on bad attempts",
+        &rec,
+        store.complete_task(&id, attempt, json!(1)).await
+    );
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "fail on bad attempts",
+        &rec,
+        store.fail_task(&id, attempt, "e", Duration::ZERO).await
+    );
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "fail for good on bad attempts",
+        &rec,
+        store.fail_task_permanently(&id, attempt, "e").await
+    );
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "release on bad attempts",
+        &rec,
+        store.release_task(&id, attempt).await
+    );
     cmd(&client, "HSET", &[&rec, "attempts", "1"]).await;
 
     // The open attempt of the history.
     cmd(&client, "RPUSH", &[&hist, "{not json"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "complete on a bad history", &hist,
-        store.complete_task(&id, attempt, json!(1)).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "complete on a bad history",
+        &hist,
+        store.complete_task(&id, attempt, json!(1)).await
+    );
     cmd(&client, "RPOP", &[&hist]).await;
 
     // The queue's meta hash (the names of its indexes).
     let saved_meta = cmd(&client, "DUMP", &[&meta]).await;
     cmd(&client, "HDEL", &[&meta, "ready"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "complete with a broken queue", &meta,
-        store.complete_task(&id, attempt, json!(1)).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "complete with a broken queue",
+        &meta,
+        store.complete_task(&id, attempt, json!(1)).await
+    );
     cmd(&client, "DEL", &[&meta]).await;
-    let dump = saved_meta.as_bytes().map(<[u8]>::to_vec).unwrap_or_default();
+    let dump = saved_meta
+        .as_bytes()
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
     client
         .custom::<Value, Value>(
             CustomCommand::new_static("RESTORE", None, false),
@@ -361,8 +572,13 @@ async fn garbage_under_task_keys_is_corrupt_and_leaves_no_task_stuck() {
 
     // The finished index the completion writes.
     cmd(&client, "SET", &[&done, "garbage"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "complete with a corrupt finished index", &done,
-        store.complete_task(&id, attempt, json!(1)).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "complete with a corrupt finished index",
+        &done,
+        store.complete_task(&id, attempt, json!(1)).await
+    );
     cmd(&client, "DEL", &[&done]).await;
 
     // With the garbage gone the same claim completes: nothing was stuck half way.
@@ -376,13 +592,25 @@ async fn garbage_under_task_keys_is_corrupt_and_leaves_no_task_stuck() {
     let keymap = one_key(&client, &format!("{prefix}:{{task}}:key:*")).await;
     cmd(&client, "DEL", &[&keymap]).await;
     cmd(&client, "HSET", &[&keymap, "x", "y"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "submit over a bad key mapping", &keymap,
-        store.submit_task(NewTask::new("q", "t", json!({})).idempotency_key("k1")).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "submit over a bad key mapping",
+        &keymap,
+        store
+            .submit_task(NewTask::new("q", "t", json!({})).idempotency_key("k1"))
+            .await
+    );
     cmd(&client, "DEL", &[&keymap]).await;
     let seq = format!("{prefix}:{{task}}:seq");
     cmd(&client, "SET", &[&seq, "abc"]).await;
-    corrupt_and_unchanged!(&client, &prefix, "submit with a bad counter", &seq,
-        store.submit_task(NewTask::new("q", "t", json!({}))).await);
+    corrupt_and_unchanged!(
+        &client,
+        &prefix,
+        "submit with a bad counter",
+        &seq,
+        store.submit_task(NewTask::new("q", "t", json!({}))).await
+    );
     cmd(&client, "SET", &[&seq, "10"]).await;
 
     // Sweeps skip a corrupt task, name it, and go on with the others.
@@ -405,7 +633,10 @@ async fn garbage_under_task_keys_is_corrupt_and_leaves_no_task_stuck() {
     let bad_rec = format!("{prefix}:{{task}}:t:{}", bad.task.task_id);
     cmd(&client, "HSET", &[&bad_rec, "max", "many"]).await;
     tokio::time::sleep(Duration::from_millis(120)).await;
-    let sweep = store.requeue_expired_tasks(100).await.expect("requeue goes on");
+    let sweep = store
+        .requeue_expired_tasks(100)
+        .await
+        .expect("requeue goes on");
     assert_eq!(sweep.done, 1, "{sweep:?}");
     assert_eq!(sweep.corrupt, vec![bad_rec.clone()]);
     assert!(!sweep.more);
@@ -428,10 +659,7 @@ async fn a_begin_that_lands_after_an_outage_is_harmless_to_its_caller() {
         .await
         .expect("connect");
     // Warm the script cache, so the stalled call is the begin itself.
-    store
-        .begin(begin("warm", "tok-warm"))
-        .await
-        .expect("begin");
+    store.begin(begin("warm", "tok-warm")).await.expect("begin");
 
     server.pause().expect("pause");
     let lost = store.begin(begin("k", "tok-1")).await;
@@ -459,7 +687,12 @@ async fn a_begin_that_lands_after_an_outage_is_harmless_to_its_caller() {
         Ok(BeginOutcome::InProgress { .. })
     ));
     store
-        .complete("tenant", "k", "tok-1", OperationOutcome::succeeded(json!(1)))
+        .complete(
+            "tenant",
+            "k",
+            "tok-1",
+            OperationOutcome::succeeded(json!(1)),
+        )
         .await
         .expect("complete");
     assert!(matches!(

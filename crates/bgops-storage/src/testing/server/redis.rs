@@ -629,6 +629,7 @@ fn parse_url(url: &str) -> io::Result<(Vec<String>, Option<(String, String)>)> {
 /// A RESP reply.
 enum Resp {
     Simple,
+    Error(String),
     Int(i64),
     Bulk(Vec<u8>),
     Nil,
@@ -691,7 +692,7 @@ impl Conn {
         };
         match line[0] {
             b'+' => Ok(Resp::Simple),
-            b'-' => Err(io::Error::other(format!("redis error: {text}"))),
+            b'-' => Ok(Resp::Error(text)),
             b':' => Ok(Resp::Int(number()?)),
             b'$' => {
                 let Ok(len) = usize::try_from(number()?) else {
@@ -720,9 +721,13 @@ impl Conn {
         }
     }
 
+    /// Reads one reply; an error reply is an `Err`.
     fn read(&mut self) -> io::Result<Resp> {
         let mut raw = Vec::new();
-        self.read_raw(&mut raw)
+        match self.read_raw(&mut raw)? {
+            Resp::Error(text) => Err(io::Error::other(format!("redis error: {text}"))),
+            reply => Ok(reply),
+        }
     }
 }
 
