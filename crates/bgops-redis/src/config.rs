@@ -9,6 +9,23 @@ use crate::error::{self, BACKEND};
 use crate::keys::Keys;
 use crate::storage::RedisStorage;
 
+// The constructors live here, not in `storage.rs`, so the two modules depend one way
+// (config → storage) instead of in a circle.
+impl RedisStorage {
+    /// Connects to `url` with the default settings (prefix `bgops`).
+    ///
+    /// # Errors
+    /// See [`RedisStorageBuilder::build`].
+    pub async fn new(url: &str) -> StorageResult<Self> {
+        RedisStorageBuilder::new(url).build().await
+    }
+
+    /// Settings for `url`; finish with [`RedisStorageBuilder::build`].
+    pub fn builder(url: impl Into<String>) -> RedisStorageBuilder {
+        RedisStorageBuilder::new(url)
+    }
+}
+
 /// Settings of a [`RedisStorage`]; TLS (`rediss://`) and AUTH (`redis://user:pass@host`)
 /// come through the URL, a cluster through `redis-cluster://host:port?node=host:port`.
 #[derive(Debug, Clone)]

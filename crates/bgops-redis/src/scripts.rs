@@ -90,3 +90,34 @@ lua!(TASK_GET, "task_get", "task_common");
 lua!(TASK_LIST, "task_list", "task_common");
 lua!(TASK_DELETE, "task_delete", "task_common");
 lua!(TASK_SWEEP, "task_sweep", "task_common");
+
+#[cfg(test)]
+mod tests {
+    /// Every key name is built in `keys.rs` and passed in KEYS (or read from data Rust
+    /// wrote); no script concatenates one. A `..` outside comments may only build an error
+    /// message or a score bound.
+    #[test]
+    fn no_script_builds_a_key_name() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("lua dir") {
+            let path = entry.expect("entry").path();
+            let source = std::fs::read_to_string(&path).expect("read");
+            for (n, line) in source.lines().enumerate() {
+                let code = line.split("--").next().unwrap_or("");
+                if code.contains("..") {
+                    assert!(
+                        code.contains("corrupt(")
+                            || code.contains("error_reply(")
+                            || code.contains("'(' .. "),
+                        "{}:{}: builds a string that may be a key name: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked > 20, "found {checked} scripts");
+    }
+}

@@ -10,7 +10,6 @@ use fred::interfaces::{ClientLike, HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 
 use crate::codec::Fields;
-use crate::config::RedisStorageBuilder;
 use crate::error::{self, BACKEND};
 use crate::keys::{BUCKETS, Keys};
 use crate::scripts::{COUNT_LIVE, LuaScript};
@@ -35,19 +34,6 @@ impl std::fmt::Debug for RedisStorage {
 }
 
 impl RedisStorage {
-    /// Connects to `url` with the default settings (prefix `bgops`).
-    ///
-    /// # Errors
-    /// See [`RedisStorageBuilder::build`].
-    pub async fn new(url: &str) -> StorageResult<Self> {
-        RedisStorageBuilder::new(url).build().await
-    }
-
-    /// Settings for `url`; finish with [`RedisStorageBuilder::build`].
-    pub fn builder(url: impl Into<String>) -> RedisStorageBuilder {
-        RedisStorageBuilder::new(url)
-    }
-
     pub(crate) fn from_parts(pool: Pool, keys: Keys, clustered: bool) -> Self {
         Self {
             pool,

@@ -115,12 +115,14 @@ fn keep_for_process(held: Held) {
 }
 
 /// How a node runs.
+#[derive(Debug)]
 enum Runner {
     Local { child: Option<Child>, dir: PathBuf },
     Docker { container: String },
 }
 
 /// One `redis-server` (a process or a container) on a fixed loopback port.
+#[derive(Debug)]
 struct Node {
     port: u16,
     extra: Vec<String>,
@@ -296,18 +298,12 @@ fn wait_answer(port: u16, mut child: Option<&mut Child>) -> io::Result<()> {
 
 /// A throwaway single Redis server on a free loopback port, killed on drop. It can be
 /// stopped and restarted on the same port (fault tests).
+#[derive(Debug)]
 pub struct RedisServer {
     url: String,
     node: Node,
 }
 
-impl std::fmt::Debug for RedisServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisServer")
-            .field("url", &self.url)
-            .finish()
-    }
-}
 
 impl RedisServer {
     /// Starts a server without persistence and waits until it answers PING: a Docker
@@ -410,18 +406,12 @@ impl RedisServer {
 }
 
 /// A throwaway three-node Redis Cluster (no replicas) on loopback, killed on drop.
+#[derive(Debug)]
 pub struct RedisCluster {
     url: String,
     nodes: Vec<Node>,
 }
 
-impl std::fmt::Debug for RedisCluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCluster")
-            .field("url", &self.url)
-            .finish()
-    }
-}
 
 impl RedisCluster {
     /// Starts three cluster-enabled local nodes, joins them with `redis-cli --cluster
@@ -594,8 +584,11 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
-/// The `host:port` of each node and the `(user, password)` of a Redis URL.
-fn parse_url(url: &str) -> io::Result<(Vec<String>, Option<(String, String)>)> {
+/// `(user, password)`; an empty user is the default one.
+type Credentials = (String, String);
+
+/// The `host:port` of each node and the credentials of a Redis URL.
+fn parse_url(url: &str) -> io::Result<(Vec<String>, Option<Credentials>)> {
     let bad = || {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -642,7 +635,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn connect(address: &str, auth: Option<&(String, String)>) -> io::Result<Self> {
+    fn connect(address: &str, auth: Option<&Credentials>) -> io::Result<Self> {
         let stream = TcpStream::connect(address)?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut conn = Self {
@@ -665,15 +658,14 @@ impl Conn {
     }
 
     fn send_bytes(&mut self, args: &[&[u8]]) -> io::Result<()> {
-        let mut request = Vec::new();
-        let mut head = format!("*{}\r\n", args.len());
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
         for arg in args {
+            let mut head = String::new();
             let _ = write!(head, "${}\r\n", arg.len());
             request.extend_from_slice(head.as_bytes());
             request.extend_from_slice(arg);
-            head = "\r\n".to_owned();
+            request.extend_from_slice(b"\r\n");
         }
-        request.extend_from_slice(head.as_bytes());
         self.reader.get_mut().write_all(&request)
     }
 
