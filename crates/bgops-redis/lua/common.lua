@@ -1,4 +1,5 @@
--- Shared helpers, prepended to every script. Time always comes from the server
+-- Shared helpers, prepended to every script (kept small: the hot-path scripts pay for
+-- every helper defined here on each call). Time always comes from the server
 -- (redis.call('TIME')), so lease and expiry decisions never depend on client clocks.
 local function now_ms()
   local t = redis.call('TIME')
@@ -9,24 +10,6 @@ end
 -- may hold spaces, so the key is length-prefixed (error.rs reads it back).
 local function corrupt(key, reason)
   return redis.error_reply('BGOPS_CORRUPT ' .. #key .. ':' .. key .. ' ' .. reason)
-end
-
--- Returns an error reply when `key` holds something other than `want`.
-local function wrong_type(key, want)
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= 'none' and t ~= want then
-    return corrupt(key, 'holds a ' .. t .. ', expected a ' .. want)
-  end
-  return nil
-end
-
--- The first of `keys` that holds something other than a sorted set, as an error reply.
-local function check_zsets(keys)
-  for _, k in ipairs(keys) do
-    local bad = wrong_type(k, 'zset')
-    if bad then return bad end
-  end
-  return nil
 end
 
 local function ms(n)
