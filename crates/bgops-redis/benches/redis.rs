@@ -1,6 +1,9 @@
 //! Redis backend benchmark: round trips per operation, and begin+complete lifecycle
 //! throughput next to a raw fred baseline making the same round trips (`SET NX PX` then
-//! `SET`) in the same run. Reads `BGOPS_TEST_REDIS_URL`; skips with a notice when unset.
+//! `SET`) in the same run; the Redis CPU and bytes per operation (`-- costs` runs only
+//! that table); the cleanup of 200 000 expiring records. Reads `BGOPS_TEST_REDIS_URL`;
+//! skips with a notice when unset (the cost and cleanup sections start servers of their
+//! own).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -28,6 +31,12 @@ const ROUNDS: usize = 5;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo bench -p bgops-redis --bench redis -- costs`: only the Redis cost table (on a
+    // server of its own), to alternate with another build's.
+    if std::env::args().any(|a| a == "costs") {
+        costs().await;
+        return;
+    }
     let Ok(url) = std::env::var("BGOPS_TEST_REDIS_URL") else {
         println!(
             "bgops-redis bench skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`)"
@@ -85,7 +94,10 @@ async fn main() {
 /// Redis CPU and bytes per operation on a server of our own (clean counters).
 async fn costs() {
     const N: usize = 2_000;
-    let server = RedisServer::spawn().expect("redis-server");
+    // Server settings to compare, e.g. BGOPS_BENCH_REDIS_ARGS="--hash-max-listpack-value 256".
+    let extra = std::env::var("BGOPS_BENCH_REDIS_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    let server = RedisServer::spawn_with(&extra).expect("redis-server");
     let port = server.port();
     let storage = RedisStorage::builder(server.url())
         .pool_size(1)
@@ -146,7 +158,14 @@ async fn costs() {
         .await;
         rows.push((label, begin, complete, replay));
     }
-    println!("Redis cost per operation ({N} calls each, one connection, INFO commandstats/stats)");
+    println!(
+        "Redis cost per operation ({N} calls each, one connection, INFO commandstats/stats{})",
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", server {extra:?}")
+        }
+    );
     cost::head();
     for (label, begin, complete, replay) in rows {
         cost::row(&format!("begin, fresh claim ({label})"), begin);
