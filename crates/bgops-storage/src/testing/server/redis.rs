@@ -304,7 +304,6 @@ pub struct RedisServer {
     node: Node,
 }
 
-
 impl RedisServer {
     /// Starts a server without persistence and waits until it answers PING: a Docker
     /// container when `BGOPS_TEST_DOCKER=1`, otherwise a local `redis-server`.
@@ -411,7 +410,6 @@ pub struct RedisCluster {
     url: String,
     nodes: Vec<Node>,
 }
-
 
 impl RedisCluster {
     /// Starts three cluster-enabled local nodes, joins them with `redis-cli --cluster
