@@ -746,3 +746,39 @@ async fn purging_many_expiring_records_empties_the_server() {
     assert_eq!(purged, RECORDS as u64);
     assert_eq!(cmd(&client, "DBSIZE", &[]).await.as_u64(), Some(0));
 }
+
+/// Issue 9 defect 2 and issue 10 (Redis paused longer than the lease): the holder's
+/// completion after the pause lands, since nobody took over; the in-flight record did not
+/// vanish with its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_after_a_pause_longer_than_the_lease_lands() {
+    let server = own_server();
+    let store = RedisStorage::builder(server.url())
+        .prefix(prefix())
+        .command_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .expect("connect");
+    let lease = Duration::from_millis(200);
+    let Ok(BeginOutcome::Started(claimed)) = store.begin(begin("k", "tok-1").lease(lease)).await
+    else {
+        panic!("expected Started")
+    };
+    server.pause().expect("pause");
+    tokio::time::sleep(lease * 3).await;
+    server.resume().expect("resume");
+    let receipt = store
+        .complete(
+            "tenant",
+            "k",
+            &claimed.token,
+            OperationOutcome::succeeded(json!(1)),
+        )
+        .await
+        .expect("the late completion lands");
+    assert_eq!(receipt.expires_at, claimed.expires_at);
+    assert!(matches!(
+        store.begin(begin("k", "tok-2")).await,
+        Ok(BeginOutcome::Completed(_))
+    ));
+}
