@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bgops_core::id::SharedIds;
 use bgops_storage::{StorageError, StorageResult};
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
 
@@ -30,6 +31,7 @@ impl RedisStorage {
 /// come through the URL, a cluster through `redis-cluster://host:port?node=host:port`.
 #[derive(Debug, Clone)]
 pub struct RedisStorageBuilder {
+    ids: SharedIds,
     url: String,
     prefix: String,
     command_timeout: Duration,
@@ -43,6 +45,7 @@ impl RedisStorageBuilder {
     /// timeouts, 4 connections, no retry.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
+            ids: bgops_core::id::random(),
             url: url.into(),
             prefix: "bgops".to_owned(),
             command_timeout: Duration::from_secs(5),
@@ -83,6 +86,13 @@ impl RedisStorageBuilder {
     /// lost answers `InProgress` to its own caller, which is safe but surprising.
     pub fn retry_on_timeout(mut self, retry: bool) -> Self {
         self.retry_on_timeout = retry;
+        self
+    }
+
+    /// Where task ids and lock tokens come from (default: UUIDv7 ids and random tokens);
+    /// tests inject [`SequentialIds`](bgops_core::id::SequentialIds) for predictable ones.
+    pub fn ids(mut self, ids: SharedIds) -> Self {
+        self.ids = ids;
         self
     }
 
@@ -134,6 +144,7 @@ impl RedisStorageBuilder {
         Ok(RedisStorage::from_parts(
             pool,
             Keys::new(&self.prefix),
+            self.ids,
             clustered,
         ))
     }

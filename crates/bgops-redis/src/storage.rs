@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bgops_core::id::SharedIds;
 use bgops_storage::{HealthReport, Storage, StorageResult, StorageStats};
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike, HashesInterface, SortedSetsInterface};
@@ -20,6 +21,8 @@ use crate::scripts::{COUNT_LIVE, LuaScript};
 pub struct RedisStorage {
     pub(crate) pool: Pool,
     pub(crate) keys: Keys,
+    /// Task ids and lock tokens.
+    pub(crate) ids: SharedIds,
     clustered: bool,
 }
 
@@ -34,10 +37,11 @@ impl std::fmt::Debug for RedisStorage {
 }
 
 impl RedisStorage {
-    pub(crate) fn from_parts(pool: Pool, keys: Keys, clustered: bool) -> Self {
+    pub(crate) fn from_parts(pool: Pool, keys: Keys, ids: SharedIds, clustered: bool) -> Self {
         Self {
             pool,
             keys,
+            ids,
             clustered,
         }
     }

@@ -271,7 +271,7 @@ impl TaskStore for RedisStorage {
             }
             .into());
         }
-        let task_id = uuid::Uuid::now_v7().to_string();
+        let task_id = self.ids.sortable_id();
         let (rec, hist) = self.keys.task(&task_id);
         let keymap = new
             .idempotency_key
