@@ -177,6 +177,9 @@ impl Node {
     fn start(&mut self) -> io::Result<()> {
         match &mut self.runner {
             Runner::Local { child, dir } => {
+                // Output goes to a file, not to our stderr: an inherited handle would keep a
+                // test runner waiting on a server that outlives its test on purpose.
+                let log = std::fs::File::create(dir.join("redis.log"))?;
                 let spawned = Command::new("redis-server")
                     .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
                     .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -184,8 +187,8 @@ impl Node {
                     .arg(dir.as_os_str())
                     .args(&self.extra)
                     .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::inherit())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
                     .spawn()
                     .map_err(|e| {
                         io::Error::new(e.kind(), format!("cannot start redis-server ({e})"))
@@ -202,12 +205,15 @@ impl Node {
                 }
             }
         }
-        let child = match &mut self.runner {
-            Runner::Local { child, .. } => child.as_mut(),
-            Runner::Docker { .. } => None,
-        };
         let port = self.port;
-        wait_answer(port, child)
+        match &mut self.runner {
+            Runner::Local { child, dir } => wait_answer(port, child.as_mut()).map_err(|e| {
+                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                io::Error::new(e.kind(), format!("{e}; its log ends: {}", tail.join(" | ")))
+            }),
+            Runner::Docker { .. } => wait_answer(port, None),
+        }
     }
 
     fn wait_for_answer(&self, child: Option<&mut Child>) -> io::Result<()> {
