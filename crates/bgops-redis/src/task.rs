@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use bgops_core::clock::from_millis;
 use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus};
 use bgops_storage::{
-    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskFilter, TaskReceipt, TaskStore,
+    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskCompletion, TaskFilter, TaskReceipt,
+    TaskStore,
 };
 use fred::types::Value;
 use serde::Deserialize;
@@ -344,20 +345,70 @@ impl TaskStore for RedisStorage {
         worker_id: &str,
         lease: Duration,
     ) -> StorageResult<Option<Task>> {
+        Ok(self
+            .claim_next_tasks(queue, worker_id, lease, 1)
+            .await?
+            .pop())
+    }
+
+    async fn claim_next_tasks(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        lease: Duration,
+        max: usize,
+    ) -> StorageResult<Vec<Task>> {
         bgops_core::validate::duration("lease", lease)?;
         bgops_core::validate::name("queue", queue)?;
         bgops_core::validate::name("worker_id", worker_id)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let queue_keys = self.keys.task_queue(queue);
         let ready = queue_keys.get(1).cloned().unwrap_or_default();
-        let (code, found) = self
-            .task_script(
+        let reply = self
+            .run_about(
                 &TASK_CLAIM_NEXT,
                 &ready,
                 self.task_keys(queue_keys),
-                vec![worker_id.to_owned(), ms(lease)],
+                vec![worker_id.to_owned(), ms(lease), max.to_string()],
             )
             .await?;
-        Ok(if code == "ok" { found } else { None })
+        let mut parts = items(reply).into_iter();
+        let code = parts
+            .next()
+            .map(|v| text(&v, &ready))
+            .transpose()?
+            .unwrap_or_default();
+        let mut claimed = Vec::new();
+        if code == "ok" {
+            while let (Some(hash), Some(history)) = (parts.next(), parts.next()) {
+                if let Some(task) = task(&ready, hash, history)? {
+                    claimed.push(task);
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn submit_tasks(
+        &self,
+        tasks: Vec<NewTask>,
+    ) -> StorageResult<Vec<StorageResult<Submitted>>> {
+        // Sent at once: the client pipelines them (one round trip's wait for the lot).
+        Ok(futures::future::join_all(tasks.into_iter().map(|t| self.submit_task(t))).await)
+    }
+
+    async fn complete_tasks(
+        &self,
+        done: Vec<TaskCompletion>,
+    ) -> StorageResult<Vec<StorageResult<TaskReceipt>>> {
+        // Sent at once: the client pipelines them (one round trip's wait for the lot).
+        Ok(futures::future::join_all(
+            done.into_iter()
+                .map(|c| async move { self.complete_task(&c.task_id, c.attempt, c.result).await }),
+        )
+        .await)
     }
 
     async fn complete_task(
