@@ -2,7 +2,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -11,7 +12,7 @@ use tracing::Instrument;
 use crate::complete::Completer;
 use crate::execute::{Execution, run_attempt};
 use crate::handler::TaskHandler;
-use crate::queue::TaskQueue;
+use crate::queue::{Claim, TaskQueue};
 use crate::stats::{Counters, WorkerStats};
 
 /// Claims tasks from one queue and runs them through a [`TaskHandler`].
@@ -44,6 +45,7 @@ pub struct Worker {
     poll_interval: Duration,
     max_poll_interval: Duration,
     shutdown_grace: Duration,
+    prefetch: usize,
 }
 
 impl std::fmt::Debug for Worker {
@@ -55,6 +57,9 @@ impl std::fmt::Debug for Worker {
             .finish_non_exhaustive()
     }
 }
+
+/// Tasks a [`Worker`] claims beyond its free slots by default ([`Worker::prefetch`]).
+pub const DEFAULT_PREFETCH: usize = 8;
 
 /// A spawned [`Worker`]: shut it down gracefully, or abort it (as a crash would).
 /// Dropping the handle starts a graceful shutdown in the background.
@@ -108,7 +113,18 @@ impl Worker {
             poll_interval: Duration::from_millis(100),
             max_poll_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            prefetch: DEFAULT_PREFETCH,
         }
+    }
+
+    /// Claims up to `n` tasks more than it has free slots, kept in a local buffer and
+    /// started as slots free up (default [`DEFAULT_PREFETCH`]; 0 claims only what it can
+    /// start at once). Fewer store calls per task; a prefetched task holds its lease
+    /// without heartbeats, so one that waited more than half the lease is given back
+    /// instead of started, and shutdown gives back whatever is still buffered.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
+        self
     }
 
     /// Sets the queue to claim from.
@@ -215,6 +231,15 @@ impl Worker {
         let mut idle_wait = self.poll_interval;
         let mut wakeup = self.queue.store().task_wakeup(&self.queue_name);
         let (completer, completer_join) = Completer::spawn(self.queue.clone());
+        let mut buffer: VecDeque<(Claim, Instant)> = VecDeque::new();
+        let execution = || Execution {
+            queue: self.queue.clone(),
+            handler: self.handler.clone(),
+            counters: counters.clone(),
+            heartbeat,
+            completer: completer.clone(),
+            release: release_rx.clone(),
+        };
         tracing::info!(
             concurrency = self.concurrency,
             push_wakeups = wakeup.is_some(),
@@ -231,10 +256,29 @@ impl Worker {
                 },
             };
             // Every free slot is filled by one claim: one store call for up to
-            // `concurrency` tasks.
+            // `concurrency` tasks, plus `prefetch` kept for the next free slots.
             let mut slots = vec![first];
             while let Ok(p) = permits.clone().try_acquire_owned() {
                 slots.push(p);
+            }
+            while !slots.is_empty() {
+                let Some((claim, at)) = buffer.pop_front() else {
+                    break;
+                };
+                if at.elapsed() > self.queue.lease() / 2 {
+                    // Waited too long without a heartbeat: give it back, do not run it.
+                    let queue = self.queue.clone();
+                    running.spawn(async move {
+                        let _ = queue.release(&claim).await;
+                    });
+                    continue;
+                }
+                if let Some(permit) = slots.pop() {
+                    running.spawn(run_attempt(execution(), claim, permit));
+                }
+            }
+            if slots.is_empty() {
+                continue;
             }
             if let Some(w) = &mut wakeup {
                 w.mark_seen();
@@ -243,23 +287,19 @@ impl Worker {
             // leave a task claimed by nobody until its lease runs out.
             match self
                 .queue
-                .claim_batch(&self.queue_name, &self.id, slots.len())
+                .claim_batch(&self.queue_name, &self.id, slots.len() + self.prefetch)
                 .await
             {
                 Ok(claims) if !claims.is_empty() => {
                     idle_wait = self.poll_interval;
                     for claim in claims {
-                        let Some(permit) = slots.pop() else { break };
                         Counters::bump(&counters.claimed);
-                        let execution = Execution {
-                            queue: self.queue.clone(),
-                            handler: self.handler.clone(),
-                            counters: counters.clone(),
-                            heartbeat,
-                            completer: completer.clone(),
-                            release: release_rx.clone(),
-                        };
-                        running.spawn(run_attempt(execution, claim, permit));
+                        match slots.pop() {
+                            Some(permit) => {
+                                running.spawn(run_attempt(execution(), claim, permit));
+                            }
+                            None => buffer.push_back((claim, Instant::now())),
+                        }
                     }
                 }
                 Ok(_) => {
@@ -291,6 +331,12 @@ impl Worker {
                         () = tokio::time::sleep(self.max_poll_interval) => {}
                     }
                 }
+            }
+        }
+        // Prefetched tasks that never started go back at once (not counted as attempts).
+        for (claim, _) in buffer.drain(..) {
+            if let Err(e) = self.queue.release(&claim).await {
+                tracing::warn!(error = %e, task_id = %claim.task_id(), "could not give back a prefetched task");
             }
         }
         tracing::info!(in_flight = running.len(), "worker stopping");

@@ -19,7 +19,7 @@ use crate::codec::{Fields, corrupt, items, ms, text, to_json};
 use crate::error;
 use crate::keys::TASK_STATUSES;
 use crate::scripts::{
-    LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_DELETE, TASK_FINISH, TASK_GET, TASK_LIST,
+    LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_COMPLETE_MANY, TASK_DELETE, TASK_FINISH, TASK_GET, TASK_LIST,
     TASK_RETRY, TASK_SUBMIT, TASK_SWEEP,
 };
 use crate::storage::RedisStorage;
@@ -403,12 +403,51 @@ impl TaskStore for RedisStorage {
         &self,
         done: Vec<TaskCompletion>,
     ) -> StorageResult<Vec<StorageResult<TaskReceipt>>> {
-        // Sent at once: the client pipelines them (one round trip's wait for the lot).
-        Ok(futures::future::join_all(
-            done.into_iter()
-                .map(|c| async move { self.complete_task(&c.task_id, c.attempt, c.result).await }),
-        )
-        .await)
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recs: Vec<String> = done.iter().map(|c| self.keys.task(&c.task_id).0).collect();
+        let mut args = Vec::with_capacity(done.len() * 2);
+        for c in &done {
+            args.push(c.attempt.to_string());
+            args.push(to_json(&c.result)?);
+        }
+        let about = recs.first().cloned().unwrap_or_default();
+        let reply = self
+            .run_about(&TASK_COMPLETE_MANY, &about, self.task_keys(recs.clone()), args)
+            .await?;
+        let answers = items(reply);
+        if answers.len() != done.len() {
+            return Err(error::unexpected(
+                TASK_COMPLETE_MANY.name,
+                format!("{} answers for {} completions", answers.len(), done.len()),
+            ));
+        }
+        Ok(answers
+            .into_iter()
+            .zip(done.iter().zip(&recs))
+            .map(|(answer, (c, rec))| {
+                let id = c.task_id.clone();
+                let mut parts = items(answer).into_iter();
+                let code = parts.next().map(|v| text(&v, rec)).transpose()?;
+                match code.as_deref() {
+                    Some("ok") => receipt(rec, parts),
+                    Some("not_found") => Err(StorageError::NotFound { kind: KIND, id }),
+                    Some("lease_lost") => Err(StorageError::LeaseLost { kind: KIND, id }),
+                    Some("corrupt") => Err(corrupt(
+                        rec,
+                        parts
+                            .next()
+                            .and_then(|v| text(&v, rec).ok())
+                            .unwrap_or_default(),
+                    )),
+                    other => Err(error::unexpected(
+                        TASK_COMPLETE_MANY.name,
+                        other.map(str::to_owned),
+                    )),
+                }
+            })
+            .collect())
     }
 
     async fn complete_task(
