@@ -20,7 +20,7 @@ use crate::error;
 use crate::keys::TASK_STATUSES;
 use crate::scripts::{
     LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_COMPLETE_MANY, TASK_DELETE, TASK_FINISH, TASK_GET, TASK_LIST,
-    TASK_RETRY, TASK_SUBMIT, TASK_SWEEP,
+    TASK_RETRY, TASK_SUBMIT_MANY, TASK_SWEEP,
 };
 use crate::storage::RedisStorage;
 
@@ -148,6 +148,102 @@ fn sweep(key: &str, reply: Value, script: &'static str) -> StorageResult<Sweep> 
     })
 }
 
+/// Checks a task before it is sent.
+fn check_new(new: &NewTask) -> StorageResult<()> {
+    bgops_core::validate::name("queue", &new.queue)?;
+    bgops_core::validate::name("task_type", &new.task_type)?;
+    if let Some(key) = &new.idempotency_key {
+        bgops_core::validate::idempotency_key(key)?;
+    }
+    if new.max_attempts == 0 {
+        return Err(bgops_core::CoreError::InvalidDuration {
+            field: "max_attempts",
+            got: "0".to_owned(),
+            max_secs: 0,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// One task's answer of `task_submit_many.lua`.
+fn submitted(task_id: String, rec: &str, new: NewTask, reply: Value) -> StorageResult<Submitted> {
+    let mut parts = items(reply).into_iter();
+    let code = parts.next().map(|v| text(&v, rec)).transpose()?;
+    let number = |v: Option<Value>, field: &str| -> StorageResult<i64> {
+        let raw = v.map(|v| text(&v, rec)).transpose()?.unwrap_or_default();
+        raw.parse()
+            .map_err(|_| corrupt(rec, format!("`{field}` is not a number: {raw:?}")))
+    };
+    match code.as_deref() {
+        Some("created") => {
+            let now = from_millis(number(parts.next(), "created")?);
+            let available_at = from_millis(number(parts.next(), "available")?);
+            Ok(Submitted {
+                task: Task {
+                    task_id,
+                    queue: new.queue,
+                    task_type: new.task_type,
+                    idempotency_key: new.idempotency_key,
+                    payload: new.payload,
+                    status: TaskStatus::Pending,
+                    attempts: 0,
+                    max_attempts: new.max_attempts,
+                    result: None,
+                    error: None,
+                    lease: None,
+                    history: Vec::new(),
+                    created_at: now,
+                    updated_at: now,
+                    available_at,
+                    finished_at: None,
+                },
+                duplicate: false,
+            })
+        }
+        Some("duplicate") => match (parts.next(), parts.next()) {
+            (Some(hash), Some(history)) => match task(rec, hash, history)? {
+                Some(task) => Ok(Submitted {
+                    task,
+                    duplicate: true,
+                }),
+                None => Err(error::unexpected(TASK_SUBMIT_MANY.name, "duplicate gone")),
+            },
+            _ => Err(error::unexpected(TASK_SUBMIT_MANY.name, "short duplicate")),
+        },
+        Some("conflict") => Err(StorageError::KeyConflict {
+            kind: KIND,
+            key: new.idempotency_key.unwrap_or_default(),
+        }),
+        Some("corrupt") => Err(corrupt_reply(
+            parts
+                .next()
+                .and_then(|v| text(&v, rec).ok())
+                .unwrap_or_default(),
+            rec,
+        )),
+        other => Err(error::unexpected(
+            TASK_SUBMIT_MANY.name,
+            other.map(str::to_owned),
+        )),
+    }
+}
+
+/// A `BGOPS_CORRUPT <len>:<key> <reason>` message carried as text in a nested reply.
+fn corrupt_reply(message: String, fallback_key: &str) -> StorageError {
+    let parsed = message.strip_prefix("BGOPS_CORRUPT ").and_then(|rest| {
+        let (len, rest) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let key = rest.get(..len)?;
+        let reason = rest.get(len..)?.trim_start();
+        Some((key.to_owned(), reason.to_owned()))
+    });
+    match parsed {
+        Some((key, reason)) => corrupt(&key, reason),
+        None => corrupt(fallback_key, message),
+    }
+}
+
 impl RedisStorage {
     /// The global task keys followed by `more`.
     fn task_keys(&self, more: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -259,64 +355,12 @@ impl RedisStorage {
 #[async_trait]
 impl TaskStore for RedisStorage {
     async fn submit_task(&self, new: NewTask) -> StorageResult<Submitted> {
-        bgops_core::validate::name("queue", &new.queue)?;
-        bgops_core::validate::name("task_type", &new.task_type)?;
-        if let Some(key) = &new.idempotency_key {
-            bgops_core::validate::idempotency_key(key)?;
-        }
-        if new.max_attempts == 0 {
-            return Err(bgops_core::CoreError::InvalidDuration {
-                field: "max_attempts",
-                got: "0".to_owned(),
-                max_secs: 0,
-            }
-            .into());
-        }
-        let task_id = self.ids.sortable_id();
-        let (rec, hist) = self.keys.task(&task_id);
-        let keymap = new
-            .idempotency_key
-            .as_deref()
-            .map_or_else(|| rec.clone(), |k| self.keys.task_keymap(&new.queue, k));
-        let mut keys = self.task_keys([rec.clone(), hist, keymap]);
-        keys.extend(self.keys.task_queue(&new.queue));
-        let (code, found) = self
-            .task_script(
-                &TASK_SUBMIT,
-                &rec,
-                keys,
-                vec![
-                    task_id,
-                    new.queue.clone(),
-                    new.task_type.clone(),
-                    if new.idempotency_key.is_some() {
-                        "1"
-                    } else {
-                        "0"
-                    }
-                    .to_owned(),
-                    new.idempotency_key.clone().unwrap_or_default(),
-                    to_json(&new.payload)?,
-                    new.max_attempts.to_string(),
-                    ms(new.delay.unwrap_or_default()),
-                ],
-            )
-            .await?;
-        match (code.as_str(), found) {
-            ("created", Some(task)) => Ok(Submitted {
-                task,
-                duplicate: false,
-            }),
-            ("duplicate", Some(task)) => Ok(Submitted {
-                task,
-                duplicate: true,
-            }),
-            ("conflict", _) => Err(StorageError::KeyConflict {
-                kind: KIND,
-                key: new.idempotency_key.unwrap_or_default(),
-            }),
-            (other, _) => Err(error::unexpected(TASK_SUBMIT.name, other.to_owned())),
-        }
+        // One script for one task or many: a created task is answered without reading it
+        // back.
+        self.submit_tasks(vec![new])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(error::unexpected(TASK_SUBMIT_MANY.name, "no answer")))
     }
 
     async fn claim_task(
@@ -395,8 +439,65 @@ impl TaskStore for RedisStorage {
         &self,
         tasks: Vec<NewTask>,
     ) -> StorageResult<Vec<StorageResult<Submitted>>> {
-        // Sent at once: the client pipelines them (one round trip's wait for the lot).
-        Ok(futures::future::join_all(tasks.into_iter().map(|t| self.submit_task(t))).await)
+        // Checked first: a task rejected here gets its error in its place.
+        let mut answers: Vec<Option<StorageResult<Submitted>>> = Vec::with_capacity(tasks.len());
+        let mut sent: Vec<(String, String, NewTask)> = Vec::new();
+        let mut keys = self.task_keys([]);
+        let mut args = Vec::new();
+        for new in tasks {
+            if let Err(e) = check_new(&new) {
+                answers.push(Some(Err(e)));
+                continue;
+            }
+            let payload = match to_json(&new.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    answers.push(Some(Err(e)));
+                    continue;
+                }
+            };
+            let task_id = self.ids.sortable_id();
+            let (rec, hist) = self.keys.task(&task_id);
+            let keymap = new
+                .idempotency_key
+                .as_deref()
+                .map_or_else(|| rec.clone(), |k| self.keys.task_keymap(&new.queue, k));
+            keys.extend([rec.clone(), hist, keymap]);
+            keys.extend(self.keys.task_queue(&new.queue));
+            args.extend([
+                task_id.clone(),
+                new.queue.clone(),
+                new.task_type.clone(),
+                if new.idempotency_key.is_some() { "1" } else { "0" }.to_owned(),
+                new.idempotency_key.clone().unwrap_or_default(),
+                payload,
+                new.max_attempts.to_string(),
+                ms(new.delay.unwrap_or_default()),
+            ]);
+            answers.push(None);
+            sent.push((task_id, rec, new));
+        }
+        let mut replies = if sent.is_empty() {
+            Vec::new()
+        } else {
+            let about = sent.first().map(|(_, rec, _)| rec.clone()).unwrap_or_default();
+            items(self.run_about(&TASK_SUBMIT_MANY, &about, keys, args).await?)
+        }
+        .into_iter();
+        let mut sent = sent.into_iter();
+        Ok(answers
+            .into_iter()
+            .map(|answer| match answer {
+                Some(rejected) => rejected,
+                None => {
+                    let (Some((task_id, rec, new)), Some(reply)) = (sent.next(), replies.next())
+                    else {
+                        return Err(error::unexpected(TASK_SUBMIT_MANY.name, "short reply"));
+                    };
+                    submitted(task_id, &rec, new, reply)
+                }
+            })
+            .collect())
     }
 
     async fn complete_tasks(
@@ -434,12 +535,12 @@ impl TaskStore for RedisStorage {
                     Some("ok") => receipt(rec, parts),
                     Some("not_found") => Err(StorageError::NotFound { kind: KIND, id }),
                     Some("lease_lost") => Err(StorageError::LeaseLost { kind: KIND, id }),
-                    Some("corrupt") => Err(corrupt(
-                        rec,
+                    Some("corrupt") => Err(corrupt_reply(
                         parts
                             .next()
                             .and_then(|v| text(&v, rec).ok())
                             .unwrap_or_default(),
+                        rec,
                     )),
                     other => Err(error::unexpected(
                         TASK_COMPLETE_MANY.name,
