@@ -72,7 +72,11 @@ async fn bgops_submit_many(queue: &TaskQueue, name: &str, n: usize) -> f64 {
     let start = Instant::now();
     let all: Vec<NewTask> = tasks(name, n).collect();
     for chunk in all.chunks(500) {
-        for answer in queue.submit_many(chunk.to_vec()).await.expect("submit_many") {
+        for answer in queue
+            .submit_many(chunk.to_vec())
+            .await
+            .expect("submit_many")
+        {
             answer.expect("submitted");
         }
     }
@@ -155,12 +159,14 @@ async fn purge_all(queue: &TaskQueue) {
 }
 
 async fn bench_memory(n: usize, rounds: usize) {
-    let queue = TaskQueue::new(Arc::new(bgops_memory::MemoryStorage::new()))
-        .with_backoff(Backoff::none());
+    let queue =
+        TaskQueue::new(Arc::new(bgops_memory::MemoryStorage::new())).with_backoff(Backoff::none());
     let mut rows: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for _ in 0..rounds {
         let name = queue_name();
-        rows.entry("submit").or_default().push(bgops_submit(&queue, &name, n).await);
+        rows.entry("submit")
+            .or_default()
+            .push(bgops_submit(&queue, &name, n).await);
         rows.entry("drain, 1 worker")
             .or_default()
             .push(bgops_drain(&queue, &name, n, 1, 1).await);
@@ -339,9 +345,10 @@ async fn bench_redis(url: &str, n: usize, rounds: usize) {
     bgops_submit(&queue, &name, n).await;
     bgops_drain(&queue, &name, n, 1, 1).await;
     let after = redis_info(&client).await;
-    let (s, o, i, detail) = per_task(&before, &after, n, &["publish", "subscribe", "ping"]);
+    let (scripts, other, inside, detail) =
+        per_task(&before, &after, n, &["publish", "subscribe", "ping"]);
     println!(
-        "redis   bgops  commands per task (submit + drain, 1 worker): {s:.2} script calls + {o:.2} other top-level; {i:.2} inside scripts"
+        "redis   bgops  commands per task (submit + drain, 1 worker): {scripts:.2} script calls + {other:.2} other top-level; {inside:.2} inside scripts"
     );
     println!("        commandstats: {detail}");
     let name = queue_name();
@@ -352,9 +359,10 @@ async fn bench_redis(url: &str, n: usize, rounds: usize) {
     let after = redis_info(&client).await;
     // apalis sends some commands itself (its heartbeat, its signal list); counted as
     // inside unless named here.
-    let (s, o, i, detail) = per_task(&before, &after, n, &["ping", "publish", "subscribe"]);
+    let (scripts, other, inside, detail) =
+        per_task(&before, &after, n, &["ping", "publish", "subscribe"]);
     println!(
-        "redis   apalis commands per task (submit + drain, 1 worker): {s:.2} script calls + {o:.2} other top-level; {i:.2} other commands (inside scripts or top-level)"
+        "redis   apalis commands per task (submit + drain, 1 worker): {scripts:.2} script calls + {other:.2} other top-level; {inside:.2} other commands (inside scripts or top-level)"
     );
     println!("        commandstats: {detail}");
 
@@ -374,7 +382,11 @@ async fn bench_redis(url: &str, n: usize, rounds: usize) {
             let theirs_submit = apalis_submit(&mut apalis, n).await;
             let theirs_drain = apalis_drain(url, &apalis_name, n, workers).await;
             push("submit", ours_submit, theirs_submit);
-            push(&format!("drain, {workers} worker(s)"), ours_drain, theirs_drain);
+            push(
+                &format!("drain, {workers} worker(s)"),
+                ours_drain,
+                theirs_drain,
+            );
         }
         let name = queue_name();
         let ours = bgops_submit_many(&queue, &name, n).await;
@@ -391,7 +403,9 @@ async fn bench_redis(url: &str, n: usize, rounds: usize) {
         );
         purge_all(&queue).await;
     }
-    println!("redis   {n} tasks, {rounds} interleaved rounds: bgops / apalis-redis 1.0 (tasks/s, median; ratio = median of per-round ratios)");
+    println!(
+        "redis   {n} tasks, {rounds} interleaved rounds: bgops / apalis-redis 1.0 (tasks/s, median; ratio = median of per-round ratios)"
+    );
     for (what, (ours, theirs)) in rows {
         let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a / b).collect();
         println!(

@@ -58,7 +58,11 @@ impl Completer {
 fn gone(claim: &Claim) -> QueueError {
     QueueError::Storage(StorageError::Backend {
         backend: "bgops-queue",
-        source: format!("the completer stopped; task {} not completed", claim.task_id()).into(),
+        source: format!(
+            "the completer stopped; task {} not completed",
+            claim.task_id()
+        )
+        .into(),
     })
 }
 

@@ -509,7 +509,11 @@ impl TaskQueue {
     }
 
     /// Passes a store answer through, counting storage failures.
-    pub(crate) fn observe<T>(&self, operation: &str, result: Result<T, StorageError>) -> QueueResult<T> {
+    pub(crate) fn observe<T>(
+        &self,
+        operation: &str,
+        result: Result<T, StorageError>,
+    ) -> QueueResult<T> {
         result.map_err(|e| {
             let e = QueueError::from(e);
             if matches!(e, QueueError::Storage(_)) {

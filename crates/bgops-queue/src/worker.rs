@@ -1,8 +1,8 @@
 //! [`Worker`]: claims tasks from a queue and runs them with bounded concurrency.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};

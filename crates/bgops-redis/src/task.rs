@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use bgops_core::clock::from_millis;
 use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus};
 use bgops_storage::{
-    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskCompletion, TaskFilter, TaskReceipt,
-    TaskStore,
+    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskCompletion, TaskFilter,
+    TaskReceipt, TaskStore,
 };
 use fred::types::Value;
 use serde::Deserialize;
@@ -19,8 +19,8 @@ use crate::codec::{Fields, corrupt, items, ms, text, to_json};
 use crate::error;
 use crate::keys::TASK_STATUSES;
 use crate::scripts::{
-    LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_COMPLETE_MANY, TASK_DELETE, TASK_FINISH, TASK_GET, TASK_LIST,
-    TASK_RETRY, TASK_SUBMIT_MANY, TASK_SWEEP,
+    LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_COMPLETE_MANY, TASK_DELETE, TASK_FINISH, TASK_GET,
+    TASK_LIST, TASK_RETRY, TASK_SUBMIT_MANY, TASK_SWEEP,
 };
 use crate::storage::RedisStorage;
 
@@ -468,7 +468,12 @@ impl TaskStore for RedisStorage {
                 task_id.clone(),
                 new.queue.clone(),
                 new.task_type.clone(),
-                if new.idempotency_key.is_some() { "1" } else { "0" }.to_owned(),
+                if new.idempotency_key.is_some() {
+                    "1"
+                } else {
+                    "0"
+                }
+                .to_owned(),
                 new.idempotency_key.clone().unwrap_or_default(),
                 payload,
                 new.max_attempts.to_string(),
@@ -480,22 +485,27 @@ impl TaskStore for RedisStorage {
         let mut replies = if sent.is_empty() {
             Vec::new()
         } else {
-            let about = sent.first().map(|(_, rec, _)| rec.clone()).unwrap_or_default();
-            items(self.run_about(&TASK_SUBMIT_MANY, &about, keys, args).await?)
+            let about = sent
+                .first()
+                .map(|(_, rec, _)| rec.clone())
+                .unwrap_or_default();
+            items(
+                self.run_about(&TASK_SUBMIT_MANY, &about, keys, args)
+                    .await?,
+            )
         }
         .into_iter();
         let mut sent = sent.into_iter();
         Ok(answers
             .into_iter()
-            .map(|answer| match answer {
-                Some(rejected) => rejected,
-                None => {
-                    let (Some((task_id, rec, new)), Some(reply)) = (sent.next(), replies.next())
-                    else {
-                        return Err(error::unexpected(TASK_SUBMIT_MANY.name, "short reply"));
-                    };
-                    submitted(task_id, &rec, new, reply)
+            .map(|answer| {
+                if let Some(rejected) = answer {
+                    return rejected;
                 }
+                let (Some((task_id, rec, new)), Some(reply)) = (sent.next(), replies.next()) else {
+                    return Err(error::unexpected(TASK_SUBMIT_MANY.name, "short reply"));
+                };
+                submitted(task_id, &rec, new, reply)
             })
             .collect())
     }
@@ -515,7 +525,12 @@ impl TaskStore for RedisStorage {
         }
         let about = recs.first().cloned().unwrap_or_default();
         let reply = self
-            .run_about(&TASK_COMPLETE_MANY, &about, self.task_keys(recs.clone()), args)
+            .run_about(
+                &TASK_COMPLETE_MANY,
+                &about,
+                self.task_keys(recs.clone()),
+                args,
+            )
             .await?;
         let answers = items(reply);
         if answers.len() != done.len() {

@@ -1414,7 +1414,10 @@ pub async fn batch_submit_answers_each_task_in_order(f: Fixture) {
         Err(StorageError::KeyConflict { .. })
     ));
     let last = answers.next().expect("4").expect("created");
-    assert_eq!(get(&f, &last.task.task_id).await.status, TaskStatus::Pending);
+    assert_eq!(
+        get(&f, &last.task.task_id).await.status,
+        TaskStatus::Pending
+    );
 }
 
 /// `claim_next_tasks` takes up to `max` distinct tasks, oldest first, then fewer, then none.
