@@ -1,0 +1,9 @@
+//! Integration tests of bgops-postgres against a real server (`BGOPS_TEST_POSTGRES_URL`,
+//! or a throwaway one): focused checks of every store, the transactional API,
+//! LISTEN/NOTIFY, and faults (server restarts, rollbacks).
+
+// Test helpers panic on setup failures: that is how a test reports them.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod focused;
+mod support;
