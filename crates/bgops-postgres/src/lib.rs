@@ -55,6 +55,7 @@ mod storage;
 mod task;
 
 pub use error::PostgresError;
+pub use notify::Wakeup;
 pub use schema::SCHEMA_VERSION;
 pub use storage::{PostgresBuilder, PostgresStorage};
 

@@ -103,49 +103,86 @@ async fn listen(mut listener: PgListener, sender: broadcast::Sender<Arc<Notice>>
     }
 }
 
-impl PostgresStorage {
-    async fn wait_for(
-        &self,
-        channel: usize,
-        payload: &str,
-        timeout: Duration,
-    ) -> StorageResult<bool> {
-        let mut receiver = self.inner.notifier.subscribe(&self.inner.pool).await?;
-        let channel = &self.inner.notifier.channels[channel];
+/// A subscription to one kind of notification, made before the check it guards (so a
+/// notification sent between the check and the wait is not missed): get it with
+/// [`PostgresStorage::watch_queue`] or [`PostgresStorage::watch_completion`], check, then
+/// [`wait`](Self::wait).
+#[derive(Debug)]
+pub struct Wakeup {
+    receiver: broadcast::Receiver<Arc<Notice>>,
+    channel: String,
+    payload: String,
+}
+
+impl Wakeup {
+    /// Waits for the notification, at most `timeout`; `true` when woken (also when the
+    /// listener reconnected or fell behind, since the notification may have been missed).
+    pub async fn wait(&mut self, timeout: Duration) -> bool {
         let woken = tokio::time::timeout(timeout, async {
             loop {
-                match receiver.recv().await {
+                match self.receiver.recv().await {
                     Ok(n) => match &n.channel {
                         None => return true,
-                        Some(c) if c == channel && n.payload == payload => return true,
+                        Some(c) if *c == self.channel && n.payload == self.payload => {
+                            return true;
+                        }
                         Some(_) => {}
                     },
-                    // Missed some: one of them may have been ours.
                     Err(broadcast::error::RecvError::Lagged(_)) => return true,
                     Err(broadcast::error::RecvError::Closed) => return false,
                 }
             }
         })
         .await;
-        Ok(woken.unwrap_or(false))
+        woken.unwrap_or(false)
+    }
+}
+
+impl PostgresStorage {
+    async fn watch(&self, channel: usize, payload: String) -> StorageResult<Wakeup> {
+        let receiver = self.inner.notifier.subscribe(&self.inner.pool).await?;
+        Ok(Wakeup {
+            receiver,
+            channel: self.inner.notifier.channels[channel].clone(),
+            payload,
+        })
     }
 
-    /// Waits until a task is submitted to `queue` (a `NOTIFY` at its commit), at most
-    /// `timeout`; `true` when woken. An idle worker calls this after `claim_next_task`
-    /// found nothing, instead of polling; the timeout bounds the delay of a submit that
-    /// happened between the empty claim and this call (and of delayed or requeued tasks,
-    /// which notify nobody), so keep it at the poll interval you would have used.
+    /// Subscribes to submits on `queue` (a `NOTIFY` at each submit's commit). An idle
+    /// worker subscribes, tries `claim_next_task`, and when that finds nothing waits on
+    /// the [`Wakeup`] instead of polling. Delayed and requeued tasks notify nobody: keep
+    /// the wait's timeout at the poll interval you would have used.
+    ///
+    /// # Errors
+    /// `Unavailable` when the listener connection cannot be opened.
+    pub async fn watch_queue(&self, queue: &str) -> StorageResult<Wakeup> {
+        self.watch(0, queue.to_owned()).await
+    }
+
+    /// Subscribes to the completion of the record (`tenant_id`, `key`) (a `NOTIFY` at the
+    /// commit of its `complete`). A duplicate that got `InProgress` subscribes, begins
+    /// again (the completion may have happened in between), and when still in progress
+    /// waits on the [`Wakeup`] instead of polling.
+    ///
+    /// # Errors
+    /// `Unavailable` when the listener connection cannot be opened.
+    pub async fn watch_completion(&self, tenant_id: &str, key: &str) -> StorageResult<Wakeup> {
+        self.watch(1, format!("{tenant_id}/{key}")).await
+    }
+
+    /// Waits until a task is submitted to `queue`, at most `timeout`; `true` when woken.
+    /// Shorthand for [`watch_queue`](Self::watch_queue) then [`Wakeup::wait`]: a submit
+    /// just before this call is missed (the timeout bounds that delay).
     ///
     /// # Errors
     /// `Unavailable` when the listener connection cannot be opened.
     pub async fn wait_for_task(&self, queue: &str, timeout: Duration) -> StorageResult<bool> {
-        self.wait_for(0, queue, timeout).await
+        Ok(self.watch_queue(queue).await?.wait(timeout).await)
     }
 
-    /// Waits until the record (`tenant_id`, `key`) is completed (a `NOTIFY` at the
-    /// commit of its `complete`), at most `timeout`; `true` when woken. A duplicate that
-    /// got `InProgress` calls this, then `begin` again for the outcome, instead of
-    /// polling; the timeout bounds a completion that happened before this call.
+    /// Waits until the record (`tenant_id`, `key`) is completed, at most `timeout`;
+    /// `true` when woken. Shorthand for [`watch_completion`](Self::watch_completion) then
+    /// [`Wakeup::wait`].
     ///
     /// # Errors
     /// `Unavailable` when the listener connection cannot be opened.
@@ -155,7 +192,10 @@ impl PostgresStorage {
         key: &str,
         timeout: Duration,
     ) -> StorageResult<bool> {
-        self.wait_for(1, &format!("{tenant_id}/{key}"), timeout)
-            .await
+        Ok(self
+            .watch_completion(tenant_id, key)
+            .await?
+            .wait(timeout)
+            .await)
     }
 }

@@ -5,5 +5,8 @@
 // Test helpers panic on setup failures: that is how a test reports them.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod faults;
 mod focused;
+mod notify;
 mod support;
+mod transactional;

@@ -2,7 +2,9 @@
 //!
 //! [`PostgresServer::spawn`] runs `initdb` into a fresh temporary directory (trust
 //! authentication, `fsync=off`, listening on `127.0.0.1:<free port>`, its unix socket in
-//! that directory) and `pg_ctl start -w`. A small `sh` process holds the server: when its
+//! that directory) and `pg_ctl start -w`. `synchronous_commit` stays on: with `fsync`
+//! off a commit survives a server crash (`pg_ctl restart -m immediate`, as the fault
+//! tests do) but not a machine crash, which no test needs. A small `sh` process holds the server: when its
 //! stdin closes (the [`PostgresServer`] is dropped, or the process that started it exits,
 //! even by SIGKILL) it stops the server (`pg_ctl stop -m immediate`) and deletes the
 //! directory. So nothing is left behind by a test binary that dies.
@@ -32,9 +34,10 @@ pub const HOW: &str = "start one with `cargo xtask postgres` (needs the Debian `
                        BGOPS_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:<port>/postgres";
 
 /// The script of the holder process: `$1` dir, `$2` port, `$3` bin dir, `$4` the prefix
-/// that runs a command as the server's user (empty when not root).
+/// that runs a command as the server's user (empty when not root), `$5` the server's
+/// options.
 const HOLD_SCRIPT: &str = r#"
-dir="$1"; port="$2"; bin="$3"; as="$4"
+dir="$1"; port="$2"; bin="$3"; as="$4"; opts="$5"
 # Ctrl-C reaches this shell too; it must live on to stop the server (which pg_ctl puts
 # in a session of its own) once our stdin closes.
 trap '' INT HUP
@@ -42,13 +45,21 @@ fail() { echo "failed: $1" ; cat "$dir"/*.log >&2 2>/dev/null; rm -rf "$dir"; ex
 $as "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync \
   >"$dir/initdb.log" 2>&1 || fail initdb
 $as "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off \
-      -c full_page_writes=off -c max_connections=300" start >/dev/null 2>&1 || fail pg_ctl
+  -o "$opts" start >/dev/null 2>&1 || fail pg_ctl
 echo ready
 read _ || true
 $as "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1
 rm -rf "$dir"
 "#;
+
+/// The server's options: loopback only, on `port`, its socket in `dir`, no fsync.
+fn options(port: u16, dir: &Path) -> String {
+    format!(
+        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c full_page_writes=off \
+         -c max_connections=300",
+        dir.display()
+    )
+}
 
 /// A throwaway PostgreSQL server; stopped and deleted when dropped.
 #[derive(Debug)]
@@ -108,6 +119,7 @@ impl PostgresServer {
             .arg(port.to_string())
             .arg(&bin)
             .arg(run_as.join(" "))
+            .arg(options(port, &dir))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -196,7 +208,7 @@ impl PostgresServer {
     /// # Errors
     /// When `pg_ctl` fails.
     pub fn start(&self) -> io::Result<()> {
-        self.pg_ctl(&["start", "-w", "-t", "60"])
+        self.pg_ctl(&["start", "-w", "-t", "60", "-o", &options(self.port, &self.dir)])
     }
 }
 
