@@ -1,14 +1,9 @@
-//! Throwaway PostgreSQL for tests and benchmarks (`cargo xtask postgres`). The launcher
-//! itself lives in `bgops_storage::testing::server::postgres` (std only), included here
-//! as a module so that the tests and the xtask start servers the same way.
+//! Throwaway PostgreSQL for tests and benchmarks (`cargo xtask postgres`), from the one
+//! launcher, `bgops_storage::testing::server::postgres` (shared with the tests).
 
 use std::io::{self, BufRead};
 
-#[allow(dead_code)] // the tests' URL policy (`url`) is not used here
-#[path = "../../crates/bgops-storage/src/testing/server/postgres.rs"]
-mod launcher;
-
-pub use launcher::{PostgresServer, URL_VAR};
+pub use bgops_storage::testing::server::postgres::{PostgresServer, URL_VAR};
 
 /// `cargo xtask postgres`: starts a throwaway server, prints its URL and keeps it until
 /// stdin closes or Ctrl-C.

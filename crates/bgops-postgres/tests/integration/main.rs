@@ -10,3 +10,9 @@ mod focused;
 mod notify;
 mod support;
 mod transactional;
+
+/// The whole conformance suite, each case in a schema of its own.
+mod conformance {
+    use super::support::fixture;
+    bgops_storage::conformance_suite!(fixture());
+}

@@ -1,13 +1,13 @@
 //! Where the tests find PostgreSQL, and a fresh schema per test, dropped after it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use bgops_postgres::PostgresStorage;
-// Until the conformance suite compiles on contract v2, the launcher is included from
-// its home directly (it is std only).
-#[path = "../../../bgops-storage/src/testing/server/postgres.rs"]
-#[allow(dead_code)]
-mod launcher;
+use bgops_storage::testing::server::postgres as launcher;
+use bgops_storage::testing::{Fixture, TimeControl};
 
 pub use launcher::PostgresServer;
 
@@ -68,4 +68,25 @@ pub async fn storage_at(url: &str) -> (PostgresStorage, SchemaGuard) {
 /// A migrated store in a schema of its own.
 pub async fn storage() -> (PostgresStorage, SchemaGuard) {
     storage_at(&url()).await
+}
+
+/// PostgreSQL decides expiry by its own clock, so time passes by sleeping. Holds the
+/// fixture's schema guard, so the schema goes when the fixture does.
+pub struct Sleep(#[allow(dead_code)] SchemaGuard);
+
+#[async_trait]
+impl TimeControl for Sleep {
+    async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+}
+
+/// A fresh schema for one conformance case.
+pub async fn fixture() -> Fixture {
+    let (storage, guard) = storage().await;
+    Fixture {
+        storage: Arc::new(storage),
+        time: Arc::new(Sleep(guard)),
+        short_lease: SHORT_LEASE,
+    }
 }
