@@ -18,6 +18,9 @@ CREATE TABLE {schema}.idempotency (
     result           jsonb,
     error            text,
     payload          bytea,
+    -- set by a duplicate that waits for the outcome: complete then sends a NOTIFY
+    -- (only then, so that lifecycles nobody waits for pay nothing for it)
+    notify           boolean     NOT NULL DEFAULT false,
     PRIMARY KEY (tenant_id, key)
 );
 -- purge_expired: the oldest expiries first.

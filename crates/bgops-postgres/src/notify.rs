@@ -109,6 +109,8 @@ async fn listen(mut listener: PgListener, sender: broadcast::Sender<Arc<Notice>>
 /// [`wait`](Self::wait).
 #[derive(Debug)]
 pub struct Wakeup {
+    /// Fired before the wait (the record was already completed or gone).
+    fired: bool,
     receiver: broadcast::Receiver<Arc<Notice>>,
     channel: String,
     payload: String,
@@ -118,6 +120,9 @@ impl Wakeup {
     /// Waits for the notification, at most `timeout`; `true` when woken (also when the
     /// listener reconnected or fell behind, since the notification may have been missed).
     pub async fn wait(&mut self, timeout: Duration) -> bool {
+        if self.fired {
+            return true;
+        }
         let woken = tokio::time::timeout(timeout, async {
             loop {
                 match self.receiver.recv().await {
@@ -142,6 +147,7 @@ impl PostgresStorage {
     async fn watch(&self, channel: usize, payload: String) -> StorageResult<Wakeup> {
         let receiver = self.inner.notifier.subscribe(&self.inner.pool).await?;
         Ok(Wakeup {
+            fired: false,
             receiver,
             channel: self.inner.notifier.channels[channel].clone(),
             payload,
@@ -160,14 +166,25 @@ impl PostgresStorage {
     }
 
     /// Subscribes to the completion of the record (`tenant_id`, `key`) (a `NOTIFY` at the
-    /// commit of its `complete`). A duplicate that got `InProgress` subscribes, begins
-    /// again (the completion may have happened in between), and when still in progress
-    /// waits on the [`Wakeup`] instead of polling.
+    /// commit of its `complete`, sent only for records someone subscribed to: this marks
+    /// the record, one statement). A duplicate that got `InProgress` subscribes, then
+    /// waits on the [`Wakeup`] (which fires at once when the record is already
+    /// completed or gone), then begins again for the outcome, instead of polling.
     ///
     /// # Errors
     /// `Unavailable` when the listener connection cannot be opened.
     pub async fn watch_completion(&self, tenant_id: &str, key: &str) -> StorageResult<Wakeup> {
-        self.watch(1, format!("{tenant_id}/{key}")).await
+        let mut wakeup = self.watch(1, format!("{tenant_id}/{key}")).await?;
+        // Ask the completion to notify (it does only for records someone waits on); a
+        // record already completed (or gone) fires at once.
+        let flagged = sqlx::query(&self.sql().idem_watch)
+            .bind(tenant_id)
+            .bind(key)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(map)?;
+        wakeup.fired = flagged.is_none();
+        Ok(wakeup)
     }
 
     /// Waits until a task is submitted to `queue`, at most `timeout`; `true` when woken.

@@ -42,6 +42,7 @@ pub(crate) struct Sql {
     pub complete: String,
     pub complete_notify: String,
     pub idem_state: String,
+    pub idem_watch: String,
     pub release: String,
     pub renew: String,
     pub idem_get: String,
@@ -123,7 +124,7 @@ impl Sql {
                completed_at = statement_timestamp(), lease_expires_at = NULL \
              WHERE tenant_id = $1 AND key = $2 AND token = $3 AND status = 'in_progress' \
                AND expires_at > statement_timestamp() \
-             RETURNING completed_at, expires_at"
+             RETURNING completed_at, expires_at, notify"
         );
         Self {
             begin: format!(
@@ -143,6 +144,7 @@ impl Sql {
                        ELSE least(statement_timestamp() + $9 * interval '1 microsecond', r.expires_at) END, \
                      expires_at = CASE WHEN r.expires_at <= statement_timestamp() THEN excluded.expires_at ELSE r.expires_at END, \
                      status = 'in_progress', token = excluded.token, completed_at = NULL, \
+                     notify = CASE WHEN r.expires_at <= statement_timestamp() THEN false ELSE r.notify END, \
                      result = NULL, error = NULL, payload = NULL \
                    WHERE r.expires_at <= statement_timestamp() \
                      OR (r.status = 'in_progress' \
@@ -163,13 +165,18 @@ impl Sql {
             ),
             complete_notify: format!(
                 "WITH done AS ({complete}) \
-                 SELECT done.*, pg_notify('{idem_channel}', $1 || '/' || $2)::text FROM done"
+                 SELECT done.*, CASE WHEN done.notify \
+                   THEN pg_notify('{idem_channel}', $1 || '/' || $2)::text END FROM done"
             ),
             complete,
             idem_state: format!(
                 "SELECT status, token, completed_at, expires_at, \
                    expires_at > statement_timestamp() AS live \
                  FROM {s}.idempotency WHERE tenant_id = $1 AND key = $2"
+            ),
+            idem_watch: format!(
+                "UPDATE {s}.idempotency SET notify = true WHERE tenant_id = $1 AND key = $2 \
+                   AND status = 'in_progress' AND expires_at > statement_timestamp() RETURNING 1"
             ),
             release: format!(
                 "DELETE FROM {s}.idempotency WHERE tenant_id = $1 AND key = $2 AND token = $3 \
