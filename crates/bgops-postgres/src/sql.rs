@@ -310,7 +310,7 @@ impl Sql {
                  ready AS ( \
                    SELECT task_id FROM {s}.task WHERE queue = $1 AND status = 'pending' \
                      AND available_at <= statement_timestamp() \
-                   ORDER BY available_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED), \
+                   ORDER BY available_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED), \
                  pick AS (SELECT task_id AS picked FROM expired UNION ALL SELECT task_id FROM ready LIMIT 1) \
                  UPDATE {s}.task t SET {claim_set} FROM pick WHERE t.task_id = pick.picked \
                  RETURNING {TASK_COLS}"
@@ -352,17 +352,32 @@ impl Sql {
                  RETURNING {RECEIPT_COLS}"
             ),
             task_list: [
-                "TRUE",
-                "queue = $3",
-                "status = $4",
-                "queue = $3 AND status = $4",
-            ]
-            .map(|filter| {
+                format!("SELECT {TASK_COLS} FROM {s}.task ORDER BY task_id LIMIT $1 OFFSET $2"),
+                {
+                    let part = |status: &str| {
+                        format!(
+                            "(SELECT {TASK_COLS} FROM {s}.task WHERE queue = $3 \
+                               AND status = '{status}' ORDER BY task_id LIMIT $1 + $2)"
+                        )
+                    };
+                    format!(
+                        "SELECT * FROM ({} UNION ALL {} UNION ALL {} UNION ALL {}) u \
+                         ORDER BY task_id LIMIT $1 OFFSET $2",
+                        part("pending"),
+                        part("claimed"),
+                        part("completed"),
+                        part("failed")
+                    )
+                },
                 format!(
-                    "SELECT {TASK_COLS} FROM {s}.task WHERE {filter} \
-                     ORDER BY seq LIMIT $1 OFFSET $2"
-                )
-            }),
+                    "SELECT {TASK_COLS} FROM {s}.task WHERE status = $4 \
+                     ORDER BY task_id LIMIT $1 OFFSET $2"
+                ),
+                format!(
+                    "SELECT {TASK_COLS} FROM {s}.task WHERE queue = $3 AND status = $4 \
+                     ORDER BY task_id LIMIT $1 OFFSET $2"
+                ),
+            ],
             task_delete: format!("DELETE FROM {s}.task WHERE task_id = $1"),
             task_requeue: format!(
                 "WITH due AS (SELECT task_id FROM {s}.task \
