@@ -8,6 +8,7 @@
 mod faults;
 mod focused;
 mod notify;
+mod process_kill;
 mod support;
 mod transactional;
 
