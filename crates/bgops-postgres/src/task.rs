@@ -21,6 +21,8 @@ use crate::storage::micros;
 
 const KIND: &str = "task";
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 /// One attempt as stored in the `history` array (times in microseconds since the epoch,
 /// by the database's clock).
 #[derive(Deserialize)]
@@ -213,18 +215,48 @@ impl PostgresStorage {
         self.submit_task_on(conn, task).await
     }
 
-    /// Runs a claim-fenced write; when it changes nothing, says why.
-    async fn finish(
+    /// [`TaskStore::complete_task`] **inside the caller's transaction**: a task whose
+    /// effect is a database write records its completion with that write, so the effect
+    /// happens exactly once. If the transaction rolls back (or the worker dies first),
+    /// the claim is as it was: the worker may complete it again, or the lease runs out
+    /// and another worker takes the task over (the fence keeps this attempt out then).
+    /// The task's row stays locked until the commit.
+    ///
+    /// # Errors
+    /// As [`TaskStore::complete_task`]: `LeaseLost` (roll back), `NotFound`.
+    pub async fn complete_task_in(
         &self,
-        sql: &str,
+        conn: &mut PgConnection,
         task_id: &str,
         attempt: u32,
-        bind: impl FnOnce(
-            sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-        )
-            -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        result: Value,
+    ) -> StorageResult<TaskReceipt> {
+        let sql = &self.sql().task_complete;
+        self.finish_on(conn, sql, task_id, attempt, |q| q.bind(result))
+            .await
+    }
+
+    /// Runs a claim-fenced write on a pooled connection.
+    async fn finish<'q>(
+        &self,
+        sql: &'q str,
+        task_id: &'q str,
+        attempt: u32,
+        bind: impl FnOnce(Query<'q>) -> Query<'q> + Send,
     ) -> StorageResult<TaskReceipt> {
         let mut conn = self.conn().await?;
+        self.finish_on(&mut conn, sql, task_id, attempt, bind).await
+    }
+
+    /// Runs a claim-fenced write; when it changes nothing, says why.
+    async fn finish_on<'q>(
+        &self,
+        conn: &mut PgConnection,
+        sql: &'q str,
+        task_id: &'q str,
+        attempt: u32,
+        bind: impl FnOnce(Query<'q>) -> Query<'q> + Send,
+    ) -> StorageResult<TaskReceipt> {
         let query = bind(sqlx::query(sql).bind(task_id).bind(attempt_arg(attempt)));
         let row = query.fetch_optional(&mut *conn).await.map_err(map)?;
         if let Some(row) = row {

@@ -233,3 +233,45 @@ async fn saga_step_success_commits_with_its_effect() {
         assert_eq!(order_exists(&s, &table, id).await, commit, "{id}");
     }
 }
+
+/// A task's effect and its completion commit together: after a rollback the claim is
+/// as it was (no effect, still the worker's), after the commit both exist.
+#[tokio::test]
+async fn task_completion_commits_with_its_effect() {
+    let (s, _guard) = storage().await;
+    let table = orders(&s).await;
+    s.submit_task(NewTask::new("q", "ship", json!({"order": 7})))
+        .await
+        .expect("submit");
+    let task = s
+        .claim_next_task("q", "w", LONG)
+        .await
+        .expect("claim")
+        .expect("one");
+    let attempt = task.lease.as_ref().expect("lease").attempt;
+    for commit in [false, true] {
+        let mut tx = s.pool().begin().await.expect("tx");
+        sqlx::query(&format!("INSERT INTO {table} (id) VALUES ('order-7')"))
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        let receipt = s
+            .complete_task_in(&mut tx, &task.task_id, attempt, json!("shipped"))
+            .await
+            .expect("complete in tx");
+        assert_eq!(receipt.status, bgops_core::TaskStatus::Completed);
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+        let stored = s.get_task(&task.task_id).await.expect("get").expect("task");
+        let expected = if commit {
+            bgops_core::TaskStatus::Completed
+        } else {
+            bgops_core::TaskStatus::Claimed
+        };
+        assert_eq!(stored.status, expected);
+        assert_eq!(order_exists(&s, &table, "order-7").await, commit);
+    }
+}
