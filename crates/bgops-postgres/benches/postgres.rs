@@ -58,6 +58,8 @@ async fn main() {
            queue text NOT NULL, key text, status text NOT NULL, payload jsonb NOT NULL,
            result jsonb, lease_expires_at timestamptz);
          CREATE UNIQUE INDEX ON {schema}.floor_task (queue, key);
+         CREATE TABLE {schema}.floor_saga (id text PRIMARY KEY, version bigint NOT NULL,
+           doc jsonb NOT NULL);
          CREATE INDEX ON {schema}.floor_task (queue, id) WHERE status = 'pending';"
     ))
     .execute(&pool)
@@ -76,6 +78,27 @@ async fn main() {
         let (ours, floor) = compare(
             || lifecycles(&storage, concurrency, per_task),
             || floor_lifecycles(&pool, &schema, concurrency, per_task),
+        )
+        .await;
+        println!(
+            "{concurrency:>12} {ours:>10.0} {floor:>10.0} {:>7.2}x",
+            ours / floor
+        );
+    }
+
+    println!();
+    println!(
+        "sagas per second, store side of a 3-step saga (create leased + 3 fenced saves with \
+         their events; median of {ROUNDS} rounds)"
+    );
+    println!(
+        "{:>12} {:>10} {:>10} {:>8}",
+        "concurrency", "bgops", "floor", "ratio"
+    );
+    for (concurrency, per_task) in [(1_usize, 150_usize), (16, 20)] {
+        let (ours, floor) = compare(
+            || sagas(&storage, concurrency, per_task),
+            || floor_sagas(&pool, &schema, concurrency, per_task),
         )
         .await;
         println!(
@@ -222,6 +245,106 @@ async fn floor_lifecycles(pool: &PgPool, schema: &str, concurrency: usize, per_t
                 .fetch_one(&pool)
                 .await
                 .expect("complete");
+        }
+    })
+    .await
+}
+
+/// What the saga engine's `start` writes for 3 steps that succeed: the saga created
+/// leased with its first event, then one fenced save per step (each with its events), the
+/// last one releasing the lease.
+async fn saga_writes(storage: &PostgresStorage, id: String) {
+    use bgops_core::{SagaEvent, SagaEventKind, SagaLease, SagaStatus, SagaStep, SagaWorkflow};
+    use bgops_storage::{CreateSaga, SagaStore};
+    let now = time::OffsetDateTime::now_utc();
+    let steps = (0..3)
+        .map(|i| SagaStep::new(format!("s{i}"), "op", json!({"i": i})))
+        .collect();
+    let mut saga = SagaWorkflow::new("bench", "wf", steps, now);
+    saga.saga_id = id;
+    saga.status = SagaStatus::Running;
+    saga.lease = Some(SagaLease {
+        owner: "bench".to_owned(),
+        fence: 1,
+        expires_at: now,
+    });
+    let event = |kind| SagaEvent {
+        saga_id: saga.saga_id.as_str().into(),
+        at: now,
+        fence: 1,
+        status: SagaStatus::Running,
+        kind,
+    };
+    let created = storage
+        .create_saga(&saga, Some(LEASE), &[event(SagaEventKind::Created)])
+        .await
+        .expect("create");
+    assert!(matches!(created, CreateSaga::Created(_)));
+    for i in 0..3 {
+        let name = format!("s{i}");
+        let events = [
+            event(SagaEventKind::StepStarted {
+                step_index: i,
+                name: name.clone(),
+                attempt: 1,
+            }),
+            event(SagaEventKind::StepSucceeded {
+                step_index: i,
+                name,
+                output: json!(null),
+            }),
+        ];
+        saga.current_step = i + 1;
+        if i == 2 {
+            saga.status = SagaStatus::Completed;
+            saga.lease = None;
+        }
+        let saved = storage
+            .save_saga(&saga, 1, &events, None)
+            .await
+            .expect("save");
+        saga.version = saved.version;
+    }
+}
+
+async fn sagas(storage: &PostgresStorage, concurrency: usize, per_task: usize) -> f64 {
+    let storage = storage.clone();
+    clients(concurrency, per_task, move |id| {
+        let storage = storage.clone();
+        async move { saga_writes(&storage, id).await }
+    })
+    .await
+}
+
+/// The floor: a bare document insert, then three version-checked updates.
+async fn floor_sagas(pool: &PgPool, schema: &str, concurrency: usize, per_task: usize) -> f64 {
+    let insert = Arc::new(format!(
+        "INSERT INTO {schema}.floor_saga (id, version, doc) VALUES ($1, 0, $2)"
+    ));
+    let update = Arc::new(format!(
+        "UPDATE {schema}.floor_saga SET version = version + 1, doc = $3
+         WHERE id = $1 AND version = $2 RETURNING version"
+    ));
+    let pool = pool.clone();
+    clients(concurrency, per_task, move |id| {
+        let (pool, insert, update) = (pool.clone(), insert.clone(), update.clone());
+        async move {
+            let doc = json!({"steps": [{"name": "s0"}, {"name": "s1"}, {"name": "s2"}]});
+            sqlx::query(&insert)
+                .bind(&id)
+                .bind(&doc)
+                .execute(&pool)
+                .await
+                .expect("insert");
+            for version in 0..3_i64 {
+                sqlx::query(&update)
+                    .bind(&id)
+                    .bind(version)
+                    .bind(&doc)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("update");
+            }
         }
     })
     .await

@@ -10,6 +10,7 @@ use bgops_core::{SagaEvent, SagaLease, SagaWorkflow};
 use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 
@@ -50,15 +51,10 @@ fn saga(row: &PgRow) -> StorageResult<SagaWorkflow> {
     Ok(saga)
 }
 
-fn events(history: &[SagaEvent]) -> StorageResult<Vec<Value>> {
-    history
-        .iter()
-        .map(|e| serde_json::to_value(e).map_err(StorageError::Serialization))
-        .collect()
-}
-
-fn doc(saga: &SagaWorkflow) -> StorageResult<Value> {
-    serde_json::to_value(saga).map_err(StorageError::Serialization)
+/// The events as one `jsonb[]` parameter, each serialized once, straight into the
+/// statement's buffer.
+fn events(history: &[SagaEvent]) -> Vec<Json<&SagaEvent>> {
+    history.iter().map(Json).collect()
 }
 
 impl PostgresStorage {
@@ -78,11 +74,11 @@ impl PostgresStorage {
             .bind(to_i64(fence))
             .bind(to_i64(saga.version))
             .bind(saga.status.as_str())
-            .bind(doc(saga)?)
+            .bind(Json(saga))
             .bind(saga.lease.as_ref().map(|l| l.owner.as_str()))
             .bind(saga.lease.as_ref().map(|l| to_i64(l.fence)))
             .bind(renew.map(micros))
-            .bind(events(history)?)
+            .bind(events(history))
             .fetch_optional(&mut *conn)
             .await
             .map_err(map)?;
@@ -180,8 +176,8 @@ impl SagaStore for PostgresStorage {
             .bind(saga.lease.as_ref().map(|l| to_i64(l.fence.max(1))))
             .bind(lease_micros)
             .bind(saga.created_at)
-            .bind(doc(saga)?)
-            .bind(events(history)?)
+            .bind(Json(saga))
+            .bind(events(history))
             .fetch_optional(&mut *conn)
             .await
             .map_err(map)?;

@@ -270,18 +270,40 @@ impl Sql {
             saga_history: format!(
                 "SELECT event FROM {s}.saga_event WHERE saga_id = $1 ORDER BY seq"
             ),
-            saga_list: [
-                "TRUE",
-                "status = $3",
-                "tenant_id = $4",
-                "tenant_id = $4 AND status = $3",
-            ]
-            .map(|filter| {
-                format!(
-                    "SELECT {SAGA_COLS} FROM {s}.saga WHERE {filter} \
-                     ORDER BY created_at DESC, saga_id DESC LIMIT $1 OFFSET $2"
-                )
-            }),
+            saga_list: {
+                let page = |filter: &str| {
+                    format!(
+                        "SELECT {SAGA_COLS} FROM {s}.saga WHERE {filter} \
+                         ORDER BY created_at DESC, saga_id DESC LIMIT $1 OFFSET $2"
+                    )
+                };
+                let statuses = [
+                    "pending",
+                    "running",
+                    "completed",
+                    "compensating",
+                    "compensated",
+                    "compensation_failed",
+                ];
+                let tenant_only = statuses
+                    .map(|status| {
+                        format!(
+                            "(SELECT {SAGA_COLS}, created_at, saga_id FROM {s}.saga \
+                               WHERE tenant_id = $4 AND status = '{status}' \
+                               ORDER BY created_at DESC, saga_id DESC LIMIT $1 + $2)"
+                        )
+                    })
+                    .join(" UNION ALL ");
+                [
+                    page("TRUE"),
+                    page("status = $3"),
+                    format!(
+                        "SELECT {SAGA_COLS} FROM ({tenant_only}) u \
+                         ORDER BY created_at DESC, saga_id DESC LIMIT $1 OFFSET $2"
+                    ),
+                    page("tenant_id = $4 AND status = $3"),
+                ]
+            },
             saga_recoverable: format!(
                 "SELECT saga_id FROM {s}.saga WHERE status IN ('running', 'compensating') \
                    AND coalesce(lease_expires_at, '-infinity'::timestamptz) <= statement_timestamp() \
