@@ -107,6 +107,18 @@ async fn main() {
         );
     }
 
+    for (concurrency, per_task) in [(1_usize, 150_usize), (16, 20)] {
+        let engine = saga_engine(&storage);
+        let mut rates = Vec::new();
+        for _ in 0..ROUNDS {
+            rates.push(engine_sagas(&engine, concurrency, per_task).await);
+        }
+        println!(
+            "{concurrency:>12} {:>10.0}   (SagaEngine::start, 3 no-op steps, the same store)",
+            median(rates)
+        );
+    }
+
     println!();
     println!("tasks per second (median of {ROUNDS} rounds; claim+complete drains 400 tasks)");
     println!("{:>22} {:>10} {:>10} {:>8}", "", "bgops", "floor", "ratio");
@@ -345,6 +357,32 @@ async fn floor_sagas(pool: &PgPool, schema: &str, concurrency: usize, per_task: 
                     .await
                     .expect("update");
             }
+        }
+    })
+    .await
+}
+
+fn saga_engine(storage: &PostgresStorage) -> bgops_saga::SagaEngine {
+    let engine = bgops_saga::SagaEngine::new(Arc::new(storage.clone()));
+    for op in ["s0", "s1", "s2"] {
+        engine.register_operation_handler(op, |_| async { Ok(serde_json::Value::Null) });
+    }
+    engine
+}
+
+async fn engine_sagas(engine: &bgops_saga::SagaEngine, concurrency: usize, per_task: usize) -> f64 {
+    let engine = engine.clone();
+    clients(concurrency, per_task, move |id| {
+        let engine = engine.clone();
+        async move {
+            let steps = (0..3)
+                .map(|i| bgops_core::SagaStep::new(format!("s{i}"), format!("s{i}"), json!({})))
+                .collect();
+            let outcome = engine
+                .start(bgops_saga::NewSaga::new("bench", "wf", steps).saga_id(id))
+                .await
+                .expect("start");
+            assert!(outcome.succeeded());
         }
     })
     .await
