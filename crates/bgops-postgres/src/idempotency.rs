@@ -199,7 +199,9 @@ impl PostgresStorage {
     /// dies before the commit, nothing of it remains: the key is in flight under its old
     /// lease, and once that runs out the next `begin` takes it over and runs the
     /// operation (which had no effect). The lease must outlive the transaction: renew it
-    /// (or choose it long enough) for long ones.
+    /// (or choose it long enough) for long ones. Until the commit, do not `begin` or
+    /// `complete` the same key through the pool (another connection): it would wait for
+    /// the row lock this transaction holds.
     ///
     /// # Errors
     /// As [`IdempotencyStore::complete`]: `NotFound`, `LeaseLost` (the transaction should
