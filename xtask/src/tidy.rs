@@ -88,7 +88,15 @@ fn dependencies_point_toward_core() {
 
 #[test]
 fn core_and_storage_have_no_runtime_driver_or_web_dependency() {
-    let banned = ["fred", "sqlx", "axum", "tower", "tower-http", "hyper", "redis"];
+    let banned = [
+        "fred",
+        "sqlx",
+        "axum",
+        "tower",
+        "tower-http",
+        "hyper",
+        "redis",
+    ];
     for name in ["bgops-core", "bgops-storage"] {
         let deps = section_deps(&manifest(&root().join("crates").join(name)), "dependencies");
         for dep in &deps {

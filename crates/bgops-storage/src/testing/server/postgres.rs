@@ -208,7 +208,14 @@ impl PostgresServer {
     /// # Errors
     /// When `pg_ctl` fails.
     pub fn start(&self) -> io::Result<()> {
-        self.pg_ctl(&["start", "-w", "-t", "60", "-o", &options(self.port, &self.dir)])
+        self.pg_ctl(&[
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options(self.port, &self.dir),
+        ])
     }
 }
 
