@@ -74,9 +74,10 @@ CREATE TABLE {schema}.lock (
 CREATE INDEX lock_held ON {schema}.lock (expires_at) WHERE token IS NOT NULL;
 
 CREATE TABLE {schema}.task (
-    -- sortable (a UUIDv7 by default): the order of submission, so no sequence column
-    -- (and no index of its own) is needed for "oldest first"
     task_id          text        PRIMARY KEY,
+    -- submission order ("oldest first"): ids are not reliably ordered within a
+    -- millisecond, and ids from a custom generator need not sort at all
+    seq              bigint      GENERATED ALWAYS AS IDENTITY,
     queue            text        NOT NULL,
     task_type        text        NOT NULL,
     idempotency_key  text,
@@ -101,14 +102,14 @@ CREATE TABLE {schema}.task (
 CREATE UNIQUE INDEX task_queue_key ON {schema}.task (queue, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 -- claim_next: the oldest available pending task of a queue.
-CREATE INDEX task_ready ON {schema}.task (queue, available_at, task_id) WHERE status = 'pending';
+CREATE INDEX task_ready ON {schema}.task (queue, available_at, seq) WHERE status = 'pending';
 -- claim_next (expired claims of a queue) and requeue_expired_tasks.
 CREATE INDEX task_queue_leases ON {schema}.task (queue, lease_expires_at) WHERE status = 'claimed';
 CREATE INDEX task_leases ON {schema}.task (lease_expires_at) WHERE status = 'claimed';
 -- purge_tasks: finished tasks by finish time.
 CREATE INDEX task_finished ON {schema}.task (finished_at) WHERE status IN ('completed', 'failed');
--- list_tasks: oldest first (the primary key), by status, by queue and status; by queue
--- alone as a merge of its four (queue, status) ranges. Every status change rewrites each
--- index entry of the row, so the task table keeps few indexes.
-CREATE INDEX task_status_id ON {schema}.task (status, task_id);
-CREATE INDEX task_queue_status_id ON {schema}.task (queue, status, task_id);
+-- list_tasks: oldest first, by status, by queue and status; all tasks, or a queue's, as a
+-- merge of the four status ranges. Every status change rewrites each index entry of the
+-- row, so the task table keeps few indexes.
+CREATE INDEX task_status_seq ON {schema}.task (status, seq);
+CREATE INDEX task_queue_status_seq ON {schema}.task (queue, status, seq);

@@ -332,7 +332,7 @@ impl Sql {
                  ready AS ( \
                    SELECT task_id FROM {s}.task WHERE queue = $1 AND status = 'pending' \
                      AND available_at <= statement_timestamp() \
-                   ORDER BY available_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED), \
+                   ORDER BY available_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED), \
                  pick AS (SELECT task_id AS picked FROM expired UNION ALL SELECT task_id FROM ready LIMIT 1) \
                  UPDATE {s}.task t SET {claim_set} FROM pick WHERE t.task_id = pick.picked \
                  RETURNING {TASK_COLS}"
@@ -373,33 +373,33 @@ impl Sql {
                  WHERE t.task_id = $1 AND t.status = 'failed' \
                  RETURNING {RECEIPT_COLS}"
             ),
-            task_list: [
-                format!("SELECT {TASK_COLS} FROM {s}.task ORDER BY task_id LIMIT $1 OFFSET $2"),
-                {
-                    let part = |status: &str| {
+            task_list: {
+                // One index range per status, merged in submission order.
+                let merged = |filter: &str| {
+                    let parts = ["pending", "claimed", "completed", "failed"].map(|status| {
                         format!(
-                            "(SELECT {TASK_COLS} FROM {s}.task WHERE queue = $3 \
-                               AND status = '{status}' ORDER BY task_id LIMIT $1 + $2)"
+                            "(SELECT {TASK_COLS}, seq FROM {s}.task WHERE {filter} \
+                               status = '{status}' ORDER BY seq LIMIT $1 + $2)"
                         )
-                    };
+                    });
                     format!(
-                        "SELECT * FROM ({} UNION ALL {} UNION ALL {} UNION ALL {}) u \
-                         ORDER BY task_id LIMIT $1 OFFSET $2",
-                        part("pending"),
-                        part("claimed"),
-                        part("completed"),
-                        part("failed")
+                        "SELECT {TASK_COLS} FROM ({}) u ORDER BY seq LIMIT $1 OFFSET $2",
+                        parts.join(" UNION ALL ")
                     )
-                },
-                format!(
-                    "SELECT {TASK_COLS} FROM {s}.task WHERE status = $4 \
-                     ORDER BY task_id LIMIT $1 OFFSET $2"
-                ),
-                format!(
-                    "SELECT {TASK_COLS} FROM {s}.task WHERE queue = $3 AND status = $4 \
-                     ORDER BY task_id LIMIT $1 OFFSET $2"
-                ),
-            ],
+                };
+                let page = |filter: &str| {
+                    format!(
+                        "SELECT {TASK_COLS} FROM {s}.task WHERE {filter} \
+                         ORDER BY seq LIMIT $1 OFFSET $2"
+                    )
+                };
+                [
+                    merged(""),
+                    merged("queue = $3 AND"),
+                    page("status = $4"),
+                    page("queue = $3 AND status = $4"),
+                ]
+            },
             task_delete: format!("DELETE FROM {s}.task WHERE task_id = $1"),
             task_requeue: format!(
                 "WITH due AS (SELECT task_id FROM {s}.task \
