@@ -12,10 +12,11 @@
 //! - The schema (`bgops` unless configured) is created by embedded, versioned migrations
 //!   ([`PostgresStorage::migrate`]); `docs/postgres-schema.md` describes it.
 //! - The transactional API ([`PostgresStorage::complete_in`],
-//!   [`PostgresStorage::submit_task_in`], [`PostgresStorage::save_saga_in`],
-//!   [`PostgresStorage::complete_task_in`]) writes the idempotency outcome, a new task, a
-//!   saga step's success or a task's completion with the caller's own statements, on the
-//!   caller's `sqlx::Transaction`: they commit together or not at all.
+//!   [`PostgresStorage::submit_task_in`], [`PostgresStorage::create_saga_in`],
+//!   [`PostgresStorage::save_saga_in`], [`PostgresStorage::complete_task_in`]) writes the
+//!   idempotency outcome, a new task, a new saga, a saga step's success or a task's
+//!   completion with the caller's own statements, on the caller's `sqlx::Transaction`:
+//!   they commit together or not at all.
 //! - `LISTEN/NOTIFY`: a submit wakes idle workers ([`PostgresStorage::watch_queue`]), a
 //!   completion wakes waiting duplicates ([`PostgresStorage::watch_completion`]).
 //!

@@ -138,12 +138,10 @@ impl PostgresStorage {
     ) -> StorageResult<SagaSaved> {
         self.save_saga_on(conn, saga, fence, history, renew).await
     }
-}
 
-#[async_trait]
-impl SagaStore for PostgresStorage {
-    async fn create_saga(
+    pub(crate) async fn create_saga_on(
         &self,
+        conn: &mut PgConnection,
         saga: &SagaWorkflow,
         lease: Option<Duration>,
         history: &[SagaEvent],
@@ -165,42 +163,75 @@ impl SagaStore for PostgresStorage {
             }
             (None, _) => None,
         };
+        // Twice at most: a saga in the way that is deleted in between leaves room.
+        for _ in 0..2 {
+            let row = sqlx::query(&self.sql().saga_create)
+                .bind(&saga.saga_id)
+                .bind(&saga.tenant_id)
+                .bind(&saga.idempotency_key)
+                .bind(saga.status.as_str())
+                .bind(to_i64(saga.version))
+                .bind(saga.lease.as_ref().map(|l| l.owner.as_str()))
+                .bind(saga.lease.as_ref().map(|l| to_i64(l.fence.max(1))))
+                .bind(lease_micros)
+                .bind(saga.created_at)
+                .bind(Json(saga))
+                .bind(events(history))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map)?;
+            if let Some(row) = row {
+                return Ok(CreateSaga::Created(SagaSaved {
+                    version: saga.version,
+                    lease_expires_at: row.try_get("lease_expires_at").map_err(map)?,
+                }));
+            }
+            let existing = sqlx::query(&self.sql().saga_find)
+                .bind(&saga.saga_id)
+                .bind(&saga.tenant_id)
+                .bind(&saga.idempotency_key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map)?;
+            if let Some(row) = existing {
+                return Ok(CreateSaga::Existing(self::saga(&row)?));
+            }
+        }
+        Err(map(sqlx::Error::Protocol(format!(
+            "create of saga `{}` raced with deletes twice",
+            saga.saga_id
+        ))))
+    }
+
+    /// [`SagaStore::create_saga`] **inside the caller's transaction**: the saga exists
+    /// iff the transaction commits, so a business write and the saga that follows it up
+    /// (payment, shipping, ...) start together or not at all. Created `Running` without a
+    /// lease, it is picked up by the recoverer (`list_recoverable_sagas`); created
+    /// `Pending`, by whoever executes it by id after the commit.
+    ///
+    /// # Errors
+    /// As [`SagaStore::create_saga`].
+    pub async fn create_saga_in(
+        &self,
+        conn: &mut PgConnection,
+        saga: &SagaWorkflow,
+        lease: Option<Duration>,
+        history: &[SagaEvent],
+    ) -> StorageResult<CreateSaga> {
+        self.create_saga_on(conn, saga, lease, history).await
+    }
+}
+
+#[async_trait]
+impl SagaStore for PostgresStorage {
+    async fn create_saga(
+        &self,
+        saga: &SagaWorkflow,
+        lease: Option<Duration>,
+        history: &[SagaEvent],
+    ) -> StorageResult<CreateSaga> {
         let mut conn = self.conn().await?;
-        let row = sqlx::query(&self.sql().saga_create)
-            .bind(&saga.saga_id)
-            .bind(&saga.tenant_id)
-            .bind(&saga.idempotency_key)
-            .bind(saga.status.as_str())
-            .bind(to_i64(saga.version))
-            .bind(saga.lease.as_ref().map(|l| l.owner.as_str()))
-            .bind(saga.lease.as_ref().map(|l| to_i64(l.fence.max(1))))
-            .bind(lease_micros)
-            .bind(saga.created_at)
-            .bind(Json(saga))
-            .bind(events(history))
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map)?;
-        if let Some(row) = row {
-            return Ok(CreateSaga::Created(SagaSaved {
-                version: saga.version,
-                lease_expires_at: row.try_get("lease_expires_at").map_err(map)?,
-            }));
-        }
-        let existing = sqlx::query(&self.sql().saga_find)
-            .bind(&saga.saga_id)
-            .bind(&saga.tenant_id)
-            .bind(&saga.idempotency_key)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map)?;
-        if let Some(row) = existing {
-            Ok(CreateSaga::Existing(self::saga(&row)?))
-        } else {
-            // The other saga was deleted in between: nothing stands in the way now.
-            drop(conn);
-            Box::pin(self.create_saga(saga, lease, history)).await
-        }
+        self.create_saga_on(&mut conn, saga, lease, history).await
     }
 
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {

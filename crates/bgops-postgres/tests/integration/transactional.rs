@@ -275,3 +275,36 @@ async fn task_completion_commits_with_its_effect() {
         assert_eq!(order_exists(&s, &table, "order-7").await, commit);
     }
 }
+
+/// A saga created in the caller's transaction exists iff it commits; committed
+/// `Running` without a lease, the recoverer finds it.
+#[tokio::test]
+async fn saga_created_in_a_transaction_exists_iff_it_commits() {
+    let (s, _guard) = storage().await;
+    for commit in [false, true] {
+        let mut saga = SagaWorkflow::new(
+            "t",
+            "wf",
+            vec![SagaStep::new("pay", "op", json!({}))],
+            time::OffsetDateTime::now_utc(),
+        );
+        saga.status = SagaStatus::Running;
+        let mut tx = s.pool().begin().await.expect("tx");
+        let created = s
+            .create_saga_in(&mut tx, &saga, None, &[])
+            .await
+            .expect("create in tx");
+        assert!(matches!(created, CreateSaga::Created(_)));
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+        assert_eq!(
+            s.get_saga(&saga.saga_id).await.expect("get").is_some(),
+            commit
+        );
+        let recoverable = s.list_recoverable_sagas(10).await.expect("list");
+        assert_eq!(recoverable.contains(&saga.saga_id), commit);
+    }
+}
