@@ -328,7 +328,8 @@ async fn sagas(storage: &PostgresStorage, concurrency: usize, per_task: usize) -
     .await
 }
 
-/// The floor: a bare document insert, then three version-checked updates.
+/// The floor: a bare insert of the same document, then three version-checked updates
+/// (no journal, no lease, no listing indexes).
 async fn floor_sagas(pool: &PgPool, schema: &str, concurrency: usize, per_task: usize) -> f64 {
     let insert = Arc::new(format!(
         "INSERT INTO {schema}.floor_saga (id, version, doc) VALUES ($1, 0, $2)"
@@ -341,7 +342,16 @@ async fn floor_sagas(pool: &PgPool, schema: &str, concurrency: usize, per_task: 
     clients(concurrency, per_task, move |id| {
         let (pool, insert, update) = (pool.clone(), insert.clone(), update.clone());
         async move {
-            let doc = json!({"steps": [{"name": "s0"}, {"name": "s1"}, {"name": "s2"}]});
+            let steps = (0..3)
+                .map(|i| bgops_core::SagaStep::new(format!("s{i}"), "op", json!({"i": i})))
+                .collect();
+            let saga = bgops_core::SagaWorkflow::new(
+                "bench",
+                "wf",
+                steps,
+                time::OffsetDateTime::now_utc(),
+            );
+            let doc = sqlx::types::Json(saga);
             sqlx::query(&insert)
                 .bind(&id)
                 .bind(&doc)
