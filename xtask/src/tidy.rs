@@ -58,6 +58,7 @@ fn dependencies_point_toward_core() {
         ("bgops-storage", &["bgops-core"]),
         ("bgops-memory", &["bgops-core", "bgops-storage"]),
         ("bgops-redis", &["bgops-core", "bgops-storage"]),
+        ("bgops-postgres", &["bgops-core", "bgops-storage"]),
         ("bgops-saga", &["bgops-core", "bgops-storage"]),
         ("bgops-queue", &["bgops-core", "bgops-storage"]),
         ("bgops-axum", &["bgops-core", "bgops-storage"]),
@@ -87,7 +88,15 @@ fn dependencies_point_toward_core() {
 
 #[test]
 fn core_and_storage_have_no_runtime_driver_or_web_dependency() {
-    let banned = ["fred", "axum", "tower", "tower-http", "hyper", "redis"];
+    let banned = [
+        "fred",
+        "sqlx",
+        "axum",
+        "tower",
+        "tower-http",
+        "hyper",
+        "redis",
+    ];
     for name in ["bgops-core", "bgops-storage"] {
         let deps = section_deps(&manifest(&root().join("crates").join(name)), "dependencies");
         for dep in &deps {
@@ -113,6 +122,12 @@ fn drivers_stay_in_their_crates() {
             assert!(
                 !deps.iter().any(|d| d == "fred"),
                 "{name}: only bgops-redis may use fred"
+            );
+        }
+        if name != "bgops-postgres" {
+            assert!(
+                !deps.iter().any(|d| d == "sqlx"),
+                "{name}: only bgops-postgres may use sqlx"
             );
         }
         if name != "bgops-axum" {
