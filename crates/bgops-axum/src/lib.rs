@@ -109,6 +109,10 @@ mod service;
 mod shared;
 mod stored;
 
+/// The axum version this crate is built on (so the facade can name `axum::Router`
+/// without depending on axum itself).
+#[doc(no_inline)]
+pub use axum;
 pub use config::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES, FailMode, IdempotencyConfig,
     InFlightPolicy, KeyPolicy, PathSet, default_store_status,
