@@ -85,9 +85,10 @@ impl std::fmt::Debug for EngineBuilder {
 }
 
 /// The default wait between completion attempts while the store is unreachable: 50 ms
-/// doubling up to 5 s.
+/// doubling up to 1 s (and never more than a quarter of the lease: once the store is
+/// back, the outcome must be stored before a duplicate told to retry later comes back).
 pub fn default_completion_backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(50), Duration::from_secs(5))
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(1))
 }
 
 impl EngineBuilder {
@@ -397,7 +398,8 @@ impl IdempotencyEngine {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                tokio::time::sleep(self.inner.completion_backoff.delay(attempt)).await;
+                let wait = self.inner.completion_backoff.delay(attempt);
+                tokio::time::sleep(wait.min(claim.lease / 4)).await;
                 let done = store
                     .complete(&claim.tenant_id, &claim.key, &claim.token, outcome.clone())
                     .await;
