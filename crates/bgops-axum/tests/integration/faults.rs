@@ -13,7 +13,6 @@ use http::Request;
 use tower::ServiceExt as _;
 
 use crate::app::{router, start, start_on};
-use crate::cases::replay_when_done;
 use crate::support::Reply;
 use crate::support::{failing, key};
 
