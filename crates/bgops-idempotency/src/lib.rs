@@ -29,7 +29,7 @@
 //! let again = engine.run_once(request, || async {
 //!     Ok::<_, std::io::Error>(json!({"message_id": 2})) // not run: the key is used
 //! }).await?;
-//! assert_eq!(first?, again?);
+//! assert_eq!(first.ok(), again.ok()); // the stored value, twice
 //! # Ok(()) }
 //! ```
 //!
