@@ -31,27 +31,23 @@ async fn main() -> Result<(), Error> {
     let claim = match status {
         KeyStatus::Created(claim) => {
             println!(
-                "created key {} (status {:?})",
+                "created key {} (lease until {})",
                 claim.key(),
-                claim.record().status
+                claim.lease_expires_at()
             );
             claim
         }
         other => {
             // A previous run against a persistent backend may already have completed it.
-            println!("key already known: {:?}", other.record().status);
+            println!("key already known: {}", describe(&other));
             return finish(&manager).await;
         }
     };
     let result = json!({"message_id": "123", "status": "sent"});
-    let record = manager
+    let completion = manager
         .complete_idempotent_operation(&claim, Some(result), None)
         .await?;
-    println!(
-        "completed: status {:?}, result {}",
-        record.status,
-        record.result.clone().unwrap_or_default()
-    );
+    println!("completed: {completion:?}");
 
     // 2. The same inputs again: the stored outcome comes back, nothing runs twice.
     println!("\n--- 2. Duplicate request ---");
@@ -96,12 +92,14 @@ async fn main() -> Result<(), Error> {
         )
         .await?
     {
-        let record = manager
+        manager
             .complete_idempotent_operation(&claim, None, Some("card declined".into()))
             .await?;
+        let record = manager.check_idempotency("tenant1", claim.key()).await?;
         println!(
             "failed: status {:?}, error {:?}",
-            record.status, record.error
+            record.as_ref().map(|r| r.status),
+            record.as_ref().and_then(|r| r.error.clone())
         );
     }
 
@@ -154,9 +152,9 @@ async fn main() -> Result<(), Error> {
 fn describe(status: &KeyStatus) -> &'static str {
     match status {
         KeyStatus::Created(_) => "created (run the operation)",
-        KeyStatus::InProgress(_) => "in progress (do not run)",
+        KeyStatus::InProgress { .. } => "in progress (do not run)",
         KeyStatus::Completed(_) => "completed (replay the stored outcome)",
-        KeyStatus::Mismatch(_) => "mismatch (key reused for another request)",
+        KeyStatus::Mismatch { .. } => "mismatch (key reused for another request)",
     }
 }
 
