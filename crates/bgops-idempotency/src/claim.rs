@@ -38,6 +38,12 @@ pub struct Claim {
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) lease_expires_at: OffsetDateTime,
     pub(crate) lease: Duration,
+    /// Kept so that a record lost by the store (a restart without persistence) can be
+    /// re-created under this claim's token to store the outcome.
+    #[serde(default)]
+    pub(crate) user_id: Option<String>,
+    #[serde(default)]
+    pub(crate) fingerprint: Option<String>,
 }
 
 impl Claim {

@@ -167,6 +167,11 @@ impl PendingCompletion {
     }
 }
 
+/// The store no longer has the record: deleted, expired, or lost by a restart.
+fn is_vanished(error: &StorageError) -> bool {
+    matches!(error, StorageError::NotFound { .. })
+}
+
 impl IdempotencyEngine {
     /// A builder over `store`.
     pub fn builder(store: Arc<dyn IdempotencyStore>) -> EngineBuilder {
@@ -245,6 +250,7 @@ impl IdempotencyEngine {
             begin.operation_type.clone(),
             begin.token.clone(),
         );
+        let (user_id, fingerprint) = (begin.user_id.clone(), begin.fingerprint.clone());
         let outcome = match inner.store.begin(begin).await {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -268,6 +274,8 @@ impl IdempotencyEngine {
                     expires_at: claimed.expires_at,
                     lease_expires_at: claimed.lease_expires_at,
                     lease,
+                    user_id,
+                    fingerprint,
                 })
             }
             BeginOutcome::InProgress { lease_expires_at } => {
@@ -358,7 +366,7 @@ impl IdempotencyEngine {
                 self.completed(claim, failed);
                 Ok(Completion::Stored(completed))
             }
-            Err(error) if error.is_transient() => {
+            Err(error) if error.is_transient() || is_vanished(&error) => {
                 self.inner.metrics.storage_error("idempotency_complete");
                 tracing::warn!(%error, record = %claim.record_name(), "storing an outcome failed; retrying in the background while holding the claim");
                 let engine = self.clone();
@@ -408,6 +416,17 @@ impl IdempotencyEngine {
                     Err(error) if error.is_transient() && Instant::now() < deadline => {
                         tracing::debug!(%error, attempt, record = %claim.record_name(), "completion retry failed");
                     }
+                    Err(error) if is_vanished(&error) && Instant::now() < deadline => {
+                        // The store lost the record (a restart without persistence):
+                        // the effect happened, so the record is made again under this
+                        // claim's token, unless someone else claimed the key meanwhile.
+                        match self.reclaim(claim, deadline).await {
+                            Ok(true) => {}
+                            Ok(false) => return Err(IdempotencyError::from(error)),
+                            Err(again) if again.is_transient() => {}
+                            Err(again) => return Err(IdempotencyError::from(again)),
+                        }
+                    }
                     Err(error) => return Err(IdempotencyError::from(error)),
                 }
             }
@@ -426,6 +445,35 @@ impl IdempotencyEngine {
             }
         }
         result
+    }
+
+    /// Re-creates a record the store lost, under the claim's own token (a `begin`
+    /// repeated with the holder's token answers Started). `false` when another caller
+    /// holds or completed the key now.
+    async fn reclaim(&self, claim: &Claim, deadline: Instant) -> Result<bool, StorageError> {
+        let ttl = deadline.saturating_duration_since(Instant::now());
+        if ttl.is_zero() {
+            return Ok(false);
+        }
+        let request = BeginRequest {
+            tenant_id: claim.tenant_id.clone(),
+            key: claim.key.clone(),
+            user_id: claim.user_id.clone(),
+            operation_type: claim.operation_type.clone(),
+            fingerprint: claim.fingerprint.clone(),
+            parameters: None,
+            ttl,
+            lease: claim.lease.min(ttl),
+            token: claim.token.clone(),
+        };
+        let started = matches!(
+            self.inner.store.begin(request).await?,
+            BeginOutcome::Started(_)
+        );
+        if started {
+            tracing::warn!(record = %claim.record_name(), "the store lost an in-flight record; re-created it to store the outcome");
+        }
+        Ok(started)
     }
 
     /// Runs `work` while renewing the claim's lease every third of it (the workspace's

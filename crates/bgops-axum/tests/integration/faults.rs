@@ -182,3 +182,43 @@ async fn retry_as_told(app: &crate::app::TestApp, path: &str, k: &str) -> Reply 
     }
     panic!("{path} never answered");
 }
+
+/// Issue 10 item 1 on a real server: Redis killed while the handler runs and restarted
+/// (empty: no persistence) a second later. The response is stored once Redis is back (the
+/// lost in-flight record is re-created under the claim's token) and the retry replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_handler() {
+    let mut server = bgops_storage::testing::server::redis::RedisServer::spawn()
+        .expect("a throwaway redis-server");
+    let store: Arc<dyn IdempotencyStore> = Arc::new(
+        bgops_redis::RedisStorage::builder(server.url())
+            .prefix(format!("bgops-test-{}", uuid::Uuid::new_v4().simple()))
+            .command_timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(300))
+            .build()
+            .await
+            .expect("connect"),
+    );
+    let engine = IdempotencyEngine::builder(store)
+        .lease(Duration::from_secs(2))
+        .completion_backoff(bgops_core::Backoff::constant(Duration::from_millis(100)))
+        .build();
+    let app = start_on(engine, IdempotencyConfig::default()).await;
+    let k = key();
+    let c = app.client.clone();
+    let k2 = k.clone();
+    let first = tokio::spawn(async move { c.post("/slow?ms=300", Some(&k2), "").await });
+    crate::support::eventually("the handler started", || async { app.runs.get() == 1 }).await;
+    server.stop();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("idempotency-stored"), Some("pending"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.restart().expect("restart");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let replay = retry_as_told(&app, "/slow?ms=300", &k).await;
+    assert_eq!(replay.status, 200, "{:?}", replay.body);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+    assert_eq!(app.runs.get(), 1);
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bgops_core::OperationOutcome;
 use bgops_idempotency::{Completion, KeyRequest, KeyStatus, Settle, Stored};
+use bgops_storage::IdempotencyStore as _;
 use bgops_storage::testing::decorators::{Fault, Method};
 use serde_json::json;
 
@@ -105,4 +106,61 @@ async fn a_lost_completion_answer_is_retried() {
         KeyStatus::Completed(record) => assert_eq!(record.result, Some(json!(3))),
         other => panic!("{other:?}"),
     }
+}
+
+/// The store lost the in-flight record (a Redis restart without persistence): the outcome
+/// is stored anyway, in a record re-created under the claim's own token.
+#[tokio::test(start_paused = true)]
+async fn a_record_lost_by_the_store_is_recreated_to_keep_the_outcome() {
+    let f = fixture(Duration::from_secs(1));
+    let KeyStatus::Created(claim) = begin_status(&f, "k4").await else {
+        panic!("creates")
+    };
+    assert!(f.store.delete_idempotency("t1", "k4").await.unwrap());
+    let Completion::Pending(pending) = f
+        .engine
+        .complete(&claim, OperationOutcome::succeeded(json!(4)))
+        .await
+        .unwrap()
+    else {
+        panic!("the record was gone")
+    };
+    pending.wait().await.unwrap();
+    match begin_status(&f, "k4").await {
+        KeyStatus::Completed(record) => assert_eq!(record.result, Some(json!(4))),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// ...but not over someone else's claim made after the loss.
+#[tokio::test(start_paused = true)]
+async fn a_lost_record_claimed_by_another_is_not_overwritten() {
+    let f = fixture(Duration::from_secs(1));
+    let KeyStatus::Created(claim) = begin_status(&f, "k5").await else {
+        panic!("creates")
+    };
+    assert!(f.store.delete_idempotency("t1", "k5").await.unwrap());
+    let KeyStatus::Created(other) = begin_status(&f, "k5").await else {
+        panic!("the key was free")
+    };
+    let done = f
+        .engine
+        .complete(&claim, OperationOutcome::succeeded(json!("old")))
+        .await;
+    let failed = match done {
+        Err(e) => e,
+        Ok(Completion::Pending(pending)) => pending.wait().await.unwrap_err(),
+        Ok(Completion::Stored(_)) => panic!("overwrote another claim"),
+    };
+    assert!(
+        matches!(
+            failed,
+            bgops_idempotency::IdempotencyError::LeaseLost { .. }
+        ),
+        "{failed:?}"
+    );
+    f.engine
+        .complete(&other, OperationOutcome::succeeded(json!("new")))
+        .await
+        .unwrap();
 }
