@@ -63,7 +63,9 @@ impl BackgroundOperationsManager {
     ///
     /// # Errors
     /// [`Error::Idempotency`] with `LeaseLost` when the claim is no longer current (its
-    /// lease ran out and another caller took over), `NotFound` when the record expired.
+    /// lease ran out and another caller took over). A record that vanished (its TTL
+    /// passed, or the store lost it) is retried in the background like a transient error
+    /// ([`Completion::Pending`]).
     pub async fn complete_idempotent_operation(
         &self,
         claim: &Claim,
