@@ -7,5 +7,6 @@
 mod completion;
 mod detached;
 mod errors;
+mod redis;
 mod run_once;
 mod support;
