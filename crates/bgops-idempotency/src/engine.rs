@@ -476,6 +476,25 @@ impl IdempotencyEngine {
         Ok(started)
     }
 
+    /// Runs `work` here (not detached) while keeping the claim's lease alive: for callers
+    /// that drive a claim by hand (`begin`, the work, `complete`). Returns the work's
+    /// output, and the loss if the lease was lost on the way (another caller may then
+    /// have taken the key over; the work still ran to its end).
+    ///
+    /// Dropping this future drops the work; the claim is not released (it expires with its
+    /// lease). [`spawn_claimed`](Self::spawn_claimed) runs work that must finish even if
+    /// its caller goes away.
+    pub async fn hold<F: Future>(
+        &self,
+        claim: &Claim,
+        work: F,
+    ) -> (F::Output, Option<IdempotencyError>) {
+        match self.keep_claim_alive(claim, work).await {
+            Ok(out) => (out, None),
+            Err((out, lost)) => (out, Some(lost.into())),
+        }
+    }
+
     /// Runs `work` while renewing the claim's lease every third of it (the workspace's
     /// one keep-alive, with [`OnLost::Continue`]: an effect that may be happening is
     /// finished, never abandoned). `Err` carries the output and the loss when the lease

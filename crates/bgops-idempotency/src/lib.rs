@@ -10,6 +10,7 @@
 //! | [`Claim`] | the right to run once: plain data (serde), completable from another process |
 //! | [`IdempotencyEngine::complete`] | records the outcome; on a transient store error keeps the lease alive and retries with backoff until stored or moot |
 //! | [`IdempotencyEngine::spawn_claimed`] | runs claimed work detached from its caller, lease kept alive, then stores or releases |
+//! | [`IdempotencyEngine::hold`] | the claim guard for hand-driven claims: keeps the lease alive while a future runs |
 //! | [`IdempotencyEngine::run_once`] | all of the above for one closure |
 //! | [`KeyRequest::for_operation`], [`fingerprint`], [`scoped_key`], [`bounded_operation_type`] | the key recipes |
 //!

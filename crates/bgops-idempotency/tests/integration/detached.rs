@@ -98,3 +98,22 @@ async fn a_claim_travels_to_another_engine() {
         KeyStatus::Completed(_)
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn hold_keeps_a_hand_driven_claim_alive() {
+    let f = fixture(Duration::from_secs(1));
+    let KeyStatus::Created(claim) = f.engine.begin(request("d5")).await.unwrap() else {
+        panic!("creates")
+    };
+    let engine = f.engine.clone();
+    let (out, lost) = f
+        .engine
+        .hold(&claim, async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            // A duplicate in the middle of the work finds the key still claimed.
+            engine.begin(request("d5")).await.unwrap()
+        })
+        .await;
+    assert!(matches!(out, KeyStatus::InProgress { .. }), "{out:?}");
+    assert!(lost.is_none());
+}
