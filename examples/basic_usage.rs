@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo run --example basic_usage` (memory; set `REDIS_URL` to use Redis).
 
+use bgops::Completion;
 use bgops::prelude::*;
 use serde_json::json;
 
@@ -31,7 +32,7 @@ async fn main() -> Result<(), Error> {
     let claim = match status {
         KeyStatus::Created(claim) => {
             println!(
-                "created key {} (lease until {})",
+                "created key {} (claimed until {})",
                 claim.key(),
                 claim.lease_expires_at()
             );
@@ -47,7 +48,14 @@ async fn main() -> Result<(), Error> {
     let completion = manager
         .complete_idempotent_operation(&claim, Some(result), None)
         .await?;
-    println!("completed: {completion:?}");
+    println!("completion: {}", describe_completion(&completion));
+    if let Some(record) = manager.check_idempotency("tenant1", claim.key()).await? {
+        println!(
+            "completed: status {:?}, result {}",
+            record.status,
+            record.result.clone().unwrap_or_default()
+        );
+    }
 
     // 2. The same inputs again: the stored outcome comes back, nothing runs twice.
     println!("\n--- 2. Duplicate request ---");
@@ -95,12 +103,12 @@ async fn main() -> Result<(), Error> {
         manager
             .complete_idempotent_operation(&claim, None, Some("card declined".into()))
             .await?;
-        let record = manager.check_idempotency("tenant1", claim.key()).await?;
-        println!(
-            "failed: status {:?}, error {:?}",
-            record.as_ref().map(|r| r.status),
-            record.as_ref().and_then(|r| r.error.clone())
-        );
+        if let Some(record) = manager.check_idempotency("tenant1", claim.key()).await? {
+            println!(
+                "failed: status {:?}, error {:?}",
+                record.status, record.error
+            );
+        }
     }
 
     // 4. Deterministic keys: same inputs, same key; any change, another key.
@@ -155,6 +163,13 @@ fn describe(status: &KeyStatus) -> &'static str {
         KeyStatus::InProgress { .. } => "in progress (do not run)",
         KeyStatus::Completed(_) => "completed (replay the stored outcome)",
         KeyStatus::Mismatch { .. } => "mismatch (key reused for another request)",
+    }
+}
+
+fn describe_completion(completion: &Completion) -> &'static str {
+    match completion {
+        Completion::Stored(_) => "stored",
+        Completion::Pending(_) => "store unreachable; retried in the background",
     }
 }
 
