@@ -43,17 +43,9 @@ where
     ResBody: HttpBody<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    let Gated {
-        key,
-        scope,
-        storage_key,
-        mut parts,
-        body,
-        ..
-    } = g;
-    let ctx = IdempotencyContext::new(key.clone(), storage_key, scope, true);
-    parts.extensions.insert(ctx.clone());
-    let call = inner.call(Request::from_parts(parts, Body::from(body)));
+    let (request, ctx) = handler_request(g, true);
+    let kept_ctx = ctx.clone(); // an Arc: names the key if the run is aborted
+    let call = inner.call(request);
     let work_shared = Arc::clone(&shared);
     let work = async move {
         match call.await {
@@ -81,7 +73,7 @@ where
             // Only `Aborted` reaches here: the runtime is shutting down.
             let detail = format!("the handler did not finish: {error}");
             Ok(Problem::new(ProblemKind::ResponseFailed, detail)
-                .key(&key)
+                .key(kept_ctx.key())
                 .into_response())
         }
     }
@@ -188,6 +180,19 @@ where
     ResBody: HttpBody<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
+    let response = inner.call(handler_request(g, false).0).await?;
+    let (mut rparts, rbody) = response.into_parts();
+    mark_first(
+        &mut rparts.headers,
+        shared.config.cache_hit_header.as_ref(),
+        Kept::No,
+    );
+    Ok(Response::from_parts(rparts, Body::new(rbody)))
+}
+
+/// The request the handler gets: the buffered body, and the idempotency context in its
+/// extensions (`protected`: whether a claim guards this run).
+fn handler_request(g: Gated, protected: bool) -> (Request<Body>, IdempotencyContext) {
     let Gated {
         key,
         scope,
@@ -196,19 +201,9 @@ where
         body,
         ..
     } = g;
-    parts
-        .extensions
-        .insert(IdempotencyContext::new(key, storage_key, scope, false));
-    let response = inner
-        .call(Request::from_parts(parts, Body::from(body)))
-        .await?;
-    let (mut rparts, rbody) = response.into_parts();
-    mark_first(
-        &mut rparts.headers,
-        shared.config.cache_hit_header.as_ref(),
-        Kept::No,
-    );
-    Ok(Response::from_parts(rparts, Body::new(rbody)))
+    let ctx = IdempotencyContext::new(key, storage_key, scope, protected);
+    parts.extensions.insert(ctx.clone());
+    (Request::from_parts(parts, Body::from(body)), ctx)
 }
 
 /// A JSON response body, kept as the record's result when the handler set none.

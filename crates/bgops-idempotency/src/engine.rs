@@ -167,6 +167,25 @@ impl PendingCompletion {
     }
 }
 
+/// The store's request for `claim` (its token, its lease capped by `ttl`).
+fn begin_request(
+    claim: &Claim,
+    parameters: Option<serde_json::Value>,
+    ttl: Duration,
+) -> BeginRequest {
+    BeginRequest {
+        tenant_id: claim.tenant_id.clone(),
+        key: claim.key.clone(),
+        user_id: claim.user_id.clone(),
+        operation_type: claim.operation_type.clone(),
+        fingerprint: claim.fingerprint.clone(),
+        parameters,
+        ttl,
+        lease: claim.lease.min(ttl),
+        token: claim.token.clone(),
+    }
+}
+
 /// The store no longer has the record: deleted, expired, or lost by a restart.
 fn is_vanished(error: &StorageError) -> bool {
     matches!(error, StorageError::NotFound { .. })
@@ -221,7 +240,6 @@ impl IdempotencyEngine {
         let inner = &self.inner;
         let ttl = request.ttl.unwrap_or(inner.ttl);
         let lease = request.lease.unwrap_or(inner.lease).min(ttl);
-        let token = inner.ids.token();
         let KeyRequest {
             tenant_id,
             key,
@@ -231,32 +249,28 @@ impl IdempotencyEngine {
             parameters,
             ..
         } = request;
-        let begin = BeginRequest {
+        // The claim this caller will hold if the store says Started; the store's times
+        // are filled in from its answer.
+        let mut claim = Claim {
             tenant_id,
             key,
-            user_id,
+            token: inner.ids.token(),
             operation_type,
-            fingerprint,
-            parameters,
-            ttl,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+            lease_expires_at: OffsetDateTime::UNIX_EPOCH,
             lease,
-            token,
+            user_id,
+            fingerprint,
         };
+        let begin = begin_request(&claim, parameters, ttl);
         begin.validate()?;
-        // Kept for the answer; the request itself moves into the store call.
-        let (tenant_id, key, operation_type, token) = (
-            begin.tenant_id.clone(),
-            begin.key.clone(),
-            begin.operation_type.clone(),
-            begin.token.clone(),
-        );
-        let (user_id, fingerprint) = (begin.user_id.clone(), begin.fingerprint.clone());
         let outcome = match inner.store.begin(begin).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 inner.metrics.storage_error("idempotency_begin");
                 if error.is_transient() {
-                    self.release_lost_begin(tenant_id, key, token, lease);
+                    self.release_lost_begin(claim);
                 }
                 return Err(error.into());
             }
@@ -264,50 +278,46 @@ impl IdempotencyEngine {
         let metrics = &inner.metrics;
         Ok(match outcome {
             BeginOutcome::Started(claimed) => {
-                metrics.idempotency_key_created(&operation_type, &tenant_id);
-                KeyStatus::Created(Claim {
-                    tenant_id,
-                    key,
-                    token: claimed.token,
-                    operation_type,
-                    created_at: claimed.created_at,
-                    expires_at: claimed.expires_at,
-                    lease_expires_at: claimed.lease_expires_at,
-                    lease,
-                    user_id,
-                    fingerprint,
-                })
+                metrics.idempotency_key_created(&claim.operation_type, &claim.tenant_id);
+                claim.created_at = claimed.created_at;
+                claim.expires_at = claimed.expires_at;
+                claim.lease_expires_at = claimed.lease_expires_at;
+                KeyStatus::Created(claim)
             }
             BeginOutcome::InProgress { lease_expires_at } => {
-                metrics.idempotency_in_flight(&operation_type, &tenant_id);
+                metrics.idempotency_in_flight(&claim.operation_type, &claim.tenant_id);
                 KeyStatus::InProgress {
-                    key,
+                    key: claim.key,
                     lease_expires_at,
                 }
             }
             BeginOutcome::Completed(record) => {
-                metrics.idempotency_replayed(&operation_type, &tenant_id);
+                metrics.idempotency_replayed(&claim.operation_type, &claim.tenant_id);
                 KeyStatus::Completed(record)
             }
-            BeginOutcome::Mismatch => KeyStatus::Mismatch { key },
+            BeginOutcome::Mismatch => KeyStatus::Mismatch { key: claim.key },
         })
     }
 
     /// Releases, in the background, the claim a `begin` that failed transiently may have
     /// made. Stops at the first definite answer (released, nothing there, someone else's)
     /// or after one lease, when such a claim could be taken over anyway.
-    fn release_lost_begin(&self, tenant_id: String, key: String, token: String, lease: Duration) {
+    fn release_lost_begin(&self, claim: Claim) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let inner = Arc::clone(&self.inner);
         runtime.spawn(async move {
-            let deadline = Instant::now() + lease;
+            let deadline = Instant::now() + claim.lease;
             let mut attempt = 0;
             loop {
-                match inner.store.release(&tenant_id, &key, &token).await {
+                let released = inner
+                    .store
+                    .release(&claim.tenant_id, &claim.key, &claim.token)
+                    .await;
+                match released {
                     Ok(()) => {
-                        tracing::info!(%tenant_id, %key, "released the claim of a begin whose answer was lost");
+                        tracing::info!(record = %claim.record_name(), "released the claim of a begin whose answer was lost");
                         return;
                     }
                     Err(error) if error.is_transient() && Instant::now() < deadline => {
@@ -455,17 +465,7 @@ impl IdempotencyEngine {
         if ttl.is_zero() {
             return Ok(false);
         }
-        let request = BeginRequest {
-            tenant_id: claim.tenant_id.clone(),
-            key: claim.key.clone(),
-            user_id: claim.user_id.clone(),
-            operation_type: claim.operation_type.clone(),
-            fingerprint: claim.fingerprint.clone(),
-            parameters: None,
-            ttl,
-            lease: claim.lease.min(ttl),
-            token: claim.token.clone(),
-        };
+        let request = begin_request(claim, None, ttl);
         let started = matches!(
             self.inner.store.begin(request).await?,
             BeginOutcome::Started(_)

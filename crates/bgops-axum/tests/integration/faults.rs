@@ -9,6 +9,7 @@ use bgops_axum::{FailMode, FnScope, IdempotencyConfig, ProblemKind, Scope};
 use bgops_idempotency::IdempotencyEngine;
 use bgops_storage::IdempotencyStore;
 use bgops_storage::testing::decorators::{Fault, Method};
+use bgops_storage::testing::server::redis::RedisServer;
 use http::Request;
 use tower::ServiceExt as _;
 
@@ -130,27 +131,8 @@ async fn default_body_limit_is_one_mib() {
 /// response is stored once Redis answers again and the retry replays it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_paused_longer_than_the_lease_mid_handler() {
-    let server = bgops_storage::testing::server::redis::RedisServer::spawn()
-        .expect("a throwaway redis-server");
-    let store: Arc<dyn IdempotencyStore> = Arc::new(
-        bgops_redis::RedisStorage::builder(server.url())
-            .prefix(format!("bgops-test-{}", uuid::Uuid::new_v4().simple()))
-            .command_timeout(Duration::from_millis(300))
-            .connect_timeout(Duration::from_millis(300))
-            .build()
-            .await
-            .expect("connect"),
-    );
-    let engine = IdempotencyEngine::builder(store)
-        .lease(Duration::from_millis(600))
-        .completion_backoff(bgops_core::Backoff::constant(Duration::from_millis(100)))
-        .build();
-    let app = start_on(engine, IdempotencyConfig::default()).await;
-    let k = key();
-    let c = app.client.clone();
-    let k2 = k.clone();
-    let first = tokio::spawn(async move { c.post("/slow?ms=300", Some(&k2), "").await });
-    crate::support::eventually("the handler started", || async { app.runs.get() == 1 }).await;
+    let server = RedisServer::spawn().expect("a throwaway redis-server");
+    let (app, k, first) = slow_request_on(&server, Duration::from_millis(600)).await;
     server.pause().expect("SIGSTOP");
     let first = first.await.unwrap();
     assert_eq!(first.status, 200);
@@ -188,27 +170,8 @@ async fn retry_as_told(app: &crate::app::TestApp, path: &str, k: &str) -> Reply 
 /// lost in-flight record is re-created under the claim's token) and the retry replays it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_mid_handler() {
-    let mut server = bgops_storage::testing::server::redis::RedisServer::spawn()
-        .expect("a throwaway redis-server");
-    let store: Arc<dyn IdempotencyStore> = Arc::new(
-        bgops_redis::RedisStorage::builder(server.url())
-            .prefix(format!("bgops-test-{}", uuid::Uuid::new_v4().simple()))
-            .command_timeout(Duration::from_millis(300))
-            .connect_timeout(Duration::from_millis(300))
-            .build()
-            .await
-            .expect("connect"),
-    );
-    let engine = IdempotencyEngine::builder(store)
-        .lease(Duration::from_secs(2))
-        .completion_backoff(bgops_core::Backoff::constant(Duration::from_millis(100)))
-        .build();
-    let app = start_on(engine, IdempotencyConfig::default()).await;
-    let k = key();
-    let c = app.client.clone();
-    let k2 = k.clone();
-    let first = tokio::spawn(async move { c.post("/slow?ms=300", Some(&k2), "").await });
-    crate::support::eventually("the handler started", || async { app.runs.get() == 1 }).await;
+    let mut server = RedisServer::spawn().expect("a throwaway redis-server");
+    let (app, k, first) = slow_request_on(&server, Duration::from_secs(2)).await;
     server.stop();
     let first = first.await.unwrap();
     assert_eq!(first.status, 200);
@@ -221,4 +184,32 @@ async fn redis_killed_and_restarted_mid_handler() {
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
     assert_eq!(replay.body, first.body);
     assert_eq!(app.runs.get(), 1);
+}
+
+/// An app on a Redis store of `server` (short timeouts: a dead server answers fast) with
+/// `lease`, and a `/slow?ms=300` request with a fresh key whose handler has started.
+async fn slow_request_on(
+    server: &RedisServer,
+    lease: Duration,
+) -> (crate::app::TestApp, String, tokio::task::JoinHandle<Reply>) {
+    let store: Arc<dyn IdempotencyStore> = Arc::new(
+        bgops_redis::RedisStorage::builder(server.url())
+            .prefix(format!("bgops-test-{}", uuid::Uuid::new_v4().simple()))
+            .command_timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(300))
+            .build()
+            .await
+            .expect("connect"),
+    );
+    let engine = IdempotencyEngine::builder(store)
+        .lease(lease)
+        .completion_backoff(bgops_core::Backoff::constant(Duration::from_millis(100)))
+        .build();
+    let app = start_on(engine, IdempotencyConfig::default()).await;
+    let k = key();
+    let c = app.client.clone();
+    let k2 = k.clone();
+    let first = tokio::spawn(async move { c.post("/slow?ms=300", Some(&k2), "").await });
+    crate::support::eventually("the handler started", || async { app.runs.get() == 1 }).await;
+    (app, k, first)
 }
