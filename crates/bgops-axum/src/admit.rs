@@ -30,23 +30,23 @@ pub(crate) enum Admission {
 }
 
 /// Claims the key, following the in-flight policy for duplicates.
-pub(crate) async fn admit(shared: &Shared, g: &Gated) -> Result<Admission, Problem> {
+pub(crate) async fn admit(
+    shared: &Shared,
+    g: &Gated,
+    request: KeyRequest,
+) -> Result<Admission, Problem> {
     let cfg = &shared.config;
     let deadline = match cfg.in_flight {
         InFlightPolicy::Wait(d) => Some(Instant::now() + d),
         _ => None,
     };
+    // The first attempt takes the request; only a duplicate that may wait keeps a copy.
+    let again = deadline.is_some().then(|| request.clone());
+    let mut first = Some(request);
     let mut poll_every = Duration::from_millis(10);
     loop {
-        let request = KeyRequest::new(
-            g.scope.tenant_id.clone(),
-            g.storage_key.clone(),
-            g.operation_type.clone(),
-        )
-        .fingerprint(g.fingerprint.clone());
-        let request = match &g.scope.user_id {
-            Some(user) => request.user_id(user.clone()),
-            None => request,
+        let Some(request) = first.take().or_else(|| again.clone()) else {
+            unreachable!("a retry happens only under the Wait policy, which keeps a copy");
         };
         let status = match shared.engine.begin(request).await {
             Ok(status) => status,

@@ -1,7 +1,7 @@
 //! Step 1 of a request: does the middleware protect it, and with what key, scope and
 //! fingerprint? Bad input ends here as a 4xx problem.
 
-use bgops_idempotency::{bounded_operation_type, scoped_key};
+use bgops_idempotency::{KeyRequest, bounded_operation_type, scoped_key};
 use bgops_storage::BoxError;
 use bytes::Bytes;
 use http::Request;
@@ -16,11 +16,15 @@ use crate::problem::{Problem, ProblemKind};
 use crate::scope::Scope;
 
 /// What the gate decided.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per request and moved once; boxing would cost an allocation"
+)]
 pub(crate) enum Gate<B> {
     /// Not covered (method, exempt path, optional key absent): passed through untouched.
     Pass(Request<B>),
-    /// Protected: the request, buffered, with its key.
-    Protect(Gated),
+    /// Protected: the request, buffered, with its key, and what to ask the engine.
+    Protect(Gated, KeyRequest),
 }
 
 /// A request the middleware protects.
@@ -31,10 +35,6 @@ pub(crate) struct Gated {
     pub(crate) scope: Scope,
     /// The record's key within the tenant ([`scoped_key`]).
     pub(crate) storage_key: String,
-    /// `METHOD path`, bounded to the store's limit.
-    pub(crate) operation_type: String,
-    /// The request fingerprint.
-    pub(crate) fingerprint: String,
     /// The request head.
     pub(crate) parts: Parts,
     /// The buffered request body.
@@ -76,17 +76,21 @@ where
         .map_err(|p| p.key(&key))?;
     let fingerprint = cfg.fingerprinter.fingerprint(&parts, &body);
     let storage_key = scoped_key(scope.user_id.as_deref(), &key);
-    let operation_type =
-        bounded_operation_type(&format!("{} {}", parts.method, parts.uri.path())).into_owned();
-    Ok(Gate::Protect(Gated {
+    let mut operation_type = format!("{} {}", parts.method, parts.uri.path());
+    if let std::borrow::Cow::Owned(bounded) = bounded_operation_type(&operation_type) {
+        operation_type = bounded;
+    }
+    let mut request =
+        KeyRequest::new(&*scope.tenant_id, &*storage_key, operation_type).fingerprint(fingerprint);
+    request.user_id.clone_from(&scope.user_id);
+    let gated = Gated {
         key,
         scope,
         storage_key,
-        operation_type,
-        fingerprint,
         parts,
         body,
-    }))
+    };
+    Ok(Gate::Protect(gated, request))
 }
 
 /// Buffers the body within the limit: 413 over it (declared or counted), 400 when it

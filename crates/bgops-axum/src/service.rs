@@ -90,14 +90,14 @@ where
     ResBody: HttpBody<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    let gated = match gate(&shared.config, req).await {
-        Ok(Gate::Protect(gated)) => gated,
+    let (gated, request) = match gate(&shared.config, req).await {
+        Ok(Gate::Protect(gated, request)) => (gated, request),
         Ok(Gate::Pass(req)) => {
             return Ok(inner.call(req.map(Body::new)).await?.map(Body::new));
         }
         Err(problem) => return Ok(problem.into_response()),
     };
-    match admit(&shared, &gated).await {
+    match admit(&shared, &gated, request).await {
         Ok(Admission::Run(claim)) => run_claimed(shared, inner, gated, claim).await,
         Ok(Admission::Respond(response)) => Ok(response),
         Ok(Admission::Unprotected) => run_unprotected(&shared, inner, gated).await,
