@@ -39,8 +39,8 @@ use bgops::axum::{
 use bgops::core::SagaStep;
 use bgops::saga::{SagaStatus, StepError};
 use serde::Deserialize;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use serde_json::{Value, json};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// The demo's state: the manager (storage + saga engine) and a pretend user database
 /// that the saga writes to and compensates.
@@ -354,7 +354,10 @@ fn app(manager: BackgroundOperationsManager, config: IdempotencyConfig) -> Route
         // Outside the idempotency layer: a stalled body fails before a claim is made, and
         // a request that takes too long answers 408 while its claimed handler runs on.
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(10)))
-        .layer(TimeoutLayer::new(Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         .with_state(AppState { manager, accounts })
 }
 
@@ -539,7 +542,13 @@ mod tests {
         assert_eq!(status.status, 404, "{}", status.json);
         let attack = call("POST", &url, Some(&alices), EMAIL).await;
         assert_eq!(attack.headers["x-cache-hit"], "false");
-        assert!(manager.check_idempotency("default", &alices).await.unwrap().is_some());
+        assert!(
+            manager
+                .check_idempotency("default", &alices)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]
