@@ -530,3 +530,24 @@ async fn get_operation_views_a_claimed_key() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn get_operation_views_a_task() {
+    use bgops::storage::{NewTask, TaskStore as _};
+    let manager = BackgroundOperationsManager::in_memory();
+    let submitted = manager
+        .storage()
+        .submit_task(NewTask::new("emails", "send", json!({"to": "a@b.c"})).idempotency_key("t-1"))
+        .await
+        .unwrap();
+    let id = submitted.task.task_id;
+    let op = manager.get_operation("t1", &id).await.unwrap().unwrap();
+    assert_eq!(op.kind, bgops::OperationKind::Task);
+    assert_eq!(
+        op.status,
+        OperationStatus::Pending,
+        "a waiting task is Pending"
+    );
+    assert_eq!(op.tenant_id, "emails");
+    assert_eq!(op.idempotency_key.as_deref(), Some("t-1"));
+}
