@@ -533,7 +533,7 @@ async fn get_operation_views_a_claimed_key() {
 
 #[tokio::test]
 async fn get_operation_views_a_task() {
-    use bgops::storage::{NewTask, TaskStore as _};
+    use bgops::storage::NewTask;
     let manager = BackgroundOperationsManager::in_memory();
     let submitted = manager
         .storage()
