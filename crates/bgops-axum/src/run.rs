@@ -50,7 +50,7 @@ where
     let work = async move {
         match call.await {
             Err(e) => Settle::Release(Err(e)),
-            Ok(response) => capture(&work_shared, &ctx, response).await.map_value(Ok),
+            Ok(response) => capture(&work_shared, &ctx, response).await.map(Ok),
         }
     };
     let ran = shared.engine.spawn_claimed(claim, work).await;
@@ -75,20 +75,6 @@ where
             Ok(Problem::new(ProblemKind::ResponseFailed, detail)
                 .key(kept_ctx.key())
                 .into_response())
-        }
-    }
-}
-
-/// Maps the value a [`Settle`] carries.
-trait MapValue<T> {
-    fn map_value<U>(self, f: impl FnOnce(T) -> U) -> Settle<U>;
-}
-
-impl<T> MapValue<T> for Settle<T> {
-    fn map_value<U>(self, f: impl FnOnce(T) -> U) -> Settle<U> {
-        match self {
-            Settle::Complete(v, outcome) => Settle::Complete(f(v), outcome),
-            Settle::Release(v) => Settle::Release(f(v)),
         }
     }
 }

@@ -34,6 +34,16 @@ pub enum Settle<T> {
     Release(T),
 }
 
+impl<T> Settle<T> {
+    /// The same decision over another value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Settle<U> {
+        match self {
+            Self::Complete(value, outcome) => Settle::Complete(f(value), outcome),
+            Self::Release(value) => Settle::Release(f(value)),
+        }
+    }
+}
+
 /// What became of the claim after the work.
 #[derive(Debug)]
 pub enum Stored {
