@@ -350,13 +350,16 @@ impl IdempotencyEngine {
     /// (keeping the claim's lease alive meanwhile, so no duplicate runs it again) until it
     /// is stored or the record's TTL makes it moot ([`Completion::Pending`]).
     ///
+    /// A record the store no longer has (`NotFound`: lost by a restart without
+    /// persistence) is made again under the claim's token in the background, so the
+    /// outcome is kept — never over another caller's claim.
+    ///
     /// Repeating `complete` with the same claim is harmless (the store answers with the
     /// first receipt).
     ///
     /// # Errors
-    /// [`IdempotencyError::LeaseLost`] when another caller took over,
-    /// [`IdempotencyError::NotFound`] when the record is gone, or another non-transient
-    /// store error.
+    /// [`IdempotencyError::LeaseLost`] when another caller took over, or another
+    /// non-transient store error (corrupt record, backend failure).
     pub async fn complete(
         &self,
         claim: &Claim,
@@ -432,7 +435,12 @@ impl IdempotencyEngine {
                         // claim's token, unless someone else claimed the key meanwhile.
                         match self.reclaim(claim, deadline).await {
                             Ok(true) => {}
-                            Ok(false) => return Err(IdempotencyError::from(error)),
+                            // Another caller holds (or completed) the key now.
+                            Ok(false) => {
+                                return Err(IdempotencyError::LeaseLost {
+                                    key: claim.record_name(),
+                                });
+                            }
                             Err(again) if again.is_transient() => {}
                             Err(again) => return Err(IdempotencyError::from(again)),
                         }
