@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`core`] | `bgops-core`: models, key derivation, clock, config, metrics hooks | always |
 //! | [`storage`] | `bgops-storage`: the storage traits | always |
+//! | [`idempotency`] | `bgops-idempotency`: the idempotency engine | always |
 //! | `memory` | `bgops-memory`: in-memory backend | `memory` (default) |
 //! | `redis` | `bgops-redis`: Redis backend on fred | `redis` |
 //! | `saga` | `bgops-saga`: saga engine | `saga` |
@@ -20,6 +21,7 @@ mod saga_api;
 use std::sync::Arc;
 
 pub use bgops_core as core;
+pub use bgops_idempotency as idempotency;
 pub use bgops_storage as storage;
 
 #[cfg(feature = "axum")]
@@ -34,12 +36,13 @@ pub use bgops_redis as redis;
 pub use bgops_saga as saga;
 
 pub use bgops_core::{
-    Clock, Config, CoreError, IdempotencyKey, IdempotencyRecord, ManualClock, MetricsHooks,
-    OperationStatus, SystemClock, derive_key,
+    BackgroundOperation, Clock, Config, CoreError, IdempotencyKey, IdempotencyRecord, ManualClock,
+    MetricsHooks, OperationKind, OperationStatus, SystemClock, derive_key,
 };
+pub use bgops_idempotency::{Completion, IdempotencyEngine, IdempotencyError};
 pub use bgops_storage::{Storage, StorageError};
 pub use error::Error;
-pub use manager::{BackgroundOperationsManager, Claim, KeyStatus, ManagerBuilder};
+pub use manager::{BackgroundOperationsManager, Claim, CleanupReport, KeyStatus, ManagerBuilder};
 
 #[cfg(feature = "memory")]
 pub use bgops_memory::MemoryStorage;
@@ -47,11 +50,29 @@ pub use bgops_memory::MemoryStorage;
 /// The names most programs need: `use bgops::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        BackgroundOperationsManager, Claim, Config, Error, IdempotencyRecord, KeyStatus,
-        OperationStatus, Storage, StorageError, derive_key,
+        BackgroundOperation, BackgroundOperationsManager, Claim, Completion, Config, Error,
+        IdempotencyRecord, KeyStatus, OperationStatus, Storage, StorageError, derive_key,
     };
     #[cfg(feature = "memory")]
     pub use bgops_memory::MemoryStorage;
+}
+
+/// The seed's one-liner: adds the idempotency middleware (POST/PATCH, `Idempotency-Key`,
+/// `X-Tenant-ID` scope, 409 in flight, fail closed) to a router, on the manager's engine:
+/// the manager's store, TTL, lease and metrics hooks, wired once. Use
+/// [`IdempotencyLayer::with_config`](bgops_axum::IdempotencyLayer::with_config) with
+/// [`BackgroundOperationsManager::idempotency_engine`] for any other setting.
+#[cfg(feature = "axum")]
+pub fn add_background_operations_middleware<S>(
+    router: bgops_axum::axum::Router<S>,
+    manager: &BackgroundOperationsManager,
+) -> bgops_axum::axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router.layer(bgops_axum::IdempotencyLayer::new(
+        manager.idempotency_engine().clone(),
+    ))
 }
 
 /// The storage that `config` asks for: Redis when `redis_url` is set (feature `redis`),
