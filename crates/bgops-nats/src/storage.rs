@@ -33,7 +33,8 @@ pub(crate) struct Inner {
     pub(crate) clock: SharedClock,
     pub(crate) ack_wait: Duration,
     /// One durable pull consumer per queue, made on first use.
-    pub(crate) consumers: tokio::sync::Mutex<HashMap<String, PullConsumer>>,
+    pub(crate) consumers:
+        tokio::sync::Mutex<HashMap<String, (PullConsumer, crate::task::FetchLock)>>,
 }
 
 /// The NATS JetStream backend: idempotency records, fenced locks, sagas and the task

@@ -155,6 +155,65 @@ fn check_claim(id: &str, doc: Option<&TaskDoc>, attempt: u32) -> StorageResult<(
     }
 }
 
+/// Serializes this process's pulls on one consumer: JetStream parks a no-wait pull that
+/// arrives while another waits for the same message, so concurrent pulls from one
+/// process would wait on each other.
+pub(crate) type FetchLock = std::sync::Arc<tokio::sync::Mutex<()>>;
+
+/// How long a pull may wait for its message before we give up on it (another process's
+/// pull took the message it was counting on).
+const FETCH_WAIT: Duration = Duration::from_millis(500);
+
+/// Pulls one work message: `None` when none is deliverable now.
+async fn fetch_one(
+    consumer: &PullConsumer,
+    fetching: &FetchLock,
+) -> StorageResult<Option<async_nats::jetstream::Message>> {
+    let _turn = fetching.lock().await;
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .map_err(|e| driver("fetch", e))?;
+    match tokio::time::timeout(FETCH_WAIT, batch.next()).await {
+        Ok(None) => Ok(None),
+        Ok(Some(message)) => message.map(Some).map_err(|e| driver("fetch", e)),
+        Err(_) => {
+            // The server keeps our pull waiting; whatever it delivers to it later goes
+            // straight back to the queue instead of waiting out the ack wait.
+            tokio::spawn(async move {
+                if let Some(Ok(late)) = batch.next().await {
+                    let _ = late
+                        .ack_with(async_nats::jetstream::AckKind::Nak(None))
+                        .await;
+                }
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// The answer to a submission whose key names `doc`: the task as a duplicate, or a
+/// conflict when the key was used with another task type or payload.
+fn duplicate_of(
+    doc: TaskDoc,
+    task_type: &str,
+    payload: &Value,
+    key: &str,
+) -> StorageResult<Submitted> {
+    if doc.task.task_type != task_type || doc.task.payload != *payload {
+        return Err(StorageError::KeyConflict {
+            kind: KIND,
+            key: key.to_owned(),
+        });
+    }
+    Ok(Submitted {
+        task: doc.task,
+        duplicate: true,
+    })
+}
+
 /// What one step of a transition decided.
 enum Step<T> {
     /// Nothing to write; the answer.
@@ -286,7 +345,7 @@ impl NatsStorage {
         Ok(())
     }
 
-    async fn consumer(&self, queue: &str) -> StorageResult<PullConsumer> {
+    async fn consumer(&self, queue: &str) -> StorageResult<(PullConsumer, FetchLock)> {
         let mut consumers = self.inner.consumers.lock().await;
         if let Some(found) = consumers.get(queue) {
             return Ok(found.clone());
@@ -311,6 +370,7 @@ impl NatsStorage {
             )
             .await
             .map_err(|e| driver("create consumer", e))?;
+        let made = (made, FetchLock::default());
         consumers.insert(queue.to_owned(), made.clone());
         Ok(made)
     }
@@ -377,14 +437,23 @@ impl NatsStorage {
             })
             .await?;
         if let Some(doc) = written {
-            // The delivery belongs to the claim that just ended.
+            if doc.task.status == TaskStatus::Claimed {
+                return Ok(receipt);
+            }
+            if doc.task.status == TaskStatus::Pending {
+                // Pending again: a fresh message makes it deliverable at once (a
+                // negative acknowledgement is redelivered only after a short lag, and a
+                // claim made by id may have left its message delayed). If this publish
+                // fails, the old message still comes back at the end of the lease.
+                let msg_id = format!("{id}/{}/again", doc.claims);
+                if let Err(error) = self.publish_work(&doc, &msg_id).await {
+                    tracing::warn!(%error, task_id = id, "task pending again; its old message will bring it back");
+                    return Ok(receipt);
+                }
+            }
+            // The message of the claim that just ended has done its job.
             if let Some(reply) = &doc.delivery {
-                let answer = match doc.task.status {
-                    TaskStatus::Pending => Answer::Nak(until(self.now(), doc.task.available_at)),
-                    TaskStatus::Claimed => return Ok(receipt),
-                    TaskStatus::Completed | TaskStatus::Failed => Answer::Ack,
-                };
-                self.answer(reply, answer).await;
+                self.answer(reply, Answer::Ack).await;
             }
         }
         Ok(receipt)
@@ -408,27 +477,16 @@ impl TaskStore for NatsStorage {
             .into());
         }
         let mut task_id = uuid::Uuid::now_v7().to_string();
+        // Whether this call made the key's entry (then it is the one fresh submission;
+        // every other submission with the key answers `duplicate`).
+        let mut first = true;
         if let Some(key) = &new.idempotency_key {
             let dedupe = Names::task_key(&new.queue, key);
             loop {
                 let current = read(&self.inner.tasks, &dedupe).await?;
                 if let Some(value) = &current.value {
-                    let existing = String::from_utf8_lossy(value).into_owned();
-                    if let (_, Some(doc)) = self.read_task(&existing).await? {
-                        if doc.task.task_type != new.task_type || doc.task.payload != new.payload {
-                            return Err(StorageError::KeyConflict {
-                                kind: KIND,
-                                key: key.clone(),
-                            });
-                        }
-                        return Ok(Submitted {
-                            task: doc.task,
-                            duplicate: true,
-                        });
-                    }
-                    // The key names a task whose submission never finished: finish it
-                    // under that id.
-                    task_id = existing;
+                    task_id = String::from_utf8_lossy(value).into_owned();
+                    first = false;
                     break;
                 }
                 let id = bytes::Bytes::from(task_id.clone().into_bytes());
@@ -438,6 +496,14 @@ impl TaskStore for NatsStorage {
                 {
                     break;
                 }
+            }
+            if !first {
+                if let (_, Some(doc)) = self.read_task(&task_id).await? {
+                    return duplicate_of(doc, &new.task_type, &new.payload, key);
+                }
+                // The key's first submission has not written its task yet (or died
+                // before): finish it here under the same id; the message id and the
+                // create-only write make the two submissions one.
             }
         }
         let now = self.now();
@@ -468,17 +534,19 @@ impl TaskStore for NatsStorage {
         // die before writing the entry (the claimer writes it from the message).
         self.publish_work(&doc, &task_id).await?;
         let current = read(&self.inner.tasks, &Names::task(&task_id)).await?;
-        if current.revision == 0 && !self.write_task(&current, None, &mut doc).await? {
-            // A claimer wrote it from the message first.
+        let written = current.revision == 0 && self.write_task(&current, None, &mut doc).await?;
+        if !written {
+            // Another submission with the key, or a claimer, wrote it first.
             if let (_, Some(found)) = self.read_task(&task_id).await? {
+                if let Some(key) = &doc.task.idempotency_key {
+                    return duplicate_of(found, &doc.task.task_type, &doc.task.payload, key);
+                }
                 doc = found;
             }
-        } else if let Some(value) = &current.value {
-            doc = from_json(&Names::task(&task_id), value)?;
         }
         Ok(Submitted {
             task: doc.task,
-            duplicate: false,
+            duplicate: !first,
         })
     }
 
@@ -524,18 +592,11 @@ impl TaskStore for NatsStorage {
         validate::duration("lease", lease)?;
         validate::name("queue", queue)?;
         validate::name("worker_id", worker_id)?;
-        let consumer = self.consumer(queue).await?;
+        let (consumer, fetching) = self.consumer(queue).await?;
         for _ in 0..CLAIM_SCAN {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(1)
-                .messages()
-                .await
-                .map_err(|e| driver("fetch", e))?;
-            let Some(message) = batch.next().await else {
+            let Some(message) = fetch_one(&consumer, &fetching).await? else {
                 return Ok(None);
             };
-            let message = message.map_err(|e| driver("fetch", e))?;
             let Some(reply) = message.reply.as_ref().map(ToString::to_string) else {
                 continue;
             };
@@ -750,26 +811,28 @@ impl TaskStore for NatsStorage {
         let mut sweep = Sweep::default();
         let subject = self.inner.names.index(&["t", "claimed", ">"]);
         for id in self.indexed_ids(&subject).await? {
+            let full = sweep.done as usize >= limit;
             let found = self
                 .transition(&id, |doc, _, now| {
                     let Some(mut next) = doc else {
                         return Ok(Step::Done(false));
                     };
-                    if expire(&mut next, now) {
-                        Ok(Step::Write(Box::new(next), true))
-                    } else {
+                    if !expire(&mut next, now) {
                         Ok(Step::Done(false))
+                    } else if full {
+                        // One more is due: say so, leave it to the next batch.
+                        Ok(Step::Done(true))
+                    } else {
+                        Ok(Step::Write(Box::new(next), true))
                     }
                 })
                 .await;
             match found {
-                Ok((true, _)) => {
-                    sweep.done += 1;
-                    if sweep.done as usize >= limit {
-                        sweep.more = true;
-                        break;
-                    }
+                Ok((true, _)) if full => {
+                    sweep.more = true;
+                    break;
                 }
+                Ok((true, _)) => sweep.done += 1,
                 Ok((false, _)) => {}
                 Err(StorageError::Corrupt { key, .. }) => sweep.corrupt.push(key),
                 Err(e) => return Err(e),
