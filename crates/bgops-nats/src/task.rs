@@ -558,7 +558,7 @@ impl TaskStore for NatsStorage {
     ) -> StorageResult<Option<Task>> {
         validate::duration("lease", lease)?;
         validate::name("worker_id", worker_id)?;
-        let (_, written) = self
+        let ((), written) = self
             .transition(task_id, |doc, _, now| {
                 let Some(mut next) = doc else {
                     return Ok(Step::Done(()));

@@ -5,6 +5,7 @@
 // Test helpers panic on setup failures: that is how a test reports them.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod faults;
 mod focused;
 mod support;
 
