@@ -101,6 +101,27 @@ impl NatsStorage {
             .map_err(|e| driver("flush", e))
     }
 
+    /// Messages this store's connection has sent so far (requests, publishes and
+    /// acknowledgements): a delta divided by the operations in between gives the
+    /// messages per operation (each request is one round trip; acknowledgements are sent
+    /// without waiting).
+    pub fn messages_sent(&self) -> u64 {
+        self.inner
+            .client
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Times this store's connection was (re)established: 1 until a reconnect.
+    pub fn connects(&self) -> u64 {
+        self.inner
+            .client
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The store's "now" (see `docs/nats-schema.md`, "Time").
     pub(crate) fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()

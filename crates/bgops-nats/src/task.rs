@@ -284,9 +284,15 @@ impl NatsStorage {
             added
         };
         if let Some(seq) = stale {
-            if let Err(error) = index_drop(&self.inner.index, seq).await {
-                tracing::warn!(%error, task_id = %next.task.task_id, "index entry left behind");
-            }
+            // Off the caller's path: a left-over entry is harmless (readers check it
+            // against the task), so nobody waits for its removal.
+            let index = self.inner.index.clone();
+            let task_id = next.task.task_id.clone();
+            tokio::spawn(async move {
+                if let Err(error) = index_drop(&index, seq).await {
+                    tracing::warn!(%error, %task_id, "index entry left behind");
+                }
+            });
         }
         Ok(written)
     }
@@ -311,8 +317,8 @@ impl NatsStorage {
         }
     }
 
-    /// Answers a work message by its ack subject (fire and forget, then a flush so that
-    /// the server has it before our next call).
+    /// Answers a work message by its ack subject, fire and forget (the server handles a
+    /// connection's messages in order, so it has the answer before our next call).
     async fn answer(&self, reply: &str, answer: Answer) {
         let payload = match answer {
             Answer::Ack => bytes::Bytes::from_static(b"+ACK"),
@@ -322,10 +328,6 @@ impl NatsStorage {
         let client = &self.inner.client;
         if let Err(error) = client.publish(reply.to_owned(), payload).await {
             tracing::debug!(%error, "could not answer a work message; it comes back by itself");
-            return;
-        }
-        if let Err(error) = client.flush().await {
-            tracing::debug!(%error, "could not flush a work message answer");
         }
     }
 
@@ -533,8 +535,12 @@ impl TaskStore for NatsStorage {
         // The message first: once it is stored the task will be delivered, even if we
         // die before writing the entry (the claimer writes it from the message).
         self.publish_work(&doc, &task_id).await?;
-        let current = read(&self.inner.tasks, &Names::task(&task_id)).await?;
-        let written = current.revision == 0 && self.write_task(&current, None, &mut doc).await?;
+        // A new id has no entry: write against revision 0 without reading first.
+        let nothing = Current {
+            revision: 0,
+            value: None,
+        };
+        let written = self.write_task(&nothing, None, &mut doc).await?;
         if !written {
             // Another submission with the key, or a claimer, wrote it first.
             if let (_, Some(found)) = self.read_task(&task_id).await? {
