@@ -181,7 +181,10 @@ fn spawn_held() -> std::io::Result<String> {
         .arg("sh")
         .arg(port.to_string())
         .stdin(Stdio::piped())
+        // No handle of ours in the shell: a test runner waiting for output must not
+        // wait for the server.
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()?;
     if let Ok(mut held) = HELD.get_or_init(Default::default).lock() {
         held.push(child);
