@@ -7,6 +7,7 @@
 
 mod faults;
 mod focused;
+mod queue_engine;
 mod support;
 
 /// The conformance suite (every trait: idempotency, locks, sagas, tasks, storage).
