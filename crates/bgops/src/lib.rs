@@ -9,6 +9,8 @@
 //! | [`idempotency`] | `bgops-idempotency`: the idempotency engine | always |
 //! | `memory` | `bgops-memory`: in-memory backend | `memory` (default) |
 //! | `redis` | `bgops-redis`: Redis backend on fred | `redis` |
+//! | `postgres` | `bgops-postgres`: PostgreSQL backend on sqlx, transactional API | `postgres` |
+//! | `nats` | `bgops-nats`: NATS JetStream backend on async-nats | `nats` |
 //! | `saga` | `bgops-saga`: saga engine | `saga` |
 //! | `queue` | `bgops-queue`: idempotent task queue | `queue` |
 //! | `axum` | `bgops-axum`: HTTP idempotency middleware | `axum` |
@@ -28,6 +30,10 @@ pub use bgops_storage as storage;
 pub use bgops_axum as axum;
 #[cfg(feature = "memory")]
 pub use bgops_memory as memory;
+#[cfg(feature = "nats")]
+pub use bgops_nats as nats;
+#[cfg(feature = "postgres")]
+pub use bgops_postgres as postgres;
 #[cfg(feature = "queue")]
 pub use bgops_queue as queue;
 #[cfg(feature = "redis")]
@@ -76,28 +82,63 @@ where
 }
 
 /// The storage that `config` asks for: Redis when `redis_url` is set (feature `redis`),
-/// memory otherwise (feature `memory`).
+/// PostgreSQL when `database_url` is set (feature `postgres`; migrations are applied),
+/// NATS JetStream when `nats_url` is set (feature `nats`), memory otherwise (feature
+/// `memory`).
 ///
 /// # Errors
-/// [`Error::Config`] when the backend's feature is off; the backend's error when it cannot
-/// connect.
-#[cfg_attr(not(feature = "redis"), allow(clippy::unused_async))] // only Redis connects
+/// [`Error::Config`] when more than one URL is set or the backend's feature is off; the
+/// backend's error when it cannot connect.
+#[allow(clippy::unused_async)] // with no network backend compiled in, nothing is awaited
 pub async fn storage_from_config(config: &Config) -> Result<Arc<dyn Storage>, Error> {
-    match &config.redis_url {
-        #[cfg(feature = "redis")]
-        Some(url) => {
-            let storage = bgops_redis::RedisStorage::new(url).await?;
-            Ok(Arc::new(storage))
-        }
-        #[cfg(not(feature = "redis"))]
-        Some(_) => Err(Error::Config(
-            "REDIS_URL is set but the `redis` feature is off".into(),
-        )),
-        #[cfg(feature = "memory")]
-        None => Ok(Arc::new(bgops_memory::MemoryStorage::new())),
-        #[cfg(not(feature = "memory"))]
-        None => Err(Error::Config(
-            "no REDIS_URL and the `memory` feature is off".into(),
-        )),
+    let urls = [
+        config.redis_url.is_some(),
+        config.database_url.is_some(),
+        config.nats_url.is_some(),
+    ];
+    if urls.iter().filter(|set| **set).count() > 1 {
+        return Err(Error::Config(
+            "set one backend URL only (REDIS_URL, DATABASE_URL or NATS_URL)".into(),
+        ));
     }
+    if let Some(url) = &config.redis_url {
+        #[cfg(feature = "redis")]
+        return Ok(Arc::new(bgops_redis::RedisStorage::new(url).await?));
+        #[cfg(not(feature = "redis"))]
+        return Err(Error::Config(format!(
+            "REDIS_URL={url} is set but the `redis` feature is off"
+        )));
+    }
+    if let Some(url) = &config.database_url {
+        #[cfg(feature = "postgres")]
+        {
+            let storage = bgops_postgres::PostgresStorage::builder(url.as_str())
+                .migrate(true)
+                .build()
+                .await
+                .map_err(StorageError::from)?;
+            return Ok(Arc::new(storage));
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err(Error::Config(format!(
+            "DATABASE_URL is set ({} bytes) but the `postgres` feature is off",
+            url.len()
+        )));
+    }
+    if let Some(url) = &config.nats_url {
+        #[cfg(feature = "nats")]
+        return Ok(Arc::new(
+            bgops_nats::NatsStorage::connect(url.as_str()).await?,
+        ));
+        #[cfg(not(feature = "nats"))]
+        return Err(Error::Config(format!(
+            "NATS_URL={url} is set but the `nats` feature is off"
+        )));
+    }
+    #[cfg(feature = "memory")]
+    return Ok(Arc::new(bgops_memory::MemoryStorage::new()));
+    #[cfg(not(feature = "memory"))]
+    Err(Error::Config(
+        "no backend URL is set and the `memory` feature is off".into(),
+    ))
 }
