@@ -59,6 +59,7 @@ fn dependencies_point_toward_core() {
         ("bgops-memory", &["bgops-core", "bgops-storage"]),
         ("bgops-redis", &["bgops-core", "bgops-storage"]),
         ("bgops-postgres", &["bgops-core", "bgops-storage"]),
+        ("bgops-nats", &["bgops-core", "bgops-storage"]),
         ("bgops-saga", &["bgops-core", "bgops-storage"]),
         ("bgops-queue", &["bgops-core", "bgops-storage"]),
         ("bgops-idempotency", &["bgops-core", "bgops-storage"]),
@@ -95,6 +96,7 @@ fn core_and_storage_have_no_runtime_driver_or_web_dependency() {
     let banned = [
         "fred",
         "sqlx",
+        "async-nats",
         "axum",
         "tower",
         "tower-http",
