@@ -1,0 +1,10 @@
+//! The board served over real TCP (nested at `/bgops`, as a service mounts it) on the
+//! memory backend: pages, filters, escaping, the live streams, read-only and write modes.
+
+// Test helpers panic on setup failures: that is how a test reports them.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod live;
+mod pages;
+mod support;
+mod write;
