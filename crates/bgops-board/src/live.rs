@@ -33,9 +33,16 @@ fn json_event<T: serde::Serialize>(value: &T) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unserializable"))
 }
 
+/// Asks reverse proxies (nginx) not to buffer the stream, so events arrive as they are
+/// sent.
+const NO_BUFFERING: [(&str, &str); 1] = [("x-accel-buffering", "no")];
+
 pub(crate) async fn overview(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> (
+    [(&'static str, &'static str); 1],
+    Sse<impl Stream<Item = Result<Event, Infallible>>>,
+) {
     struct Poll {
         storage: Arc<dyn Storage>,
         ticker: Interval,
@@ -57,7 +64,10 @@ pub(crate) async fn overview(
             }
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    (
+        NO_BUFFERING,
+        Sse::new(events).keep_alive(KeepAlive::default()),
+    )
 }
 
 pub(crate) async fn saga(
@@ -65,7 +75,13 @@ pub(crate) async fn saga(
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, BoardError> {
+) -> Result<
+    (
+        [(&'static str, &'static str); 1],
+        Sse<impl Stream<Item = Result<Event, Infallible>>>,
+    ),
+    BoardError,
+> {
     struct Poll {
         storage: Arc<dyn Storage>,
         id: String,
@@ -128,5 +144,8 @@ pub(crate) async fn saga(
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok((
+        NO_BUFFERING,
+        Sse::new(events).keep_alive(KeepAlive::default()),
+    ))
 }

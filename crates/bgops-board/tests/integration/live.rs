@@ -20,6 +20,7 @@ async fn a_saga_stream_sends_only_new_events_as_saga_event_json() {
     )
     .await;
     stream.until("text/event-stream").await;
+    assert!(stream.seen.contains("x-accel-buffering: no"), "{}", stream.seen);
     // An executor takes the saga and records an event.
     let mut saga = board
         .storage
