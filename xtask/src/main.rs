@@ -99,9 +99,10 @@ fn redis_env(with_cluster: bool) -> Result<(Vec<(String, String)>, RedisGuards)>
         })?;
         eprintln!(
             "xtask: throwaway redis-server at {} (port {})",
-            server.url, server.port
+            server.url(),
+            server.port()
         );
-        vars.push(("BGOPS_TEST_REDIS_URL".to_owned(), server.url.clone()));
+        vars.push(("BGOPS_TEST_REDIS_URL".to_owned(), server.url().to_owned()));
         Some(server)
     };
     let cluster = if !with_cluster {
@@ -115,11 +116,12 @@ fn redis_env(with_cluster: bool) -> Result<(Vec<(String, String)>, RedisGuards)>
         })?;
         eprintln!(
             "xtask: throwaway Redis Cluster at {} (ports {:?})",
-            cluster.url, cluster.ports
+            cluster.url(),
+            cluster.ports()
         );
         vars.push((
             "BGOPS_TEST_REDIS_CLUSTER_URL".to_owned(),
-            cluster.url.clone(),
+            cluster.url().to_owned(),
         ));
         Some(cluster)
     };

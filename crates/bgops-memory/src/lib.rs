@@ -26,18 +26,19 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), bgops_storage::StorageError> {
 //! let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-//! let request = BeginRequest::new("tenant-1", "order-42", "create_order");
-//! let BeginOutcome::Started { token, .. } = storage.begin(request.clone()).await? else {
+//! let request = BeginRequest::new("tenant-1", "order-42", "create_order", "token-1");
+//! let BeginOutcome::Started(claim) = storage.begin(request.clone()).await? else {
 //!     unreachable!("the key is new");
 //! };
-//! let outcome = OperationOutcome::Succeeded(json!({"id": 42}));
-//! storage.complete("tenant-1", "order-42", &token, outcome).await?;
+//! let outcome = OperationOutcome::succeeded(json!({"id": 42})).with_payload(&b"42"[..]);
+//! storage.complete("tenant-1", "order-42", &claim.token, outcome).await?;
 //!
 //! // A retry with the same key replays the stored outcome instead of running again.
 //! let BeginOutcome::Completed(record) = storage.begin(request).await? else {
 //!     unreachable!("the key has an outcome");
 //! };
 //! assert_eq!(record.result, Some(json!({"id": 42})));
+//! assert_eq!(record.payload.as_deref(), Some(&b"42"[..]));
 //! # Ok(())
 //! # }
 //! ```

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bgops_core::{SagaHistoryEntry, SagaLease, SagaStatus, SagaStep, SagaWorkflow, validate};
-use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageError, StorageResult};
+use bgops_core::{CoreError, SagaEvent, SagaLease, SagaStatus, SagaStep, SagaWorkflow, validate};
+use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult};
 use time::OffsetDateTime;
 
 use crate::MemoryStorage;
@@ -38,7 +38,7 @@ pub(crate) struct SagaTables {
 struct Entry {
     /// Shared only for the moment a reader takes it out of the lock to copy it.
     saga: Arc<SagaWorkflow>,
-    history: Vec<SagaHistoryEntry>,
+    history: Vec<SagaEvent>,
     /// This saga's place in the indexes.
     order: Order,
     /// The highest fence ever handed out: the lease itself may be cleared.
@@ -282,11 +282,26 @@ fn copy(saga: Arc<SagaWorkflow>) -> SagaWorkflow {
 
 #[async_trait]
 impl SagaStore for MemoryStorage {
-    async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga> {
-        validate_saga(&saga)?;
-        // Copied before locking: the common answer is `Created` with the caller's saga.
-        let stored = Arc::new(saga.clone());
-        let existing = {
+    async fn create_saga(
+        &self,
+        saga: &SagaWorkflow,
+        lease: Option<Duration>,
+        history: &[SagaEvent],
+    ) -> StorageResult<CreateSaga> {
+        validate_saga(saga)?;
+        if let Some(held) = &saga.lease {
+            validate::name("owner", &held.owner)?;
+            let lease = lease.ok_or(CoreError::InvalidDuration {
+                field: "lease",
+                got: "none (the saga is created leased)".to_owned(),
+                max_secs: validate::MAX_TTL.as_secs(),
+            })?;
+            validate::duration("lease", lease)?;
+        }
+        // Copied before locking: the common answer is `Created`.
+        let mut stored = saga.clone();
+        let history = history.to_vec();
+        let (existing, receipt) = {
             let mut tables = self.inner.sagas.lock();
             let existing = tables.sagas.get(saga.saga_id.as_str()).or_else(|| {
                 let key = saga.idempotency_key.as_ref()?;
@@ -298,28 +313,41 @@ impl SagaStore for MemoryStorage {
                     .and_then(|id| tables.sagas.get(id))
             });
             if let Some(entry) = existing {
-                Some(Arc::clone(&entry.saga))
+                (Some(Arc::clone(&entry.saga)), None)
             } else {
+                // The lease's expiry comes from this store's clock, read under the lock.
+                let now = self.now();
+                let mut max_fence = 0;
+                if let (Some(held), Some(lease)) = (&mut stored.lease, lease) {
+                    held.fence = held.fence.max(1);
+                    held.expires_at = after(now, "lease", lease)?;
+                    max_fence = held.fence;
+                }
+                let receipt = SagaSaved {
+                    version: stored.version,
+                    lease_expires_at: stored.lease.as_ref().map(|held| held.expires_at),
+                };
                 let seq = tables.next_seq;
                 tables.next_seq += 1;
                 let id: Arc<str> = Arc::from(saga.saga_id.as_str());
                 let order = (saga.created_at.unix_timestamp_nanos(), seq, Arc::clone(&id));
-                tables.index.add(&saga, &order);
-                let max_fence = saga.lease.as_ref().map_or(0, |lease| lease.fence);
+                tables.index.add(&stored, &order);
                 let entry = Entry {
-                    saga: stored,
-                    history: Vec::new(),
+                    saga: Arc::new(stored),
+                    history,
                     order,
                     max_fence,
                 };
                 tables.sagas.insert(id, entry);
-                None
+                (None, Some(receipt))
             }
         };
-        Ok(match existing {
-            Some(existing) => CreateSaga::Existing(copy(existing)),
-            None => CreateSaga::Created(saga),
-        })
+        match (existing, receipt) {
+            (Some(existing), _) => Ok(CreateSaga::Existing(copy(existing))),
+            (None, Some(receipt)) => Ok(CreateSaga::Created(receipt)),
+            // One of the two is always set above.
+            (None, None) => Err(not_found(&saga.saga_id)),
+        }
     }
 
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
@@ -374,69 +402,84 @@ impl SagaStore for MemoryStorage {
         &self,
         saga: &SagaWorkflow,
         fence: u64,
-        history: &[SagaHistoryEntry],
-    ) -> StorageResult<u64> {
+        history: &[SagaEvent],
+        renew: Option<Duration>,
+    ) -> StorageResult<SagaSaved> {
         validate_saga(saga)?;
-        {
-            let mut tables = self.inner.sagas.lock();
-            let SagaTables { sagas, index, .. } = &mut *tables;
-            let entry = sagas
-                .get_mut(saga.saga_id.as_str())
-                .ok_or_else(|| not_found(&saga.saga_id))?;
-            // A cleared lease leaves fence 0, so a released executor is fenced out too.
-            let stored_fence = entry.saga.lease.as_ref().map_or(0, |lease| lease.fence);
-            if fence != stored_fence {
-                return Err(StorageError::LeaseLost {
-                    kind: KIND,
-                    id: saga.saga_id.clone(),
-                });
-            }
-            if saga.version != entry.saga.version {
-                return Err(StorageError::VersionConflict {
-                    kind: KIND,
-                    id: saga.saga_id.clone(),
-                    expected: saga.version,
-                    found: entry.saga.version,
-                });
-            }
-            if let Some(lease) = &saga.lease {
-                entry.max_fence = entry.max_fence.max(lease.fence);
-            }
-            // The indexes key on creation time, id, tenant, status and idempotency key;
-            // only the status (and, through a caller's mistake, the tenant or key) can move
-            // them, and most saves (one per step transition) move nothing.
-            if saga.tenant_id != entry.saga.tenant_id
-                || saga.idempotency_key != entry.saga.idempotency_key
-                || saga.created_at != entry.saga.created_at
-            {
-                index.remove(&entry.saga, &entry.order);
-                entry.order.0 = saga.created_at.unix_timestamp_nanos();
-                index.add(saga, &entry.order);
-            } else if saga.status != entry.saga.status {
-                let (from, to) = (entry.saga.status, saga.status);
-                index.move_status(&saga.tenant_id, from, to, &entry.order);
-            }
-            // Cheap copies: the engine's event names are borrowed, details mostly absent.
-            entry.history.extend_from_slice(history);
-            // Copies only if a reader holds the stored version at this very moment.
-            let stored = Arc::make_mut(&mut entry.saga);
-            assign(stored, saga);
-            stored.version += 1;
-            Ok(stored.version)
+        if let Some(renew) = renew {
+            validate::duration("lease", renew)?;
         }
+        let mut tables = self.inner.sagas.lock();
+        // Lease times come from this store's clock, read under the lock.
+        let now = self.now();
+        let SagaTables { sagas, index, .. } = &mut *tables;
+        let entry = sagas
+            .get_mut(saga.saga_id.as_str())
+            .ok_or_else(|| not_found(&saga.saga_id))?;
+        // A cleared lease leaves fence 0, so a released executor is fenced out too.
+        let stored_fence = entry.saga.lease.as_ref().map_or(0, |lease| lease.fence);
+        if fence != stored_fence {
+            return Err(StorageError::LeaseLost {
+                kind: KIND,
+                id: saga.saga_id.clone(),
+            });
+        }
+        if saga.version != entry.saga.version {
+            return Err(StorageError::VersionConflict {
+                kind: KIND,
+                id: saga.saga_id.clone(),
+                expected: saga.version,
+                found: entry.saga.version,
+            });
+        }
+        let lease_expires_at = match (&saga.lease, renew) {
+            (None, _) => None,
+            (Some(_), Some(renew)) => Some(after(now, "lease", renew)?),
+            (Some(_), None) => Some(
+                entry
+                    .saga
+                    .lease
+                    .as_ref()
+                    .map(|held| held.expires_at)
+                    .ok_or(CoreError::InvalidDuration {
+                        field: "renew",
+                        got: "none (no lease is stored to keep)".to_owned(),
+                        max_secs: validate::MAX_TTL.as_secs(),
+                    })?,
+            ),
+        };
+        if let Some(lease) = &saga.lease {
+            entry.max_fence = entry.max_fence.max(lease.fence);
+        }
+        // The indexes key on creation time, id, tenant, status and idempotency key;
+        // only the status (and, through a caller's mistake, the tenant or key) can move
+        // them, and most saves (one per step transition) move nothing.
+        if saga.tenant_id != entry.saga.tenant_id
+            || saga.idempotency_key != entry.saga.idempotency_key
+            || saga.created_at != entry.saga.created_at
+        {
+            index.remove(&entry.saga, &entry.order);
+            entry.order.0 = saga.created_at.unix_timestamp_nanos();
+            index.add(saga, &entry.order);
+        } else if saga.status != entry.saga.status {
+            let (from, to) = (entry.saga.status, saga.status);
+            index.move_status(&saga.tenant_id, from, to, &entry.order);
+        }
+        entry.history.extend_from_slice(history);
+        // Copies only if a reader holds the stored version at this very moment.
+        let stored = Arc::make_mut(&mut entry.saga);
+        assign(stored, saga);
+        stored.version += 1;
+        if let (Some(held), Some(at)) = (&mut stored.lease, lease_expires_at) {
+            held.expires_at = at;
+        }
+        Ok(SagaSaved {
+            version: stored.version,
+            lease_expires_at,
+        })
     }
 
-    async fn append_saga_history(
-        &self,
-        saga_id: &str,
-        entry: &SagaHistoryEntry,
-    ) -> StorageResult<()> {
-        let entry = entry.clone();
-        self.inner.sagas.lock().entry(saga_id)?.history.push(entry);
-        Ok(())
-    }
-
-    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
+    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaEvent>> {
         Ok(self
             .inner
             .sagas

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus, validate};
-use bgops_storage::{NewTask, StorageError, StorageResult, Submitted, TaskFilter, TaskStore};
+use bgops_storage::{
+    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskFilter, TaskReceipt, TaskStore,
+};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -160,6 +162,21 @@ impl TaskTables {
         self.tasks.get(&seq).cloned()
     }
 
+    /// The receipt of a write to the task at `seq`.
+    fn receipt(&self, seq: u64, task_id: &str) -> StorageResult<TaskReceipt> {
+        let task = self.tasks.get(&seq).ok_or_else(|| StorageError::NotFound {
+            kind: KIND,
+            id: task_id.to_owned(),
+        })?;
+        Ok(TaskReceipt {
+            status: task.status,
+            attempts: task.attempts,
+            lease_expires_at: task.lease.as_ref().map(|lease| lease.expires_at),
+            available_at: task.available_at,
+            updated_at: task.updated_at,
+        })
+    }
+
     /// Ends the claims among `due` (sequence numbers whose lease ran out); returns how many.
     fn expire(&mut self, due: Vec<u64>) -> u64 {
         let mut moved = 0;
@@ -232,6 +249,15 @@ impl TaskTables {
         })
     }
 
+    /// Gives memory back after a large sweep: tables that fell well below their capacity
+    /// are shrunk (a quarter full or less, so alternating growth and shrinkage does not
+    /// reallocate every time).
+    fn shrink(&mut self) {
+        shrink_map(&mut self.tasks);
+        shrink_map(&mut self.ids);
+        shrink_map(&mut self.keys);
+    }
+
     fn remove_task(&mut self, seq: u64) -> bool {
         let Some(task) = self.tasks.remove(&seq) else {
             return false;
@@ -275,6 +301,13 @@ fn expire_claim(task: &mut Task) {
     } else {
         task.status = TaskStatus::Pending;
         task.available_at = expired_at;
+    }
+}
+
+/// Shrinks `map` when it is a quarter full or less.
+fn shrink_map<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() <= map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
     }
 }
 
@@ -352,9 +385,10 @@ impl TaskStore for MemoryStorage {
         lease: Duration,
     ) -> StorageResult<Option<Task>> {
         validate_claim(worker_id, lease)?;
+        let mut tables = self.inner.tasks.lock();
+        // Under the lock, as in `claim_next_task`.
         let now = self.now();
         let until = after(now, "lease", lease)?;
-        let mut tables = self.inner.tasks.lock();
         let Ok(seq) = tables.seq(task_id) else {
             return Ok(None);
         };
@@ -378,9 +412,11 @@ impl TaskStore for MemoryStorage {
     ) -> StorageResult<Option<Task>> {
         validate::name("queue", queue)?;
         validate_claim(worker_id, lease)?;
+        let mut tables = self.inner.tasks.lock();
+        // The clock is read under the lock: read before it, a claim racing a submit could
+        // compare the submitted task's `available_at` with an earlier "now" and miss it.
         let now = self.now();
         let until = after(now, "lease", lease)?;
-        let mut tables = self.inner.tasks.lock();
         // A dead worker's task comes back here, without a sweeper.
         let due: Vec<u64> = tables
             .index
@@ -408,7 +444,7 @@ impl TaskStore for MemoryStorage {
         task_id: &str,
         attempt: u32,
         result: Value,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         let now = self.now();
         let mut tables = self.inner.tasks.lock();
         let seq = tables.claimed_by(task_id, attempt, now)?;
@@ -418,10 +454,7 @@ impl TaskStore for MemoryStorage {
             task.result = Some(result);
             task.finished_at = Some(now);
         });
-        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
-            kind: KIND,
-            id: task_id.to_owned(),
-        })
+        tables.receipt(seq, task_id)
     }
 
     async fn fail_task(
@@ -430,7 +463,7 @@ impl TaskStore for MemoryStorage {
         attempt: u32,
         error: &str,
         retry_after: Duration,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         let now = self.now();
         let retry_at = after(now, "retry_after", retry_after)?;
         let mut tables = self.inner.tasks.lock();
@@ -446,10 +479,7 @@ impl TaskStore for MemoryStorage {
                 task.available_at = retry_at;
             }
         });
-        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
-            kind: KIND,
-            id: task_id.to_owned(),
-        })
+        tables.receipt(seq, task_id)
     }
 
     async fn fail_task_permanently(
@@ -457,7 +487,7 @@ impl TaskStore for MemoryStorage {
         task_id: &str,
         attempt: u32,
         error: &str,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         let now = self.now();
         let mut tables = self.inner.tasks.lock();
         let seq = tables.claimed_by(task_id, attempt, now)?;
@@ -467,10 +497,7 @@ impl TaskStore for MemoryStorage {
             task.status = TaskStatus::Failed;
             task.finished_at = Some(now);
         });
-        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
-            kind: KIND,
-            id: task_id.to_owned(),
-        })
+        tables.receipt(seq, task_id)
     }
 
     async fn renew_task_lease(
@@ -478,7 +505,7 @@ impl TaskStore for MemoryStorage {
         task_id: &str,
         attempt: u32,
         lease: Duration,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         validate::duration("lease", lease)?;
         let now = self.now();
         let until = after(now, "lease", lease)?;
@@ -490,13 +517,10 @@ impl TaskStore for MemoryStorage {
             }
             task.updated_at = now;
         });
-        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
-            kind: KIND,
-            id: task_id.to_owned(),
-        })
+        tables.receipt(seq, task_id)
     }
 
-    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<Task> {
+    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<TaskReceipt> {
         let now = self.now();
         let mut tables = self.inner.tasks.lock();
         let seq = tables.claimed_by(task_id, attempt, now)?;
@@ -506,13 +530,10 @@ impl TaskStore for MemoryStorage {
             task.status = TaskStatus::Pending;
             task.available_at = now;
         });
-        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
-            kind: KIND,
-            id: task_id.to_owned(),
-        })
+        tables.receipt(seq, task_id)
     }
 
-    async fn retry_task(&self, task_id: &str) -> StorageResult<Task> {
+    async fn retry_task(&self, task_id: &str) -> StorageResult<TaskReceipt> {
         let now = self.now();
         let mut tables = self.inner.tasks.lock();
         let seq = tables.seq(task_id)?;
@@ -533,10 +554,7 @@ impl TaskStore for MemoryStorage {
             task.finished_at = None;
             task.updated_at = now;
         });
-        tables.snapshot(seq).ok_or_else(|| StorageError::NotFound {
-            kind: KIND,
-            id: task_id.to_owned(),
-        })
+        tables.receipt(seq, task_id)
     }
 
     async fn get_task(&self, task_id: &str) -> StorageResult<Option<Task>> {
@@ -586,36 +604,53 @@ impl TaskStore for MemoryStorage {
         Ok(tables.remove_task(seq))
     }
 
-    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<u64> {
-        let now = self.now();
+    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<Sweep> {
         let mut tables = self.inner.tasks.lock();
-        let due: Vec<u64> = tables
+        // Read under the lock: a lease set by a call that took the lock just before this
+        // one is compared with a "now" no earlier than its own.
+        let now = self.now();
+        let mut due: Vec<u64> = tables
             .index
             .leases
             .iter()
             .take_while(|(at, _)| *at <= now)
-            .take(limit)
+            .take(limit.saturating_add(1))
             .map(|(_, seq)| *seq)
             .collect();
-        Ok(tables.expire(due))
+        let more = due.len() > limit;
+        due.truncate(limit);
+        let done = tables.expire(due);
+        tables.shrink();
+        Ok(Sweep {
+            done,
+            corrupt: Vec::new(),
+            more,
+        })
     }
 
-    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64> {
-        let cutoff = before(self.now(), older_than);
+    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
         let mut tables = self.inner.tasks.lock();
-        let old: Vec<u64> = tables
+        let cutoff = before(self.now(), older_than);
+        let mut old: Vec<u64> = tables
             .index
             .finished
             .iter()
             .take_while(|(at, _)| *at < cutoff)
-            .take(limit)
+            .take(limit.saturating_add(1))
             .map(|(_, seq)| *seq)
             .collect();
-        let mut removed = 0;
+        let more = old.len() > limit;
+        old.truncate(limit);
+        let mut done = 0;
         for seq in old {
-            removed += u64::from(tables.remove_task(seq));
+            done += u64::from(tables.remove_task(seq));
         }
-        Ok(removed)
+        tables.shrink();
+        Ok(Sweep {
+            done,
+            corrupt: Vec::new(),
+            more,
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-//! Lease and lock tokens.
+//! Lock tokens.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,11 +51,6 @@ impl Token {
         }
         out
     }
-
-    /// Whether `text` is this token's text.
-    pub(crate) fn matches(self, text: &str) -> bool {
-        text.as_bytes() == self.hex()
-    }
 }
 
 impl fmt::Display for Token {
@@ -70,21 +65,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_read_as_32_hex_digits_and_match_only_themselves() {
+    fn tokens_read_as_32_hex_digits_and_differ() {
         let token = Token {
             prefix: 0x0123_4567_89ab_cdef,
             n: 42,
         };
         let text = token.to_string();
         assert_eq!(text, "0123456789abcdef000000000000002a");
-        assert!(token.matches(&text));
-        assert!(!token.matches("0123456789abcdef000000000000002b"));
-        assert!(!token.matches("0123456789ABCDEF000000000000002a"));
-        assert!(!token.matches(""));
-        assert!(!token.matches("é"));
         let tokens = Tokens::new();
         let (a, b) = (tokens.next(), tokens.next());
         assert_ne!(a.to_string(), b.to_string());
-        assert!(!a.matches(&b.to_string()));
     }
 }

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bgops_core::OperationOutcome;
+use bgops_core::id::{IdGenerator, RandomIds};
 use bgops_redis::RedisStorage;
-use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, LockStore};
+use bgops_storage::{BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore};
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::prelude::{Builder, Config, Expiration, SetOptions};
@@ -106,17 +107,17 @@ async fn round_trips(url: &str, storage: &RedisStorage, raw: &Pool) {
         let before = evalsha_calls(raw).await;
         match op {
             "begin" => {
-                let BeginOutcome::Started { token: t, .. } = storage
-                    .begin(BeginRequest::new(tenant, &key, "op"))
+                let BeginOutcome::Started(claimed) = storage
+                    .begin(BeginRequest::new(tenant, &key, "op", RandomIds.token()))
                     .await
                     .expect("begin")
                 else {
                     panic!("expected Started")
                 };
-                token = t;
+                token = claimed.token;
             }
             "complete" => {
-                let outcome = OperationOutcome::Succeeded(json!({"ok": true}));
+                let outcome = OperationOutcome::succeeded(json!({"ok": true}));
                 storage
                     .complete(tenant, &key, &token, outcome)
                     .await
@@ -177,11 +178,13 @@ async fn evalsha_calls(raw: &Pool) -> u64 {
 }
 
 async fn begin_complete(storage: &RedisStorage, tenant: &str, key: &str) {
-    let request = BeginRequest::new(tenant, key, "op").ttl(Duration::from_secs(60));
-    let BeginOutcome::Started { token, .. } = storage.begin(request).await.expect("begin") else {
+    let request =
+        BeginRequest::new(tenant, key, "op", RandomIds.token()).ttl(Duration::from_secs(60));
+    let BeginOutcome::Started(Claimed { token, .. }) = storage.begin(request).await.expect("begin")
+    else {
         panic!("expected Started")
     };
-    let outcome = OperationOutcome::Succeeded(json!({"ok": true}));
+    let outcome = OperationOutcome::succeeded(json!({"ok": true}));
     storage
         .complete(tenant, key, &token, outcome)
         .await

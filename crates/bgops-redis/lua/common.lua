@@ -5,12 +5,6 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- An optional argument: '' is none, '=' .. value is some(value).
-local function opt(v)
-  if v == nil or v == '' then return nil end
-  return string.sub(v, 2)
-end
-
 local function corrupt(key, reason)
   return redis.error_reply('BGOPS_CORRUPT ' .. key .. '\n' .. reason)
 end
@@ -20,6 +14,15 @@ local function wrong_type(key, want)
   local t = redis.call('TYPE', key)['ok']
   if t ~= 'none' and t ~= want then
     return corrupt(key, 'holds a ' .. t .. ', expected a ' .. want)
+  end
+  return nil
+end
+
+-- The first of `keys` that holds something other than a sorted set, as an error reply.
+local function check_zsets(keys)
+  for _, k in ipairs(keys) do
+    local bad = wrong_type(k, 'zset')
+    if bad then return bad end
   end
   return nil
 end

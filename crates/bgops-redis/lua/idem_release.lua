@@ -8,6 +8,7 @@ local expires = tonumber(cur[3])
 if not expires then return corrupt(rec, 'field expires is missing or not a number') end
 if expires <= now then return 'not_found' end
 if cur[1] ~= 'in_progress' or cur[2] ~= ARGV[1] then return 'lease_lost' end
-redis.call('DEL', rec)
+-- The index first: if it is corrupt, this fails before anything is written.
 redis.call('ZREM', idx, rec)
+redis.call('DEL', rec)
 return 'ok'

@@ -1,7 +1,7 @@
 -- Extends a lock, only for its owner. KEYS: lock, held index. ARGV: token, ttl_ms, name
 -- Returns {'ok', expires_ms} | {'lost'}
 local lock, held = KEYS[1], KEYS[2]
-local bad = wrong_type(lock, 'string')
+local bad = wrong_type(lock, 'string') or wrong_type(held, 'zset')
 if bad then return bad end
 local now = now_ms()
 if redis.call('GET', lock) ~= ARGV[1] then return {'lost'} end

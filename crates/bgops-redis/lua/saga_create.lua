@@ -1,35 +1,48 @@
--- Insert-if-absent of a saga, deduplicated by id and by tenant + idempotency key.
--- KEYS: saga (hash), history (list)
--- ARGV: base, id, doc, status, tenant, idempotency_key?, created_ms, version, owner?,
---       fence, lease_expires_ms
--- Returns {'created' | 'existing', HGETALL}
-local rec, base = KEYS[1], ARGV[1]
-local bad = wrong_type(rec, 'hash')
+-- Insert-if-absent of a saga, deduplicated by id and by tenant + idempotency key; its
+-- first history events are stored in the same step.
+-- KEYS: saga (hash), history (list), key mapping (string; the saga key again when there is
+--       no idempotency key), then the 15 indexes (saga_common.lua)
+-- ARGV: id, doc, status, tenant, has_ikey ('1' | '0'), idempotency_key, created_ms,
+--       version, owner (or ''), fence, lease_ms, history events...
+-- Returns {'created', lease_expires_ms | ''} | {'existing', HGETALL}
+local rec, hist, keymap = KEYS[1], KEYS[2], KEYS[3]
+local ix = saga_indexes(4)
+local has_ikey = ARGV[5] == '1'
+local bad = wrong_type(rec, 'hash') or wrong_type(hist, 'list')
 if bad then return bad end
 if redis.call('EXISTS', rec) == 1 then return {'existing', redis.call('HGETALL', rec)} end
-local ikey = opt(ARGV[6])
-local keymap
-if ikey then
-  keymap = base .. 'key:' .. enc(ARGV[5]) .. ':' .. ikey
+if has_ikey then
+  bad = wrong_type(keymap, 'string')
+  if bad then return bad end
+  -- The mapping holds the other saga's hash key (written by this script from KEYS).
   local other = redis.call('GET', keymap)
   if other then
-    local other_rec = base .. 's:' .. other
-    if redis.call('EXISTS', other_rec) == 1 then
-      return {'existing', redis.call('HGETALL', other_rec)}
+    bad = wrong_type(other, 'hash')
+    if bad then return bad end
+    if redis.call('EXISTS', other) == 1 then
+      return {'existing', redis.call('HGETALL', other)}
     end
   end
 end
-redis.call('HSET', rec, 'id', ARGV[2], 'doc', ARGV[3], 'status', ARGV[4], 'tenant', ARGV[5],
-  'created', ARGV[7], 'version', ARGV[8], 'fence_max', ARGV[10])
+bad = check_zsets(ix.list)
+if bad then return bad end
+-- Everything read is checked: the writes below cannot fail half way.
 local lexp = nil
-local owner = opt(ARGV[9])
-if owner then
-  redis.call('HSET', rec, 'lowner', owner, 'lfence', ARGV[10], 'lexp', ARGV[11])
-  lexp = tonumber(ARGV[11])
+local fields = {'id', ARGV[1], 'doc', ARGV[2], 'status', ARGV[3], 'tenant', ARGV[4],
+  'created', ARGV[7], 'version', ARGV[8], 'fence_max', ARGV[10]}
+if ARGV[9] ~= '' then
+  lexp = now_ms() + tonumber(ARGV[11])
+  for _, v in ipairs({'lowner', ARGV[9], 'lfence', ARGV[10], 'lexp', ms(lexp)}) do
+    fields[#fields + 1] = v
+  end
 end
-if ikey then
-  redis.call('HSET', rec, 'ikey', ikey)
-  redis.call('SET', keymap, ARGV[2])
+if has_ikey then
+  fields[#fields + 1] = 'ikey'
+  fields[#fields + 1] = ARGV[6]
 end
-saga_index_add(base, ARGV[2], ARGV[4], ARGV[5], tonumber(ARGV[7]), lexp)
-return {'created', redis.call('HGETALL', rec)}
+redis.call('HSET', rec, unpack(fields))
+if has_ikey then redis.call('SET', keymap, rec) end
+saga_index_add(ix, rec, ARGV[3], tonumber(ARGV[7]), lexp)
+if #ARGV >= 12 then redis.call('RPUSH', hist, unpack(ARGV, 12)) end
+if lexp then return {'created', ms(lexp)} end
+return {'created', ''}

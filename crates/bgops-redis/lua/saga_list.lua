@@ -1,10 +1,12 @@
--- One page of sagas from an index, newest first, with their hashes.
--- KEYS: index. ARGV: base, offset, limit. Returns {HGETALL, ...}
-local ids = redis.call('ZREVRANGE', KEYS[1], tonumber(ARGV[2]),
-  tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1)
+-- One page of sagas from an index, newest first, with their hashes (index members are
+-- saga hash keys). KEYS: index. ARGV: offset, limit. Returns {HGETALL, ...}
+local keys = redis.call('ZREVRANGE', KEYS[1], tonumber(ARGV[1]),
+  tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1)
 local out = {}
-for _, id in ipairs(ids) do
-  local h = redis.call('HGETALL', ARGV[1] .. 's:' .. id)
-  if #h > 0 then table.insert(out, h) end
+for _, rec in ipairs(keys) do
+  if redis.call('TYPE', rec)['ok'] == 'hash' then
+    local h = redis.call('HGETALL', rec)
+    if #h > 0 then table.insert(out, h) end
+  end
 end
 return out

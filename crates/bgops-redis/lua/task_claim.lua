@@ -1,14 +1,10 @@
 -- Claims one task if it is claimable (an expired claim is first given back).
--- KEYS: task. ARGV: base, id, worker, lease_ms. Returns {'ok', HGETALL, history} | {'none'}
-local rec, base, id = KEYS[1], ARGV[1], ARGV[2]
-local bad = wrong_type(rec, 'hash')
-if bad then return bad end
+-- KEYS: globals, task. ARGV: worker, lease_ms. Returns {'ok', HGETALL, history} | {'none'}
+local t, err = task_load(KEYS[9])
+if err then return err end
+if not t then return {'none'} end
 local now = now_ms()
-local status = expire_claim(base, id, now)
-if status ~= 'pending' then return {'none'} end
-local available = tonumber(redis.call('HGET', rec, 'available'))
-if not available then return corrupt(rec, 'field available missing') end
-if available > now then return {'none'} end
-task_claim(base, id, ARGV[3], tonumber(ARGV[4]), now)
-local r = task_reply(base, id)
+if expire_claim(t, now) ~= 'pending' or t.available > now then return {'none'} end
+task_claim(t, ARGV[1], tonumber(ARGV[2]), now)
+local r = task_reply(t.rec)
 return {'ok', r[1], r[2]}

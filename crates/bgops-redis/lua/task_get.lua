@@ -1,11 +1,12 @@
--- A task with its history, by id or by queue + key.
--- KEYS: task, or key mapping. ARGV: base, 'id' | 'key'. Returns {HGETALL, history} | {}
-local base = ARGV[1]
-local id
-if ARGV[2] == 'key' then
-  id = redis.call('GET', KEYS[1])
-  if not id then return {} end
-else
-  id = string.sub(KEYS[1], #base + 3)
+-- A task with its history, by its hash key or through a key mapping.
+-- KEYS: task, or key mapping. ARGV: 'id' | 'key'. Returns {HGETALL, history} | {}
+local rec = KEYS[1]
+if ARGV[1] == 'key' then
+  local bad = wrong_type(rec, 'string')
+  if bad then return bad end
+  rec = redis.call('GET', rec)
+  if not rec then return {} end
 end
-return task_reply(base, id)
+local bad = wrong_type(rec, 'hash')
+if bad then return bad end
+return task_reply(rec)

@@ -1,14 +1,15 @@
--- One page of tasks from an index, oldest first. KEYS: index. ARGV: base, offset, limit.
--- Returns {HGETALL, history, HGETALL, history, ...}
-local base = ARGV[1]
-local ids = redis.call('ZRANGE', KEYS[1], tonumber(ARGV[2]),
-  tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1)
+-- One page of tasks from an index, oldest first (members are task hash keys).
+-- KEYS: index. ARGV: offset, limit. Returns {HGETALL, history, HGETALL, history, ...}
+local recs = redis.call('ZRANGE', KEYS[1], tonumber(ARGV[1]),
+  tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1)
 local out = {}
-for _, id in ipairs(ids) do
-  local r = task_reply(base, id)
-  if #r[1] > 0 then
-    table.insert(out, r[1])
-    table.insert(out, r[2])
+for _, rec in ipairs(recs) do
+  if redis.call('TYPE', rec)['ok'] == 'hash' then
+    local r = task_reply(rec)
+    if #r[1] > 0 then
+      table.insert(out, r[1])
+      table.insert(out, r[2])
+    end
   end
 end
 return out

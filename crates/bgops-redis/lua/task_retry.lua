@@ -1,19 +1,15 @@
 -- Puts a failed task back to pending with a fresh set of attempts.
--- KEYS: task. ARGV: base, id. Returns {'ok', HGETALL, history} | {'not_found'} |
--- {'invalid', status}
-local rec, base, id = KEYS[1], ARGV[1], ARGV[2]
-local bad = wrong_type(rec, 'hash')
-if bad then return bad end
+-- KEYS: globals, task. Returns {'ok', status, attempts, lexp | '', available, updated} |
+-- {'not_found'} | {'invalid', status}
+local t, err = task_load(KEYS[9])
+if err then return err end
+if not t then return {'not_found'} end
+if t.status ~= 'failed' then return {'invalid', t.status} end
 local now = now_ms()
-local _, cur = task_fields(base, id)
-if not cur[1] then return {'not_found'} end
-if cur[1] ~= 'failed' then return {'invalid', cur[1]} end
-local queue, seq = cur[2], tonumber(cur[3])
-redis.call('HDEL', rec, 'finished')
-redis.call('HSET', rec, 'status', 'pending', 'attempts', 0, 'available', ms(now),
+redis.call('HDEL', t.rec, 'finished')
+redis.call('HSET', t.rec, 'status', 'pending', 'attempts', 0, 'available', ms(now),
   'updated', ms(now))
-redis.call('ZREM', base .. 'done', id)
-task_move(base, id, queue, seq, 'failed', 'pending')
-redis.call('ZADD', base .. 'ready:' .. enc(queue), now, id)
-local r = task_reply(base, id)
-return {'ok', r[1], r[2]}
+redis.call('ZREM', G.done, t.rec)
+task_move(t, 'pending')
+redis.call('ZADD', t.q.ready, now, t.rec)
+return task_receipt(t)

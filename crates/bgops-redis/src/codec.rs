@@ -127,11 +127,6 @@ pub(crate) fn items(value: Value) -> Vec<Value> {
     }
 }
 
-/// An optional argument for a script: `""` is none, `"=" + value` is some.
-pub(crate) fn opt_arg(value: Option<&str>) -> String {
-    value.map_or_else(String::new, |v| format!("={v}"))
-}
-
 /// Milliseconds of a duration, as a script argument.
 pub(crate) fn ms(d: std::time::Duration) -> String {
     d.as_millis().to_string()

@@ -19,12 +19,11 @@ pub struct RedisStorageBuilder {
     connect_timeout: Duration,
     pool_size: usize,
     retry_on_timeout: bool,
-    in_flight_grace: Duration,
 }
 
 impl RedisStorageBuilder {
     /// Settings for `url` with the defaults: prefix `bgops`, 5 s command and connect
-    /// timeouts, 4 connections, no retry, 1 s grace for in-flight records.
+    /// timeouts, 4 connections, no retry.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -33,7 +32,6 @@ impl RedisStorageBuilder {
             connect_timeout: Duration::from_secs(5),
             pool_size: 4,
             retry_on_timeout: false,
-            in_flight_grace: Duration::from_secs(1),
         }
     }
 
@@ -68,13 +66,6 @@ impl RedisStorageBuilder {
     /// lost answers `InProgress` to its own caller, which is safe but surprising.
     pub fn retry_on_timeout(mut self, retry: bool) -> Self {
         self.retry_on_timeout = retry;
-        self
-    }
-
-    /// How long an in-flight idempotency record outlives its lease before Redis drops it
-    /// (so a `complete` arriving just after the lease still lands if nobody took over).
-    pub fn in_flight_grace(mut self, grace: Duration) -> Self {
-        self.in_flight_grace = grace;
         self
     }
 
@@ -126,7 +117,6 @@ impl RedisStorageBuilder {
         Ok(RedisStorage::from_parts(
             pool,
             Keys::new(&self.prefix),
-            self.in_flight_grace,
             clustered,
         ))
     }

@@ -55,19 +55,137 @@ impl Keys {
         format!("{}:{{lock:{b}}}:held", self.prefix)
     }
 
-    /// Base of every saga key: `<prefix>:{saga}:`; scripts append the rest.
-    pub(crate) fn saga_base(&self) -> String {
-        format!("{}:{{saga}}:", self.prefix)
+    /// A saga's hash and history list: `<p>:{saga}:s:<id>`, `<p>:{saga}:h:<id>`.
+    pub(crate) fn saga(&self, id: &str) -> (String, String) {
+        (
+            format!("{}:{{saga}}:s:{id}", self.prefix),
+            format!("{}:{{saga}}:h:{id}", self.prefix),
+        )
     }
 
-    /// Base of every task key: `<prefix>:{task}:`; scripts append the rest.
-    pub(crate) fn task_base(&self) -> String {
-        format!("{}:{{task}}:", self.prefix)
+    /// The saga id of a saga hash key (index members are hash keys).
+    pub(crate) fn saga_id_of<'k>(&self, rec: &'k str) -> Option<&'k str> {
+        rec.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{saga}:s:")
+    }
+
+    /// `<p>:{saga}:key:enc(tenant):<key>` (string: the saga's hash key).
+    pub(crate) fn saga_keymap(&self, tenant: &str, key: &str) -> String {
+        format!("{}:{{saga}}:key:{}:{key}", self.prefix, enc(tenant))
+    }
+
+    /// Every saga index a saga of `tenant` may be in, in the order the saga scripts read
+    /// them (`saga_common.lua`): all, active, tenant, then one per status for all sagas
+    /// and for the tenant, both in [`SAGA_STATUSES`] order.
+    pub(crate) fn saga_indexes(&self, tenant: &str) -> Vec<String> {
+        let mut keys = vec![
+            self.saga_index(None, None),
+            self.saga_active(),
+            self.saga_index(Some(tenant), None),
+        ];
+        keys.extend(SAGA_STATUSES.iter().map(|s| self.saga_index(None, Some(s))));
+        keys.extend(
+            SAGA_STATUSES
+                .iter()
+                .map(|s| self.saga_index(Some(tenant), Some(s))),
+        );
+        keys
+    }
+
+    /// A saga index (zset: saga hash key → creation time): all, by status, by tenant, by
+    /// tenant and status.
+    pub(crate) fn saga_index(&self, tenant: Option<&str>, status: Option<&str>) -> String {
+        let p = &self.prefix;
+        match (tenant, status) {
+            (None, None) => format!("{p}:{{saga}}:idx:all"),
+            (None, Some(s)) => format!("{p}:{{saga}}:idx:st:{s}"),
+            (Some(t), None) => format!("{p}:{{saga}}:idx:t:{}", enc(t)),
+            (Some(t), Some(s)) => format!("{p}:{{saga}}:idx:ts:{}:{s}", enc(t)),
+        }
+    }
+
+    /// `<p>:{saga}:active` (zset: saga hash key → lease expiry, 0 without a lease).
+    pub(crate) fn saga_active(&self) -> String {
+        format!("{}:{{saga}}:active", self.prefix)
+    }
+
+    /// A task's hash and history list: `<p>:{task}:t:<id>`, `<p>:{task}:h:<id>`.
+    pub(crate) fn task(&self, id: &str) -> (String, String) {
+        (
+            format!("{}:{{task}}:t:{id}", self.prefix),
+            format!("{}:{{task}}:h:{id}", self.prefix),
+        )
+    }
+
+    /// `<p>:{task}:key:enc(queue):<key>` (string: the task's hash key).
+    pub(crate) fn task_keymap(&self, queue: &str, key: &str) -> String {
+        format!("{}:{{task}}:key:{}:{key}", self.prefix, enc(queue))
+    }
+
+    /// The keys every task script gets first, in this order (`task_common.lua`): the
+    /// all-tasks index, one index per status in [`TASK_STATUSES`] order, the all-queues
+    /// lease index, the finished index and the submission counter.
+    pub(crate) fn task_globals(&self) -> Vec<String> {
+        let p = &self.prefix;
+        let mut keys = vec![self.task_index(None, None)];
+        keys.extend(TASK_STATUSES.iter().map(|s| self.task_index(None, Some(s))));
+        keys.extend([
+            format!("{p}:{{task}}:leases"),
+            format!("{p}:{{task}}:done"),
+            format!("{p}:{{task}}:seq"),
+        ]);
+        keys
+    }
+
+    /// A queue's keys, in this order (`task_common.lua`): its meta hash (which holds the
+    /// names of the others, so a script that only knows a task finds its queue's keys
+    /// without building a name), ready, leases, all of the queue, then one index per
+    /// status in [`TASK_STATUSES`] order.
+    pub(crate) fn task_queue(&self, queue: &str) -> Vec<String> {
+        let p = &self.prefix;
+        let q = enc(queue);
+        let mut keys = vec![
+            format!("{p}:{{task}}:queue:{q}"),
+            format!("{p}:{{task}}:ready:{q}"),
+            format!("{p}:{{task}}:leases:{q}"),
+            self.task_index(Some(queue), None),
+        ];
+        keys.extend(
+            TASK_STATUSES
+                .iter()
+                .map(|s| self.task_index(Some(queue), Some(s))),
+        );
+        keys
+    }
+
+    /// A task index (zset: task hash key → submission order): all, by status, by queue,
+    /// by queue and status.
+    pub(crate) fn task_index(&self, queue: Option<&str>, status: Option<&str>) -> String {
+        let p = &self.prefix;
+        match (queue, status) {
+            (None, None) => format!("{p}:{{task}}:idx:all"),
+            (None, Some(s)) => format!("{p}:{{task}}:idx:st:{s}"),
+            (Some(q), None) => format!("{p}:{{task}}:idx:q:{}", enc(q)),
+            (Some(q), Some(s)) => format!("{p}:{{task}}:idx:qs:{}:{s}", enc(q)),
+        }
     }
 }
 
+/// Saga statuses in the order of [`Keys::saga_indexes`] (and `saga_common.lua`).
+pub(crate) const SAGA_STATUSES: [&str; 6] = [
+    "pending",
+    "running",
+    "completed",
+    "compensating",
+    "compensated",
+    "compensation_failed",
+];
+
+/// Task statuses in the order of [`Keys::task_globals`] (and `task_common.lua`).
+pub(crate) const TASK_STATUSES: [&str; 4] = ["pending", "claimed", "completed", "failed"];
+
 /// Length-prefixed text, so that `a:b` + `c` and `a` + `b:c` never build the same key.
-pub(crate) fn enc(part: &str) -> String {
+fn enc(part: &str) -> String {
     format!("{}:{part}", part.len())
 }
 

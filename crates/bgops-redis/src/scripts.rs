@@ -28,13 +28,13 @@ impl LuaScript {
         &self,
         pool: &Pool,
         keys: Vec<String>,
-        args: Vec<String>,
+        args: Vec<Value>,
     ) -> Result<Value, fred::error::Error> {
         let client = pool.next();
         let sha = self.script.sha1().clone();
         // Converted once: a retry after NOSCRIPT clones reference-counted buffers only.
         let keys = MultipleKeys::from(keys);
-        let args: MultipleValues = Value::Array(args.into_iter().map(Value::from).collect());
+        let args: MultipleValues = Value::Array(args);
         match client
             .evalsha::<Value, _, _, _>(sha.clone(), keys.clone(), args.clone())
             .await
@@ -78,7 +78,6 @@ lua!(COUNT_LIVE, "count_live");
 lua!(SAGA_CREATE, "saga_create", "saga_common");
 lua!(SAGA_ACQUIRE, "saga_acquire", "saga_common");
 lua!(SAGA_SAVE, "saga_save", "saga_common");
-lua!(SAGA_APPEND, "saga_append");
 lua!(SAGA_LIST, "saga_list");
 lua!(SAGA_RECOVERABLE, "saga_recoverable");
 lua!(SAGA_DELETE, "saga_delete", "saga_common");

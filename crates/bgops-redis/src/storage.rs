@@ -1,7 +1,7 @@
 //! [`RedisStorage`] itself, health and stats.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bgops_storage::{HealthReport, Storage, StorageResult, StorageStats};
@@ -21,7 +21,6 @@ use crate::scripts::{COUNT_LIVE, LuaScript};
 pub struct RedisStorage {
     pub(crate) pool: Pool,
     pub(crate) keys: Keys,
-    pub(crate) grace: Duration,
     clustered: bool,
 }
 
@@ -49,11 +48,10 @@ impl RedisStorage {
         RedisStorageBuilder::new(url)
     }
 
-    pub(crate) fn from_parts(pool: Pool, keys: Keys, grace: Duration, clustered: bool) -> Self {
+    pub(crate) fn from_parts(pool: Pool, keys: Keys, clustered: bool) -> Self {
         Self {
             pool,
             keys,
-            grace,
             clustered,
         }
     }
@@ -68,18 +66,45 @@ impl RedisStorage {
         let _ = self.pool.quit().await;
     }
 
-    /// Runs `script`, mapping failures to a typed error about `key`.
+    /// Runs `script` with text arguments, mapping failures to a typed error about its
+    /// first key.
     pub(crate) async fn run(
         &self,
         script: &LuaScript,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> StorageResult<Value> {
+        self.run_values(script, keys, args.into_iter().map(Value::from).collect())
+            .await
+    }
+
+    /// Runs `script` with arguments that may be raw bytes.
+    pub(crate) async fn run_values(
+        &self,
+        script: &LuaScript,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> StorageResult<Value> {
         let context = keys.first().cloned().unwrap_or_default();
         script
             .run(&self.pool, keys, args)
             .await
             .map_err(|e| error::from_fred(e, &context))
+    }
+
+    /// Runs `script` with text arguments; failures name `key` (when the first key is
+    /// not the one a reader cares about).
+    pub(crate) async fn run_about(
+        &self,
+        script: &LuaScript,
+        key: &str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> StorageResult<Value> {
+        script
+            .run(&self.pool, keys, args.into_iter().map(Value::from).collect())
+            .await
+            .map_err(|e| error::from_fred(e, key))
     }
 
     async fn count_live(&self, index: String) -> StorageResult<u64> {

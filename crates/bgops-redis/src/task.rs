@@ -7,14 +7,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bgops_core::clock::from_millis;
 use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus};
-use bgops_storage::{NewTask, StorageError, StorageResult, Submitted, TaskFilter, TaskStore};
+use bgops_storage::{
+    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskFilter, TaskReceipt, TaskStore,
+};
 use fred::types::Value;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::codec::{Fields, corrupt, items, ms, opt_arg, text, to_json};
+use crate::codec::{Fields, corrupt, items, ms, text, to_json};
 use crate::error;
-use crate::keys::enc;
+use crate::keys::TASK_STATUSES;
 use crate::scripts::{
     LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_DELETE, TASK_FINISH, TASK_GET, TASK_LIST,
     TASK_RETRY, TASK_SUBMIT, TASK_SWEEP,
@@ -22,12 +24,6 @@ use crate::scripts::{
 use crate::storage::RedisStorage;
 
 const KIND: &str = "task";
-const STATUSES: [TaskStatus; 4] = [
-    TaskStatus::Pending,
-    TaskStatus::Claimed,
-    TaskStatus::Completed,
-    TaskStatus::Failed,
-];
 
 /// One attempt as the scripts write it (times in ms).
 #[derive(Deserialize)]
@@ -100,43 +96,94 @@ fn task(key: &str, hash: Value, history: Value) -> StorageResult<Option<Task>> {
     }))
 }
 
+/// Parses `{'ok', status, attempts, lexp | '', available, updated}`.
+fn receipt(key: &str, mut parts: impl Iterator<Item = Value>) -> StorageResult<TaskReceipt> {
+    let mut next = || -> StorageResult<String> {
+        parts
+            .next()
+            .map(|v| text(&v, key))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let status = match next()?.as_str() {
+        "pending" => TaskStatus::Pending,
+        "claimed" => TaskStatus::Claimed,
+        "completed" => TaskStatus::Completed,
+        "failed" => TaskStatus::Failed,
+        other => return Err(corrupt(key, format!("unknown status {other:?}"))),
+    };
+    let number = |raw: String, field: &str| -> StorageResult<i64> {
+        raw.parse()
+            .map_err(|_| corrupt(key, format!("field `{field}` is not a number: {raw:?}")))
+    };
+    let attempts = number(next()?, "attempts")?;
+    let lexp = next()?;
+    let lease_expires_at = if lexp.is_empty() {
+        None
+    } else {
+        Some(from_millis(number(lexp, "lexp")?))
+    };
+    Ok(TaskReceipt {
+        status,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        lease_expires_at,
+        available_at: from_millis(number(next()?, "available")?),
+        updated_at: from_millis(number(next()?, "updated")?),
+    })
+}
+
+/// Parses a sweep reply `{done, more, corrupt ids...}`.
+fn sweep(key: &str, reply: Value, script: &'static str) -> StorageResult<Sweep> {
+    let mut parts = items(reply).into_iter();
+    let (Some(done), Some(more)) = (parts.next(), parts.next()) else {
+        return Err(error::unexpected(script, "short reply"));
+    };
+    Ok(Sweep {
+        done: done
+            .as_u64()
+            .ok_or_else(|| error::unexpected(script, "done"))?,
+        more: more.as_u64().unwrap_or(0) > 0,
+        corrupt: parts.map(|v| text(&v, key)).collect::<StorageResult<_>>()?,
+    })
+}
+
 impl RedisStorage {
-    fn task_key(&self, task_id: &str) -> (String, String) {
-        let base = self.keys.task_base();
-        (format!("{base}t:{task_id}"), base)
+    /// The global task keys followed by `more`.
+    fn task_keys(&self, more: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut keys = self.keys.task_globals();
+        keys.extend(more);
+        keys
     }
 
     pub(crate) async fn task_counts(&self) -> StorageResult<BTreeMap<String, u64>> {
-        let base = self.keys.task_base();
         let mut counts = BTreeMap::new();
-        for status in STATUSES {
-            let n = self
-                .zcard(format!("{base}idx:st:{}", status.as_str()))
-                .await?;
+        for status in TASK_STATUSES {
+            let n = self.zcard(self.keys.task_index(None, Some(status))).await?;
             if n > 0 {
-                counts.insert(status.as_str().to_owned(), n);
+                counts.insert(status.to_owned(), n);
             }
         }
         Ok(counts)
     }
 
     /// Runs a script answering `{code, HGETALL, history}`; returns the code and the task.
+    /// `key` names the task in errors.
     async fn task_script(
         &self,
         script: &LuaScript,
+        key: &str,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> StorageResult<(String, Option<Task>)> {
-        let key = keys.first().cloned().unwrap_or_default();
-        let reply = self.run(script, keys, args).await?;
+        let reply = self.run_about(script, key, keys, args).await?;
         let mut parts = items(reply).into_iter();
         let code = parts
             .next()
-            .map(|v| text(&v, &key))
+            .map(|v| text(&v, key))
             .transpose()?
             .unwrap_or_default();
         let found = match (parts.next(), parts.next()) {
-            (Some(hash), Some(history)) => task(&key, hash, history)?,
+            (Some(hash), Some(history)) => task(key, hash, history)?,
             _ => None,
         };
         Ok((code, found))
@@ -149,15 +196,14 @@ impl RedisStorage {
         attempt: u32,
         value: String,
         retry_after: Duration,
-    ) -> StorageResult<Task> {
-        let (rec, base) = self.task_key(task_id);
-        let (code, found) = self
-            .task_script(
+    ) -> StorageResult<TaskReceipt> {
+        let (rec, _) = self.keys.task(task_id);
+        let reply = self
+            .run_about(
                 &TASK_FINISH,
-                vec![rec],
+                &rec,
+                self.task_keys([rec.clone()]),
                 vec![
-                    base,
-                    task_id.to_owned(),
                     action.to_owned(),
                     attempt.to_string(),
                     value,
@@ -166,24 +212,41 @@ impl RedisStorage {
             )
             .await?;
         let id = task_id.to_owned();
-        match (code.as_str(), found) {
-            ("ok", Some(task)) => Ok(task),
-            ("not_found", _) => Err(StorageError::NotFound { kind: KIND, id }),
-            ("lease_lost", _) => Err(StorageError::LeaseLost { kind: KIND, id }),
-            (other, _) => Err(error::unexpected(TASK_FINISH.name, other.to_owned())),
+        let mut parts = items(reply).into_iter();
+        let code = parts.next().map(|v| text(&v, &rec)).transpose()?;
+        match code.as_deref() {
+            Some("ok") => receipt(&rec, parts),
+            Some("not_found") => Err(StorageError::NotFound { kind: KIND, id }),
+            Some("lease_lost") => Err(StorageError::LeaseLost { kind: KIND, id }),
+            other => Err(error::unexpected(
+                TASK_FINISH.name,
+                other.map(str::to_owned),
+            )),
         }
     }
 
     async fn get_task_with(&self, key: String, mode: &str) -> StorageResult<Option<Task>> {
-        let base = self.keys.task_base();
         let reply = self
-            .run(&TASK_GET, vec![key.clone()], vec![base, mode.to_owned()])
+            .run(&TASK_GET, vec![key.clone()], vec![mode.to_owned()])
             .await?;
         let mut parts = items(reply).into_iter();
         match (parts.next(), parts.next()) {
             (Some(hash), Some(history)) => task(&key, hash, history),
             _ => Ok(None),
         }
+    }
+
+    async fn sweep_tasks(&self, action: &str, limit: usize, older: Duration) -> StorageResult<Sweep> {
+        let keys = self.task_keys([]);
+        let index = keys.first().cloned().unwrap_or_default();
+        let reply = self
+            .run(
+                &TASK_SWEEP,
+                keys,
+                vec![action.to_owned(), limit.to_string(), ms(older)],
+            )
+            .await?;
+        sweep(&index, reply, TASK_SWEEP.name)
     }
 }
 
@@ -204,17 +267,24 @@ impl TaskStore for RedisStorage {
             .into());
         }
         let task_id = uuid::Uuid::now_v7().to_string();
-        let (rec, base) = self.task_key(&task_id);
+        let (rec, hist) = self.keys.task(&task_id);
+        let keymap = new.idempotency_key.as_deref().map_or_else(
+            || rec.clone(),
+            |k| self.keys.task_keymap(&new.queue, k),
+        );
+        let mut keys = self.task_keys([rec.clone(), hist, keymap]);
+        keys.extend(self.keys.task_queue(&new.queue));
         let (code, found) = self
             .task_script(
                 &TASK_SUBMIT,
-                vec![rec],
+                &rec,
+                keys,
                 vec![
-                    base,
                     task_id,
                     new.queue.clone(),
                     new.task_type.clone(),
-                    opt_arg(new.idempotency_key.as_deref()),
+                    if new.idempotency_key.is_some() { "1" } else { "0" }.to_owned(),
+                    new.idempotency_key.clone().unwrap_or_default(),
                     to_json(&new.payload)?,
                     new.max_attempts.to_string(),
                     ms(new.delay.unwrap_or_default()),
@@ -246,12 +316,13 @@ impl TaskStore for RedisStorage {
     ) -> StorageResult<Option<Task>> {
         bgops_core::validate::duration("lease", lease)?;
         bgops_core::validate::name("worker_id", worker_id)?;
-        let (rec, base) = self.task_key(task_id);
+        let (rec, _) = self.keys.task(task_id);
         let (code, found) = self
             .task_script(
                 &TASK_CLAIM,
-                vec![rec],
-                vec![base, task_id.to_owned(), worker_id.to_owned(), ms(lease)],
+                &rec,
+                self.task_keys([rec.clone()]),
+                vec![worker_id.to_owned(), ms(lease)],
             )
             .await?;
         Ok(if code == "ok" { found } else { None })
@@ -266,15 +337,14 @@ impl TaskStore for RedisStorage {
         bgops_core::validate::duration("lease", lease)?;
         bgops_core::validate::name("queue", queue)?;
         bgops_core::validate::name("worker_id", worker_id)?;
-        let base = self.keys.task_base();
+        let queue_keys = self.keys.task_queue(queue);
+        let ready = queue_keys.get(1).cloned().unwrap_or_default();
         let (code, found) = self
             .task_script(
                 &TASK_CLAIM_NEXT,
-                vec![
-                    format!("{base}ready:{}", enc(queue)),
-                    format!("{base}leases:{}", enc(queue)),
-                ],
-                vec![base, worker_id.to_owned(), ms(lease)],
+                &ready,
+                self.task_keys(queue_keys),
+                vec![worker_id.to_owned(), ms(lease)],
             )
             .await?;
         Ok(if code == "ok" { found } else { None })
@@ -285,7 +355,7 @@ impl TaskStore for RedisStorage {
         task_id: &str,
         attempt: u32,
         result: Json,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         self.finish(
             task_id,
             "complete",
@@ -302,7 +372,7 @@ impl TaskStore for RedisStorage {
         attempt: u32,
         error: &str,
         retry_after: Duration,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         self.finish(task_id, "fail", attempt, error.to_owned(), retry_after)
             .await
     }
@@ -312,7 +382,7 @@ impl TaskStore for RedisStorage {
         task_id: &str,
         attempt: u32,
         error: &str,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         self.finish(
             task_id,
             "fail_permanently",
@@ -328,22 +398,21 @@ impl TaskStore for RedisStorage {
         task_id: &str,
         attempt: u32,
         lease: Duration,
-    ) -> StorageResult<Task> {
+    ) -> StorageResult<TaskReceipt> {
         bgops_core::validate::duration("lease", lease)?;
         self.finish(task_id, "renew", attempt, ms(lease), Duration::ZERO)
             .await
     }
 
-    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<Task> {
+    async fn release_task(&self, task_id: &str, attempt: u32) -> StorageResult<TaskReceipt> {
         self.finish(task_id, "release", attempt, String::new(), Duration::ZERO)
             .await
     }
 
-    async fn retry_task(&self, task_id: &str) -> StorageResult<Task> {
-        let (rec, base) = self.task_key(task_id);
-        let key = rec.clone();
+    async fn retry_task(&self, task_id: &str) -> StorageResult<TaskReceipt> {
+        let (key, _) = self.keys.task(task_id);
         let reply = self
-            .run(&TASK_RETRY, vec![rec], vec![base, task_id.to_owned()])
+            .run_about(&TASK_RETRY, &key, self.task_keys([key.clone()]), vec![])
             .await?;
         let mut parts = items(reply).into_iter();
         let code = parts
@@ -353,11 +422,7 @@ impl TaskStore for RedisStorage {
             .unwrap_or_default();
         let id = task_id.to_owned();
         match code.as_str() {
-            "ok" => match (parts.next(), parts.next()) {
-                (Some(hash), Some(history)) => task(&key, hash, history)?
-                    .ok_or_else(|| error::unexpected(TASK_RETRY.name, "empty task")),
-                _ => Err(error::unexpected(TASK_RETRY.name, "short reply")),
-            },
+            "ok" => receipt(&key, parts),
             "not_found" => Err(StorageError::NotFound { kind: KIND, id }),
             "invalid" => Err(StorageError::InvalidState {
                 kind: KIND,
@@ -374,29 +439,25 @@ impl TaskStore for RedisStorage {
     }
 
     async fn get_task(&self, task_id: &str) -> StorageResult<Option<Task>> {
-        let (rec, _) = self.task_key(task_id);
+        let (rec, _) = self.keys.task(task_id);
         self.get_task_with(rec, "id").await
     }
 
     async fn get_task_by_key(&self, queue: &str, key: &str) -> StorageResult<Option<Task>> {
-        let keymap = format!("{}key:{}:{key}", self.keys.task_base(), enc(queue));
+        let keymap = self.keys.task_keymap(queue, key);
         self.get_task_with(keymap, "key").await
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> StorageResult<Vec<Task>> {
-        let base = self.keys.task_base();
-        let index = match (&filter.queue, filter.status) {
-            (None, None) => format!("{base}idx:all"),
-            (None, Some(s)) => format!("{base}idx:st:{}", s.as_str()),
-            (Some(q), None) => format!("{base}idx:q:{}", enc(q)),
-            (Some(q), Some(s)) => format!("{base}idx:qs:{}:{}", enc(q), s.as_str()),
-        };
+        let index = self
+            .keys
+            .task_index(filter.queue.as_deref(), filter.status.map(TaskStatus::as_str));
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let reply = self
             .run(
                 &TASK_LIST,
                 vec![index.clone()],
-                vec![base, filter.offset.to_string(), limit.to_string()],
+                vec![filter.offset.to_string(), limit.to_string()],
             )
             .await?;
         let mut parts = items(reply).into_iter();
@@ -410,43 +471,18 @@ impl TaskStore for RedisStorage {
     }
 
     async fn delete_task(&self, task_id: &str) -> StorageResult<bool> {
-        let (rec, base) = self.task_key(task_id);
+        let (rec, _) = self.keys.task(task_id);
         let reply = self
-            .run(&TASK_DELETE, vec![rec], vec![base, task_id.to_owned()])
+            .run_about(&TASK_DELETE, &rec, self.task_keys([rec.clone()]), vec![])
             .await?;
         Ok(reply.as_u64().unwrap_or(0) > 0)
     }
 
-    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<u64> {
-        let base = self.keys.task_base();
-        let reply = self
-            .run(
-                &TASK_SWEEP,
-                vec![format!("{base}leases")],
-                vec![
-                    base,
-                    "requeue".to_owned(),
-                    limit.to_string(),
-                    "0".to_owned(),
-                ],
-            )
-            .await?;
-        reply
-            .as_u64()
-            .ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
+    async fn requeue_expired_tasks(&self, limit: usize) -> StorageResult<Sweep> {
+        self.sweep_tasks("requeue", limit, Duration::ZERO).await
     }
 
-    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<u64> {
-        let base = self.keys.task_base();
-        let reply = self
-            .run(
-                &TASK_SWEEP,
-                vec![format!("{base}done")],
-                vec![base, "purge".to_owned(), limit.to_string(), ms(older_than)],
-            )
-            .await?;
-        reply
-            .as_u64()
-            .ok_or_else(|| error::unexpected(TASK_SWEEP.name, reply))
+    async fn purge_tasks(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
+        self.sweep_tasks("purge", limit, older_than).await
     }
 }

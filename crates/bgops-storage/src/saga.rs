@@ -21,6 +21,9 @@ pub struct SagaSaved {
 }
 
 /// The answer of [`SagaStore::create_saga`].
+// One answer per create, moved once to the caller: boxing the saga would cost an
+// allocation on the `Existing` path to save stack bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateSaga {
     /// The saga was stored exactly as given, with this receipt; the caller keeps its own

@@ -1,6 +1,7 @@
 //! The memory backend's integration tests: the whole conformance suite on a manual clock,
 //! plus what is specific to this backend.
 
+mod decorators;
 mod memory;
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use bgops_memory::MemoryStorage;
 use bgops_storage::testing::{Fixture, TimeControl};
 
 /// Time passes by moving the store's manual clock: no test sleeps.
-struct ManualTime(ManualClock);
+pub(crate) struct ManualTime(pub(crate) ManualClock);
 
 #[async_trait]
 impl TimeControl for ManualTime {

@@ -18,25 +18,27 @@ fn manual() -> (MemoryStorage, ManualClock) {
 
 fn token(outcome: BeginOutcome) -> String {
     match outcome {
-        BeginOutcome::Started { token, .. } => token,
+        BeginOutcome::Started(claim) => claim.token,
         other => panic!("expected Started, got {other:?}"),
     }
+}
+
+/// A request with a fresh token.
+fn request(tenant: &str, key: &str) -> BeginRequest {
+    BeginRequest::new(tenant, key, "op", bgops_storage::testing::token())
 }
 
 #[tokio::test]
 async fn clones_share_their_data() {
     let store = MemoryStorage::new();
     let clone = store.clone();
-    let started = store
-        .begin(BeginRequest::new("t", "k", "op"))
-        .await
-        .unwrap();
+    let started = store.begin(request("t", "k")).await.unwrap();
     clone
         .complete(
             "t",
             "k",
             &token(started),
-            OperationOutcome::Succeeded(json!(1)),
+            OperationOutcome::succeeded(json!(1)),
         )
         .await
         .unwrap();
@@ -47,14 +49,14 @@ async fn clones_share_their_data() {
 #[tokio::test]
 async fn ttl_ends_exactly_at_expires_at() {
     let (store, clock) = manual();
-    let request = BeginRequest::new("t", "k", "op").ttl(Duration::from_secs(10));
+    let request = request("t", "k").ttl(Duration::from_secs(10));
     let started = store.begin(request.clone()).await.unwrap();
     store
         .complete(
             "t",
             "k",
             &token(started),
-            OperationOutcome::Succeeded(json!(1)),
+            OperationOutcome::succeeded(json!(1)),
         )
         .await
         .unwrap();
@@ -70,24 +72,25 @@ async fn ttl_ends_exactly_at_expires_at() {
     );
     assert!(matches!(
         store.begin(request).await.unwrap(),
-        BeginOutcome::Started { .. }
+        BeginOutcome::Started(_)
     ));
 }
 
 #[tokio::test]
 async fn lease_ends_exactly_at_lease_expiry() {
     let (store, clock) = manual();
-    let request = BeginRequest::new("t", "k", "op").lease(Duration::from_secs(5));
-    store.begin(request.clone()).await.unwrap();
+    // Each begin brings its own token: another caller than the holder.
+    let other = || request("t", "k").lease(Duration::from_secs(5));
+    store.begin(other()).await.unwrap();
     clock.advance(Duration::from_millis(4_999));
     assert!(matches!(
-        store.begin(request.clone()).await.unwrap(),
-        BeginOutcome::InProgress(_)
+        store.begin(other()).await.unwrap(),
+        BeginOutcome::InProgress { .. }
     ));
     clock.advance(Duration::from_millis(1));
     assert!(matches!(
-        store.begin(request).await.unwrap(),
-        BeginOutcome::Started { .. }
+        store.begin(other()).await.unwrap(),
+        BeginOutcome::Started(_)
     ));
 }
 
@@ -95,18 +98,17 @@ async fn lease_ends_exactly_at_lease_expiry() {
 async fn purge_counts_exactly_across_shards() {
     let (store, clock) = manual();
     for i in 0..200 {
-        let request = BeginRequest::new("t", format!("k{i}"), "op").lease(Duration::from_secs(1));
+        let request = request("t", &format!("k{i}")).ttl(Duration::from_secs(1));
         store.begin(request).await.unwrap();
     }
-    store
-        .begin(BeginRequest::new("t", "live", "op"))
-        .await
-        .unwrap();
+    store.begin(request("t", "live")).await.unwrap();
     assert_eq!(store.stats().await.unwrap().idempotency_records, 201);
     clock.advance(Duration::from_secs(2));
-    assert_eq!(store.purge_expired(50).await.unwrap(), 50);
-    assert_eq!(store.purge_expired(1_000).await.unwrap(), 150);
-    assert_eq!(store.purge_expired(1_000).await.unwrap(), 0);
+    let first = store.purge_expired(50).await.unwrap();
+    assert_eq!((first.done, first.more), (50, true));
+    let second = store.purge_expired(1_000).await.unwrap();
+    assert_eq!((second.done, second.more), (150, false));
+    assert_eq!(store.purge_expired(1_000).await.unwrap().done, 0);
     assert_eq!(store.stats().await.unwrap().idempotency_records, 1);
 }
 
@@ -129,18 +131,15 @@ async fn parallel_lifecycles_stay_consistent() {
             let mut started = 0;
             for i in 0..500 {
                 let key = format!("key-{}", (i * 7 + worker) % 300);
-                match store
-                    .begin(BeginRequest::new("t", &key, "op"))
-                    .await
-                    .unwrap()
-                {
-                    BeginOutcome::Started { token, .. } => {
-                        let outcome = OperationOutcome::Succeeded(json!(worker));
+                match store.begin(request("t", &key)).await.unwrap() {
+                    BeginOutcome::Started(claim) => {
+                        let token = claim.token;
+                        let outcome = OperationOutcome::succeeded(json!(worker));
                         store.complete("t", &key, &token, outcome).await.unwrap();
                         started += 1;
                     }
-                    BeginOutcome::InProgress(_) | BeginOutcome::Completed(_) => {}
-                    BeginOutcome::Mismatch(record) => panic!("no fingerprints here: {record:?}"),
+                    BeginOutcome::InProgress { .. } | BeginOutcome::Completed(_) => {}
+                    BeginOutcome::Mismatch => panic!("no fingerprints here"),
                 }
             }
             started

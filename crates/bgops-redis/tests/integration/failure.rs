@@ -3,29 +3,26 @@
 
 use std::time::{Duration, Instant};
 
+use bgops_core::id::{IdGenerator, RandomIds};
 use bgops_core::{SagaStep, SagaWorkflow};
 use bgops_redis::RedisStorage;
 use bgops_storage::{
-    BeginOutcome, BeginRequest, IdempotencyStore, LockStore, NewTask, SagaStore, StorageError,
-    TaskStore,
+    BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore, NewTask, SagaStore,
+    StorageError, TaskStore,
 };
 use fred::prelude::{Builder, ClientLike, Config, HashesInterface, KeysInterface};
 use fred::types::{CustomCommand, Value};
 use serde_json::json;
 
-use crate::support::{Server, free_port, raw_command, redis_url};
-
-fn prefix() -> String {
-    format!("bgops-test-{}", uuid::Uuid::new_v4().simple())
-}
+use crate::support::{RedisServer, own_server, prefix, raw_command, redis_url};
 
 fn request(key: &str) -> BeginRequest {
-    BeginRequest::new("tenant", key, "op")
+    BeginRequest::new("tenant", key, "op", RandomIds.token())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
-    let mut server = Server::start(free_port(false));
+    let mut server = own_server();
     let storage = RedisStorage::builder(server.url())
         .prefix(prefix())
         .command_timeout(Duration::from_secs(1))
@@ -35,7 +32,7 @@ async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
         .expect("connect");
     assert!(matches!(
         storage.begin(request("k1")).await,
-        Ok(BeginOutcome::Started { .. })
+        Ok(BeginOutcome::Started(_))
     ));
 
     server.stop();
@@ -68,13 +65,13 @@ async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
         "got {err:?}"
     );
 
-    server.restart();
+    server.restart().expect("restart");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match storage.begin(request("k3")).await {
             Ok(outcome) => {
                 assert!(
-                    matches!(outcome, BeginOutcome::Started { .. }),
+                    matches!(outcome, BeginOutcome::Started(_)),
                     "got {outcome:?}"
                 );
                 break;
@@ -97,7 +94,7 @@ async fn stopped_server_is_unavailable_and_calls_succeed_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_at_connect_is_unavailable() {
-    let port = free_port(false);
+    let port = bgops_storage::testing::server::redis::free_port(false).expect("port");
     let err = RedisStorage::builder(format!("redis://127.0.0.1:{port}"))
         .connect_timeout(Duration::from_secs(1))
         .build()
@@ -119,8 +116,8 @@ async fn bad_url_is_a_backend_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_comes_through_the_url() {
-    let server = Server::start_with(free_port(false), &["--requirepass", "s3cret"]);
-    let url = format!("redis://:s3cret@127.0.0.1:{}", server.port);
+    let server = RedisServer::spawn_with(&["--requirepass", "s3cret"]).expect("server");
+    let url = format!("redis://:s3cret@127.0.0.1:{}", server.port());
     let storage = RedisStorage::builder(&url)
         .prefix(prefix())
         .build()
@@ -128,10 +125,10 @@ async fn auth_comes_through_the_url() {
         .expect("connect");
     assert!(matches!(
         storage.begin(request("k")).await,
-        Ok(BeginOutcome::Started { .. })
+        Ok(BeginOutcome::Started(_))
     ));
 
-    let wrong = format!("redis://:wrong@127.0.0.1:{}", server.port);
+    let wrong = format!("redis://:wrong@127.0.0.1:{}", server.port());
     let err = RedisStorage::builder(wrong)
         .connect_timeout(Duration::from_secs(2))
         .build()
@@ -156,27 +153,28 @@ async fn prefix_with_braces_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushed_script_cache_is_reloaded() {
-    let server = Server::start(free_port(false));
+    let server = own_server();
     let storage = RedisStorage::builder(server.url())
         .prefix(prefix())
         .build()
         .await
         .expect("connect");
-    let BeginOutcome::Started { token, .. } = storage.begin(request("k")).await.expect("begin")
+    let BeginOutcome::Started(Claimed { token, .. }) =
+        storage.begin(request("k")).await.expect("begin")
     else {
         panic!("expected Started")
     };
-    raw_command(server.port, &["SCRIPT", "FLUSH"]).expect("flush");
+    raw_command(server.port(), &["SCRIPT", "FLUSH"]).expect("flush");
     storage
         .complete(
             "tenant",
             "k",
             &token,
-            bgops_core::OperationOutcome::Succeeded(json!(1)),
+            bgops_core::OperationOutcome::succeeded(json!(1)),
         )
         .await
         .expect("complete after SCRIPT FLUSH");
-    raw_command(server.port, &["SCRIPT", "FLUSH"]).expect("flush");
+    raw_command(server.port(), &["SCRIPT", "FLUSH"]).expect("flush");
     assert!(matches!(
         storage.begin(request("k")).await,
         Ok(BeginOutcome::Completed(_))
@@ -272,7 +270,7 @@ async fn garbage_under_our_keys_is_corrupt() {
         vec![SagaStep::new("s", "op", json!({}))],
         time::OffsetDateTime::now_utc(),
     );
-    storage.create_saga(saga.clone()).await.expect("create");
+    storage.create_saga(&saga, None, &[]).await.expect("create");
     let saga_key = format!("{prefix}:{{saga}}:s:{}", saga.saga_id);
     let _: i64 = client
         .hset(saga_key.as_str(), ("doc", "{not json"))

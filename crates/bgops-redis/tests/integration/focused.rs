@@ -2,16 +2,17 @@
 
 use std::time::Duration;
 
+use bgops_core::id::{IdGenerator, RandomIds};
 use bgops_redis::RedisStorage;
-use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, LockStore, Storage};
+use bgops_storage::{BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore, Storage};
 use serde_json::json;
 
 use crate::monitor::Monitor;
-use crate::support::{Server, free_port, raw_command};
+use crate::support::{own_server, raw_command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_state_change_is_one_round_trip() {
-    let server = Server::start(free_port(false));
+    let server = own_server();
     let storage = RedisStorage::builder(server.url())
         .pool_size(1)
         .build()
@@ -19,10 +20,10 @@ async fn each_state_change_is_one_round_trip() {
         .expect("connect");
     // Warm the script cache so NOSCRIPT reloads do not count.
     let warm = storage
-        .begin(BeginRequest::new("t", "warm", "op"))
+        .begin(BeginRequest::new("t", "warm", "op", RandomIds.token()))
         .await
         .expect("begin");
-    let BeginOutcome::Started { token, .. } = warm else {
+    let BeginOutcome::Started(Claimed { token, .. }) = warm else {
         panic!("expected Started")
     };
     storage
@@ -30,7 +31,7 @@ async fn each_state_change_is_one_round_trip() {
             "t",
             "warm",
             &token,
-            bgops_core::OperationOutcome::Succeeded(json!(0)),
+            bgops_core::OperationOutcome::succeeded(json!(0)),
         )
         .await
         .expect("complete");
@@ -43,16 +44,16 @@ async fn each_state_change_is_one_round_trip() {
         .await
         .expect("release");
 
-    let mut monitor = Monitor::start(server.port).expect("monitor");
+    let mut monitor = Monitor::start(server.port()).expect("monitor");
     monitor.take().expect("drain");
     let one = vec!["evalsha".to_owned()];
 
     let begun = storage
-        .begin(BeginRequest::new("t", "k", "op"))
+        .begin(BeginRequest::new("t", "k", "op", RandomIds.token()))
         .await
         .expect("begin");
     assert_eq!(monitor.take().expect("monitor"), one, "begin");
-    let BeginOutcome::Started { token, .. } = begun else {
+    let BeginOutcome::Started(Claimed { token, .. }) = begun else {
         panic!("expected Started")
     };
     storage
@@ -60,7 +61,7 @@ async fn each_state_change_is_one_round_trip() {
             "t",
             "k",
             &token,
-            bgops_core::OperationOutcome::Succeeded(json!(1)),
+            bgops_core::OperationOutcome::succeeded(json!(1)),
         )
         .await
         .expect("complete");
@@ -81,14 +82,14 @@ async fn each_state_change_is_one_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_carries_a_hash_tag_and_records_expire() {
-    let server = Server::start(free_port(false));
+    let server = own_server();
     let storage = RedisStorage::builder(server.url())
         .prefix("tagged")
         .build()
         .await
         .expect("c");
-    let BeginOutcome::Started { token, .. } = storage
-        .begin(BeginRequest::new("t", "k", "op").ttl(Duration::from_secs(100)))
+    let BeginOutcome::Started(Claimed { token, .. }) = storage
+        .begin(BeginRequest::new("t", "k", "op", RandomIds.token()).ttl(Duration::from_secs(100)))
         .await
         .expect("begin")
     else {
@@ -98,7 +99,7 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
         .acquire_lock("l", Duration::from_secs(5))
         .await
         .expect("lock");
-    let keys = raw_command(server.port, &["KEYS", "*"]).expect("keys");
+    let keys = raw_command(server.port(), &["KEYS", "*"]).expect("keys");
     let names: Vec<&str> = keys.lines().filter(|l| l.starts_with("tagged:")).collect();
     assert!(names.len() >= 4, "{keys}");
     for name in &names {
@@ -111,22 +112,22 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
         .iter()
         .find(|n| n.contains(":rec:"))
         .expect("record key");
-    // In flight: the record lives for its lease + grace only (30 s + 1 s by default).
-    let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..]
+    // In flight, the record lives until its TTL (late-completion contract), not its lease.
+    let ttl: i64 = raw_command(server.port(), &["PTTL", rec]).expect("pttl")[1..]
         .trim()
         .parse()
         .expect("number");
-    assert!(ttl > 0 && ttl <= 31_000, "in-flight pttl {ttl}");
+    assert!(ttl > 31_000 && ttl <= 100_000, "in-flight pttl {ttl}");
     storage
         .complete(
             "t",
             "k",
             &token,
-            bgops_core::OperationOutcome::Succeeded(json!(1)),
+            bgops_core::OperationOutcome::succeeded(json!(1)),
         )
         .await
         .expect("complete");
-    let ttl: i64 = raw_command(server.port, &["PTTL", rec]).expect("pttl")[1..]
+    let ttl: i64 = raw_command(server.port(), &["PTTL", rec]).expect("pttl")[1..]
         .trim()
         .parse()
         .expect("number");
@@ -135,7 +136,7 @@ async fn every_key_carries_a_hash_tag_and_records_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_stats_come_from_ping_and_indexes() {
-    let server = Server::start(free_port(false));
+    let server = own_server();
     let storage = RedisStorage::builder(server.url())
         .prefix("stats")
         .build()
@@ -150,7 +151,12 @@ async fn health_and_stats_come_from_ping_and_indexes() {
     );
     for i in 0..3 {
         storage
-            .begin(BeginRequest::new("t", format!("k{i}"), "op"))
+            .begin(BeginRequest::new(
+                "t",
+                format!("k{i}"),
+                "op",
+                RandomIds.token(),
+            ))
             .await
             .expect("begin");
     }

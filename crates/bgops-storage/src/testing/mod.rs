@@ -22,10 +22,13 @@
 //! | [`saga`] | semantics §4, store side: insert-if-absent, fenced CAS, history, recovery |
 //! | [`task`] | semantics §5, store side: dedupe, fenced claims, leases, retries, cleanup |
 //! | [`storage`] | health and stats |
+//!
+//! [`decorators`] holds the counting and failing store wrappers engine tests use.
 
 // The suite is test code compiled into the library: a failed expectation must panic.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod decorators;
 pub mod idempotency;
 pub mod lock;
 pub mod saga;
@@ -46,6 +49,11 @@ pub const LONG: Duration = Duration::from_secs(600);
 /// A name no other case (or earlier run against the same server) uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh lease token, as the engines make them (32 lowercase hex digits).
+pub fn token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Asserts that a time difference equals `expected` within a second (backends may round

@@ -17,12 +17,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bgops_core::{SagaHistoryEntry, SagaStatus, SagaStep, SagaWorkflow};
+use bgops_core::{SagaEvent, SagaEventKind, SagaLease, SagaStatus, SagaStep, SagaWorkflow};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{Fixture, LONG, unique};
-use crate::{CreateSaga, SagaFilter, StorageError};
+use super::{Fixture, LONG, assert_close, token, unique};
+use crate::{BeginOutcome, BeginRequest, CreateSaga, SagaFilter, SagaSaved, StorageError};
 
 /// Defines one `#[tokio::test]` per saga case, each on a fresh `$fixture`.
 #[macro_export]
@@ -50,6 +50,9 @@ macro_rules! saga_suite {
                 list_recoverable_finds_abandoned_active_sagas,
                 delete_removes_saga_history_and_index,
                 invalid_saga_input_is_rejected,
+                create_with_lease_sets_fence_floor_and_store_expiry,
+                save_renews_keeps_or_releases_the_lease,
+                history_round_trips_every_event_kind,
             ]
         );
     };
@@ -72,22 +75,69 @@ fn new_saga(tenant: &str, created_at: OffsetDateTime) -> SagaWorkflow {
     saga
 }
 
-fn entry(event: &str, status: SagaStatus, fence: u64) -> SagaHistoryEntry {
-    SagaHistoryEntry {
+/// A history event of `saga` named `name` (a step start, the name in its `name` field).
+fn entry(saga: &SagaWorkflow, name: &str, status: SagaStatus, fence: u64) -> SagaEvent {
+    SagaEvent {
+        saga_id: saga.saga_id.as_str().into(),
         at: base_time(),
-        event: event.to_owned().into(),
-        step_index: Some(0),
-        attempt: Some(1),
-        status,
         fence,
-        detail: Some(json!({"note": event})),
+        status,
+        kind: SagaEventKind::StepStarted {
+            step_index: 0,
+            name: name.to_owned(),
+            attempt: 1,
+        },
     }
 }
 
+/// The names given to [`entry`], in order.
+fn names(history: &[SagaEvent]) -> Vec<&str> {
+    history
+        .iter()
+        .map(|event| match &event.kind {
+            SagaEventKind::StepStarted { name, .. } => name.as_str(),
+            other => other.name(),
+        })
+        .collect()
+}
+
+/// Creates `saga` unleased and without history; it must be new. Returns it as stored.
 async fn create(f: &Fixture, saga: SagaWorkflow) -> SagaWorkflow {
-    match f.storage.create_saga(saga).await.expect("create") {
-        CreateSaga::Created(saga) => saga,
+    match f
+        .storage
+        .create_saga(&saga, None, &[])
+        .await
+        .expect("create")
+    {
+        CreateSaga::Created(receipt) => {
+            assert_eq!(
+                receipt,
+                SagaSaved {
+                    version: saga.version,
+                    lease_expires_at: None
+                }
+            );
+            saga
+        }
         CreateSaga::Existing(saga) => panic!("expected Created, got Existing({})", saga.saga_id),
+    }
+}
+
+/// `save_saga` keeping the stored lease expiry; returns the new version.
+async fn save(f: &Fixture, saga: &SagaWorkflow, fence: u64, history: &[SagaEvent]) -> u64 {
+    f.storage
+        .save_saga(saga, fence, history, None)
+        .await
+        .expect("save")
+        .version
+}
+
+/// The store's "now", read from a fresh idempotency claim (backends keep their own clock).
+async fn store_now(f: &Fixture) -> OffsetDateTime {
+    let request = BeginRequest::new(unique("clock"), unique("now"), "clock", token());
+    match f.storage.begin(request).await.expect("begin") {
+        BeginOutcome::Started(claim) => claim.created_at,
+        other => panic!("expected Started, got {other:?}"),
     }
 }
 
@@ -113,11 +163,7 @@ async fn move_to(f: &Fixture, saga: &SagaWorkflow, status: SagaStatus) -> SagaWo
     let mut leased = acquire(f, &saga.saga_id, &unique("executor"), LONG).await;
     let fence = fence_of(&leased);
     leased.status = status;
-    leased.version = f
-        .storage
-        .save_saga(&leased, fence, &[])
-        .await
-        .expect("save");
+    leased.version = save(f, &leased, fence, &[]).await;
     leased
 }
 
@@ -147,7 +193,12 @@ pub async fn create_is_insert_if_absent_by_id(f: Fixture) {
     let created = create(&f, saga.clone()).await;
     let mut other = saga.clone();
     other.workflow_type = "something_else".into();
-    match f.storage.create_saga(other).await.expect("create") {
+    match f
+        .storage
+        .create_saga(&other, None, &[])
+        .await
+        .expect("create")
+    {
         CreateSaga::Existing(existing) => assert_eq!(existing, created),
         CreateSaga::Created(_) => panic!("a second create with the same id must not overwrite"),
     }
@@ -173,14 +224,16 @@ pub async fn create_dedupes_by_tenant_and_idempotency_key(f: Fixture) {
     let second_id = second.saga_id.clone();
     let answer = f
         .storage
-        .create_saga(second)
+        .create_saga(&second, None, &[])
         .await
-        .expect("create")
-        .into_saga();
-    assert_eq!(
-        answer.saga_id, first.saga_id,
-        "same tenant and key: the first saga"
-    );
+        .expect("create");
+    match answer {
+        CreateSaga::Existing(existing) => assert_eq!(
+            existing.saga_id, first.saga_id,
+            "same tenant and key: the first saga"
+        ),
+        CreateSaga::Created(_) => panic!("same tenant and key must not create a second saga"),
+    }
     assert_eq!(
         f.storage.get_saga(&second_id).await.expect("get"),
         None,
@@ -260,7 +313,12 @@ pub async fn expired_lease_is_taken_over_and_old_fence_lost(f: Fixture) {
     old.version = new.version;
     let got = f
         .storage
-        .save_saga(&old, old_fence, &[entry("stale", SagaStatus::Running, 0)])
+        .save_saga(
+            &old,
+            old_fence,
+            &[entry(&old, "stale", SagaStatus::Running, 0)],
+            None,
+        )
         .await;
     assert!(
         matches!(got, Err(StorageError::LeaseLost { .. })),
@@ -306,7 +364,7 @@ pub async fn acquire_on_missing_saga_is_not_found(f: Fixture) {
         "got {got:?}"
     );
     let phantom = new_saga(&unique("tenant"), base_time());
-    let got = f.storage.save_saga(&phantom, 0, &[]).await;
+    let got = f.storage.save_saga(&phantom, 0, &[], None).await;
     assert!(
         matches!(got, Err(StorageError::NotFound { .. })),
         "save of a missing saga: {got:?}"
@@ -323,11 +381,7 @@ pub async fn save_is_a_fenced_compare_and_set(f: Fixture) {
     leased.status = SagaStatus::Running;
     leased.current_step = 1;
     leased.context = json!({"order": "o-1", "reserved": true});
-    let version = f
-        .storage
-        .save_saga(&leased, fence, &[])
-        .await
-        .expect("save");
+    let version = save(&f, &leased, fence, &[]).await;
     assert_eq!(version, leased.version + 1);
     let mut saved = leased.clone();
     saved.version = version;
@@ -340,7 +394,7 @@ pub async fn save_is_a_fenced_compare_and_set(f: Fixture) {
         .expect("stored");
     assert_eq!(stored, saved);
 
-    match f.storage.save_saga(&stale, fence, &[]).await {
+    match f.storage.save_saga(&stale, fence, &[], None).await {
         Err(StorageError::VersionConflict {
             expected, found, ..
         }) => {
@@ -348,12 +402,12 @@ pub async fn save_is_a_fenced_compare_and_set(f: Fixture) {
         }
         other => panic!("expected VersionConflict, got {other:?}"),
     }
-    let got = f.storage.save_saga(&saved, fence + 1, &[]).await;
+    let got = f.storage.save_saga(&saved, fence + 1, &[], None).await;
     assert!(
         matches!(got, Err(StorageError::LeaseLost { .. })),
         "wrong fence: {got:?}"
     );
-    let got = f.storage.save_saga(&stale, fence + 1, &[]).await;
+    let got = f.storage.save_saga(&stale, fence + 1, &[], None).await;
     assert!(
         matches!(got, Err(StorageError::LeaseLost { .. })),
         "wrong fence and version: {got:?}"
@@ -375,14 +429,10 @@ pub async fn save_appends_history_atomically(f: Fixture) {
     let fence = fence_of(&leased);
     leased.status = SagaStatus::Running;
     let batch = [
-        entry("step_started", SagaStatus::Running, fence),
-        entry("step_succeeded", SagaStatus::Running, fence),
+        entry(&leased, "step_started", SagaStatus::Running, fence),
+        entry(&leased, "step_succeeded", SagaStatus::Running, fence),
     ];
-    let version = f
-        .storage
-        .save_saga(&leased, fence, &batch)
-        .await
-        .expect("save");
+    let version = save(&f, &leased, fence, &batch).await;
     let mut saved = leased.clone();
     saved.version = version;
     let refused = f
@@ -390,7 +440,8 @@ pub async fn save_appends_history_atomically(f: Fixture) {
         .save_saga(
             &leased,
             fence,
-            &[entry("refused", SagaStatus::Running, fence)],
+            &[entry(&leased, "refused", SagaStatus::Running, fence)],
+            None,
         )
         .await;
     assert!(
@@ -399,22 +450,23 @@ pub async fn save_appends_history_atomically(f: Fixture) {
     );
     let mut next = saved.clone();
     next.status = SagaStatus::Completed;
-    f.storage
-        .save_saga(
-            &next,
-            fence,
-            &[entry("finished", SagaStatus::Completed, fence)],
-        )
-        .await
-        .expect("save");
+    save(
+        &f,
+        &next,
+        fence,
+        &[entry(&next, "finished", SagaStatus::Completed, fence)],
+    )
+    .await;
 
     let history = f
         .storage
         .get_saga_history(&saga.saga_id)
         .await
         .expect("history");
-    let events: Vec<_> = history.iter().map(|e| e.event.as_ref()).collect();
-    assert_eq!(events, ["step_started", "step_succeeded", "finished"]);
+    assert_eq!(
+        names(&history),
+        ["step_started", "step_succeeded", "finished"]
+    );
     assert_eq!(history[0], batch[0], "entries are stored as given");
 }
 
@@ -430,8 +482,8 @@ pub async fn concurrent_saves_exactly_one_wins(f: Fixture) {
             let mut copy = leased.clone();
             copy.current_step = i;
             tokio::spawn(async move {
-                let note = entry(&format!("save-{i}"), SagaStatus::Running, fence);
-                storage.save_saga(&copy, fence, &[note]).await
+                let note = entry(&copy, &format!("save-{i}"), SagaStatus::Running, fence);
+                storage.save_saga(&copy, fence, &[note], None).await
             })
         })
         .collect();
@@ -460,11 +512,13 @@ pub async fn cleared_lease_fences_out_its_holder(f: Fixture) {
     let fence = fence_of(&leased);
     leased.lease = None;
     leased.status = SagaStatus::Running;
-    let version = f
+    let receipt = f
         .storage
-        .save_saga(&leased, fence, &[])
+        .save_saga(&leased, fence, &[], None)
         .await
         .expect("save");
+    assert_eq!(receipt.lease_expires_at, None, "released");
+    let version = receipt.version;
     let mut released = leased.clone();
     released.version = version;
     let stored = f
@@ -474,7 +528,7 @@ pub async fn cleared_lease_fences_out_its_holder(f: Fixture) {
         .expect("get")
         .expect("stored");
     assert_eq!(stored.lease, None);
-    let got = f.storage.save_saga(&released, fence, &[]).await;
+    let got = f.storage.save_saga(&released, fence, &[], None).await;
     assert!(
         matches!(got, Err(StorageError::LeaseLost { .. })),
         "old fence after release: {got:?}"
@@ -486,29 +540,39 @@ pub async fn cleared_lease_fences_out_its_holder(f: Fixture) {
     );
 }
 
-/// `append_saga_history` adds entries oldest first; a saga without history has none.
+/// History given to `create_saga` and then to saves is kept oldest first; a saga
+/// without history has none.
 pub async fn history_is_kept_oldest_first(f: Fixture) {
-    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let empty = create(&f, new_saga(&unique("tenant"), base_time())).await;
     assert!(
         f.storage
-            .get_saga_history(&saga.saga_id)
+            .get_saga_history(&empty.saga_id)
             .await
             .expect("history")
             .is_empty()
     );
-    for event in ["created", "note", "lease_acquired"] {
-        f.storage
-            .append_saga_history(&saga.saga_id, &entry(event, SagaStatus::Pending, 0))
-            .await
-            .expect("append");
-    }
+    let saga = new_saga(&unique("tenant"), base_time());
+    let first = [
+        entry(&saga, "created", SagaStatus::Pending, 0),
+        entry(&saga, "note", SagaStatus::Pending, 0),
+    ];
+    let created = f
+        .storage
+        .create_saga(&saga, None, &first)
+        .await
+        .expect("create");
+    assert!(matches!(created, CreateSaga::Created(_)), "{created:?}");
+    let mut leased = acquire(&f, &saga.saga_id, "executor", LONG).await;
+    let fence = fence_of(&leased);
+    leased.status = SagaStatus::Running;
+    let later = entry(&leased, "resumed", SagaStatus::Running, fence);
+    save(&f, &leased, fence, &[later]).await;
     let history = f
         .storage
         .get_saga_history(&saga.saga_id)
         .await
         .expect("history");
-    let events: Vec<_> = history.iter().map(|e| e.event.as_ref()).collect();
-    assert_eq!(events, ["created", "note", "lease_acquired"]);
+    assert_eq!(names(&history), ["created", "note", "resumed"]);
     let none = f
         .storage
         .get_saga_history(&unique("missing"))
@@ -648,10 +712,7 @@ pub async fn list_recoverable_finds_abandoned_active_sagas(f: Fixture) {
         let mut saved = move_to(&f, &saga, status).await;
         let fence = fence_of(&saved);
         saved.lease = None;
-        f.storage
-            .save_saga(&saved, fence, &[])
-            .await
-            .expect("clear lease");
+        save(&f, &saved, fence, &[]).await;
         terminal.push(saga.saga_id);
     }
     move_to(&f, &live, SagaStatus::Running).await;
@@ -662,18 +723,12 @@ pub async fn list_recoverable_finds_abandoned_active_sagas(f: Fixture) {
         let mut leased = acquire(&f, &saga.saga_id, "doomed", f.short_lease).await;
         let fence = fence_of(&leased);
         leased.status = status;
-        f.storage
-            .save_saga(&leased, fence, &[])
-            .await
-            .expect("save");
+        save(&f, &leased, fence, &[]).await;
     }
     let mut unleased = move_to(&f, &unleased_running, SagaStatus::Running).await;
     let fence = fence_of(&unleased);
     unleased.lease = None;
-    f.storage
-        .save_saga(&unleased, fence, &[])
-        .await
-        .expect("clear lease");
+    save(&f, &unleased, fence, &[]).await;
     f.expire_short_lease().await;
 
     let found: HashSet<String> = f
@@ -705,11 +760,11 @@ pub async fn delete_removes_saga_history_and_index(f: Fixture) {
     let (tenant, key) = (unique("tenant"), unique("key"));
     let mut saga = new_saga(&tenant, base_time());
     saga.idempotency_key = Some(key.clone());
-    let saga = create(&f, saga).await;
+    let created = entry(&saga, "created", SagaStatus::Pending, 0);
     f.storage
-        .append_saga_history(&saga.saga_id, &entry("created", SagaStatus::Pending, 0))
+        .create_saga(&saga, None, &[created])
         .await
-        .expect("append");
+        .expect("create");
     assert!(f.storage.delete_saga(&saga.saga_id).await.expect("delete"));
     assert_eq!(f.storage.get_saga(&saga.saga_id).await.expect("get"), None);
     assert!(
@@ -746,14 +801,14 @@ pub async fn delete_removes_saga_history_and_index(f: Fixture) {
 pub async fn invalid_saga_input_is_rejected(f: Fixture) {
     let mut no_tenant = new_saga("", base_time());
     no_tenant.tenant_id = String::new();
-    let got = f.storage.create_saga(no_tenant).await;
+    let got = f.storage.create_saga(&no_tenant, None, &[]).await;
     assert!(
         matches!(got, Err(StorageError::Invalid(_))),
         "empty tenant: {got:?}"
     );
     let mut no_id = new_saga(&unique("tenant"), base_time());
     no_id.saga_id = String::new();
-    let got = f.storage.create_saga(no_id).await;
+    let got = f.storage.create_saga(&no_id, None, &[]).await;
     assert!(
         matches!(got, Err(StorageError::Invalid(_))),
         "empty id: {got:?}"
@@ -772,4 +827,220 @@ pub async fn invalid_saga_input_is_rejected(f: Fixture) {
         matches!(got, Err(StorageError::Invalid(_))),
         "empty owner: {got:?}"
     );
+}
+
+/// A saga created leased: the store keeps owner and fence (1) and sets the expiry from its
+/// own clock (the `expires_at` given is ignored), a later acquire gets fence 2; a leased
+/// saga without a lease duration is `Invalid`.
+pub async fn create_with_lease_sets_fence_floor_and_store_expiry(f: Fixture) {
+    let mut saga = new_saga(&unique("tenant"), base_time());
+    saga.status = SagaStatus::Running;
+    saga.lease = Some(SagaLease {
+        owner: "executor-a".into(),
+        fence: 1,
+        // Deliberately far off: the store must not take it.
+        expires_at: OffsetDateTime::UNIX_EPOCH,
+    });
+    let got = f.storage.create_saga(&saga, None, &[]).await;
+    assert!(
+        matches!(got, Err(StorageError::Invalid(_))),
+        "leased without a duration: {got:?}"
+    );
+    let before = store_now(&f).await;
+    let receipt = match f
+        .storage
+        .create_saga(&saga, Some(f.short_lease), &[])
+        .await
+        .expect("create")
+    {
+        CreateSaga::Created(receipt) => receipt,
+        CreateSaga::Existing(existing) => panic!("expected Created, got {existing:?}"),
+    };
+    assert_eq!(receipt.version, saga.version);
+    let until = receipt.lease_expires_at.expect("created leased");
+    assert_close(until - before, f.short_lease, "lease expiry - store's now");
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    let lease = stored.lease.clone().expect("leased");
+    assert_eq!(
+        (lease.owner.as_str(), lease.fence, lease.expires_at),
+        ("executor-a", 1, until)
+    );
+    // The creator writes with fence 1 at once, without an acquire.
+    let mut running = stored.clone();
+    running.current_step = 1;
+    save(&f, &running, 1, &[]).await;
+    let got = f
+        .storage
+        .acquire_saga_lease(&saga.saga_id, "executor-b", LONG)
+        .await
+        .expect("acquire");
+    assert_eq!(got, None, "the created lease is live");
+    f.expire_short_lease().await;
+    let taken = acquire(&f, &saga.saga_id, "executor-b", LONG).await;
+    assert_eq!(fence_of(&taken), 2, "the created lease set the fence floor");
+}
+
+/// `save_saga` with `renew: None` keeps the stored expiry (whatever `saga.lease` says),
+/// with `renew: Some(d)` sets it to the store's now + `d`, and with `saga.lease = None`
+/// releases the lease; each receipt reports the expiry stored.
+pub async fn save_renews_keeps_or_releases_the_lease(f: Fixture) {
+    let saga = create(&f, new_saga(&unique("tenant"), base_time())).await;
+    let mut leased = acquire(&f, &saga.saga_id, "executor", LONG).await;
+    let fence = fence_of(&leased);
+    let held = leased.lease.clone().expect("leased").expires_at;
+    if let Some(lease) = &mut leased.lease {
+        lease.expires_at = OffsetDateTime::UNIX_EPOCH;
+    }
+    leased.status = SagaStatus::Running;
+    let kept = f
+        .storage
+        .save_saga(&leased, fence, &[], None)
+        .await
+        .expect("save");
+    assert_eq!(kept.version, leased.version + 1);
+    assert_eq!(kept.lease_expires_at, Some(held), "renew: None keeps it");
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.lease.as_ref().map(|l| l.expires_at), Some(held));
+
+    f.time.advance(std::time::Duration::from_secs(2)).await;
+    leased.version = kept.version;
+    let before = store_now(&f).await;
+    let renewed = f
+        .storage
+        .save_saga(&leased, fence, &[], Some(LONG))
+        .await
+        .expect("save");
+    let until = renewed.lease_expires_at.expect("still leased");
+    assert!(until > held, "renewed past the first expiry");
+    assert_close(until - before, LONG, "renewed expiry - store's now");
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.lease.as_ref().map(|l| l.expires_at), Some(until));
+    assert_eq!(stored.version, renewed.version);
+
+    leased.version = renewed.version;
+    leased.lease = None;
+    let released = f
+        .storage
+        .save_saga(&leased, fence, &[], Some(LONG))
+        .await
+        .expect("save");
+    assert_eq!(released.lease_expires_at, None);
+    let stored = f
+        .storage
+        .get_saga(&saga.saga_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.lease, None);
+}
+
+/// Every kind of [`SagaEvent`] is stored and read back exactly (facts, JSON values,
+/// times, fences, statuses), in order.
+pub async fn history_round_trips_every_event_kind(f: Fixture) {
+    let saga = new_saga(&unique("tenant"), base_time());
+    let at = base_time();
+    let kinds = vec![
+        SagaEventKind::Created,
+        SagaEventKind::Resumed,
+        SagaEventKind::StepStarted {
+            step_index: 0,
+            name: "reserve".into(),
+            attempt: 1,
+        },
+        SagaEventKind::StepSucceeded {
+            step_index: 0,
+            name: "reserve".into(),
+            output: json!({"ids": [1, 2, 3], "note": "é✓ \"quoted\"", "nested": {"null": null}}),
+        },
+        SagaEventKind::StepRetrying {
+            step_index: 1,
+            name: "charge".into(),
+            attempt: 2,
+            error: "timeout\nline two".into(),
+            delay_ms: 1500,
+        },
+        SagaEventKind::StepFailed {
+            step_index: 1,
+            name: "charge".into(),
+            error: "declined".into(),
+        },
+        SagaEventKind::Compensating {
+            reason: "step charge failed".into(),
+        },
+        SagaEventKind::CompensationStarted {
+            step_index: 0,
+            name: "reserve".into(),
+            attempt: 1,
+        },
+        SagaEventKind::CompensationRetrying {
+            step_index: 0,
+            name: "reserve".into(),
+            attempt: 1,
+            error: "busy".into(),
+            delay_ms: 0,
+        },
+        SagaEventKind::StepCompensated {
+            step_index: 0,
+            name: "reserve".into(),
+        },
+        SagaEventKind::CompensationFailed {
+            step_index: 0,
+            name: "reserve".into(),
+            error: "gone".into(),
+        },
+        SagaEventKind::Finished,
+        SagaEventKind::Aborted {
+            error: "lease lost".into(),
+        },
+    ];
+    let statuses = [
+        SagaStatus::Pending,
+        SagaStatus::Running,
+        SagaStatus::Compensating,
+        SagaStatus::Compensated,
+        SagaStatus::CompensationFailed,
+        SagaStatus::Completed,
+    ];
+    let events: Vec<SagaEvent> = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| SagaEvent {
+            saga_id: saga.saga_id.as_str().into(),
+            at: at + time::Duration::seconds(i as i64),
+            fence: i as u64 * 7,
+            status: statuses[i % statuses.len()],
+            kind,
+        })
+        .collect();
+    let (first, rest) = events.split_at(2);
+    f.storage
+        .create_saga(&saga, None, first)
+        .await
+        .expect("create");
+    let mut leased = acquire(&f, &saga.saga_id, "executor", LONG).await;
+    let fence = fence_of(&leased);
+    let (middle, last) = rest.split_at(5);
+    leased.version = save(&f, &leased, fence, middle).await;
+    save(&f, &leased, fence, last).await;
+    let history = f
+        .storage
+        .get_saga_history(&saga.saga_id)
+        .await
+        .expect("history");
+    assert_eq!(history, events);
 }

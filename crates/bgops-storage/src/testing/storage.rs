@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Fixture, LONG, unique};
+use super::{Fixture, LONG, token, unique};
 use crate::{BeginRequest, NewTask};
 
 /// Defines one `#[tokio::test]` per health/stats case, each on a fresh `$fixture`.
@@ -38,7 +38,7 @@ pub async fn stats_count_what_is_stored(f: Fixture) {
     let tenant = unique("tenant");
     for key in ["a", "b"] {
         f.storage
-            .begin(BeginRequest::new(&tenant, key, "op").lease(LONG))
+            .begin(BeginRequest::new(&tenant, key, "op", token()).lease(LONG))
             .await
             .expect("begin");
     }
@@ -49,7 +49,7 @@ pub async fn stats_count_what_is_stored(f: Fixture) {
         .expect("free");
     let saga =
         bgops_core::SagaWorkflow::new(&tenant, "wf", Vec::new(), time::OffsetDateTime::now_utc());
-    f.storage.create_saga(saga).await.expect("saga");
+    f.storage.create_saga(&saga, None, &[]).await.expect("saga");
     let queue = unique("queue");
     for n in 0..3 {
         f.storage

@@ -26,7 +26,7 @@ use bgops_core::{Task, TaskStatus};
 use serde_json::json;
 
 use super::{Fixture, LONG, assert_close, unique};
-use crate::{NewTask, StorageError, TaskFilter};
+use crate::{NewTask, StorageError, TaskFilter, TaskReceipt};
 
 /// Defines one `#[tokio::test]` per task case, each on a fresh `$fixture`.
 #[macro_export]
@@ -66,6 +66,10 @@ macro_rules! task_suite {
                 purge_removes_old_finished_tasks,
                 unknown_task_is_not_found,
                 invalid_task_input_is_rejected,
+                receipts_report_what_was_stored,
+                permanent_failure_is_fenced_and_final,
+                requeue_expired_works_in_batches,
+                purge_tasks_works_in_batches,
             ]
         );
     };
@@ -379,11 +383,14 @@ pub async fn complete_records_the_result(f: Fixture) {
         .await
         .expect("complete");
     assert_eq!(done.status, TaskStatus::Completed);
-    assert_eq!(done.result, Some(json!({"ok": true})));
-    assert!(done.lease.is_none() && done.finished_at.is_some());
-    assert_eq!(done.history[0].outcome.as_deref(), Some("completed"));
-    assert!(done.history[0].finished_at.is_some());
-    assert_eq!(get(&f, &created.task_id).await, done);
+    assert_eq!((done.attempts, done.lease_expires_at), (1, None));
+    let stored = get(&f, &created.task_id).await;
+    assert_eq!(stored.status, TaskStatus::Completed);
+    assert_eq!(stored.result, Some(json!({"ok": true})));
+    assert!(stored.lease.is_none() && stored.finished_at.is_some());
+    assert_eq!(stored.history[0].outcome.as_deref(), Some("completed"));
+    assert!(stored.history[0].finished_at.is_some());
+    assert_eq!(stored.updated_at, done.updated_at);
 
     let again = f
         .storage
@@ -453,7 +460,13 @@ pub async fn fail_with_attempts_left_returns_to_pending_after_backoff(f: Fixture
         .storage
         .fail_task(&created.task_id, attempt_of(&first), "boom", f.short_lease)
         .await;
-    let failed = failed.expect("fail");
+    let receipt = failed.expect("fail");
+    assert_eq!(
+        (receipt.status, receipt.attempts, receipt.lease_expires_at),
+        (TaskStatus::Pending, 1, None)
+    );
+    let failed = get(&f, &created.task_id).await;
+    assert_eq!(receipt.available_at, failed.available_at);
     assert_eq!(failed.status, TaskStatus::Pending);
     assert_eq!(
         (failed.attempts, failed.error.as_deref()),
@@ -548,7 +561,12 @@ pub async fn permanent_failure_ends_the_task_at_once(f: Fixture) {
         .storage
         .fail_task_permanently(&created.task_id, attempt, "bad input")
         .await;
-    let failed = failed.expect("fail permanently");
+    let receipt = failed.expect("fail permanently");
+    assert_eq!(
+        (receipt.status, receipt.attempts, receipt.lease_expires_at),
+        (TaskStatus::Failed, 1, None)
+    );
+    let failed = get(&f, &created.task_id).await;
     assert_eq!(failed.status, TaskStatus::Failed);
     assert_eq!(failed.error.as_deref(), Some("bad input"));
     assert!(failed.finished_at.is_some() && failed.lease.is_none());
@@ -596,7 +614,8 @@ pub async fn expired_lease_is_claimable_by_another_worker(f: Fixture) {
         .storage
         .complete_task(&created.task_id, attempt_of(&second), json!("ok"))
         .await;
-    assert_eq!(done.expect("complete").result, Some(json!("ok")));
+    assert_eq!(done.expect("complete").status, TaskStatus::Completed);
+    assert_eq!(get(&f, &created.task_id).await.result, Some(json!("ok")));
 }
 
 /// `claim_task` on a task whose claim expired takes it over (attempts left), and the
@@ -663,10 +682,13 @@ pub async fn renew_extends_the_claim(f: Fixture) {
         .renew_task_lease(&created.task_id, attempt, LONG)
         .await
         .expect("renew");
+    let stored = get(&f, &created.task_id).await;
     let (before, after) = (
         claimed.lease.expect("lease"),
-        renewed.lease.clone().expect("lease"),
+        stored.lease.clone().expect("lease"),
     );
+    assert_eq!(renewed.lease_expires_at, Some(after.expires_at));
+    assert_eq!((renewed.status, renewed.attempts), (TaskStatus::Claimed, 1));
     assert!(after.expires_at > before.expires_at);
     assert_eq!(
         (after.attempt, after.worker_id),
@@ -699,8 +721,11 @@ pub async fn release_does_not_use_up_an_attempt(f: Fixture) {
         .expect("release");
     assert_eq!(released.status, TaskStatus::Pending);
     assert_eq!(released.attempts, 0, "a released attempt does not count");
-    assert!(released.lease.is_none());
-    assert_eq!(released.history[0].outcome.as_deref(), Some("released"));
+    assert!(released.lease_expires_at.is_none());
+    let stored = get(&f, &created.task_id).await;
+    assert_eq!(released.available_at, stored.available_at);
+    assert!(stored.lease.is_none());
+    assert_eq!(stored.history[0].outcome.as_deref(), Some("released"));
 
     let second = f
         .storage
@@ -752,7 +777,8 @@ pub async fn retry_gives_a_failed_task_fresh_attempts(f: Fixture) {
     let retried = f.storage.retry_task(&created.task_id).await.expect("retry");
     assert_eq!(retried.status, TaskStatus::Pending);
     assert_eq!(retried.attempts, 0);
-    assert!(retried.finished_at.is_none());
+    assert_eq!(retried.lease_expires_at, None);
+    assert!(get(&f, &created.task_id).await.finished_at.is_none());
     let second = f
         .storage
         .claim_next_task(&queue, "worker", LONG)
@@ -951,7 +977,11 @@ pub async fn requeue_expired_returns_abandoned_tasks(f: Fixture) {
     f.expire_short_lease().await;
 
     assert_eq!(
-        f.storage.requeue_expired_tasks(100).await.expect("requeue"),
+        f.storage
+            .requeue_expired_tasks(100)
+            .await
+            .expect("requeue")
+            .done,
         1
     );
     let requeued = get(&f, &abandoned.task_id).await;
@@ -963,7 +993,11 @@ pub async fn requeue_expired_returns_abandoned_tasks(f: Fixture) {
     );
     assert_eq!(get(&f, &live.task_id).await.status, TaskStatus::Claimed);
     assert_eq!(
-        f.storage.requeue_expired_tasks(100).await.expect("requeue"),
+        f.storage
+            .requeue_expired_tasks(100)
+            .await
+            .expect("requeue")
+            .done,
         0
     );
     let next = f
@@ -998,7 +1032,7 @@ pub async fn purge_removes_old_finished_tasks(f: Fixture) {
         .expect("fail");
 
     assert_eq!(
-        f.storage.purge_tasks(LONG, 100).await.expect("purge"),
+        f.storage.purge_tasks(LONG, 100).await.expect("purge").done,
         0,
         "finished too recently"
     );
@@ -1007,7 +1041,8 @@ pub async fn purge_removes_old_finished_tasks(f: Fixture) {
         f.storage
             .purge_tasks(f.short_lease, 1)
             .await
-            .expect("purge"),
+            .expect("purge")
+            .done,
         1,
         "limit"
     );
@@ -1015,7 +1050,8 @@ pub async fn purge_removes_old_finished_tasks(f: Fixture) {
         f.storage
             .purge_tasks(f.short_lease, 100)
             .await
-            .expect("purge"),
+            .expect("purge")
+            .done,
         1
     );
     assert_eq!(
@@ -1122,4 +1158,220 @@ pub async fn invalid_task_input_is_rejected(f: Fixture) {
         TaskStatus::Pending,
         "nothing claimed"
     );
+}
+
+/// Asserts that `receipt` reports what the store holds for `task_id` now.
+async fn assert_receipt(f: &Fixture, task_id: &str, receipt: &TaskReceipt, what: &str) {
+    let stored = get(f, task_id).await;
+    assert_eq!(receipt.status, stored.status, "{what}: status");
+    assert_eq!(receipt.attempts, stored.attempts, "{what}: attempts");
+    assert_eq!(
+        receipt.lease_expires_at,
+        stored.lease.as_ref().map(|lease| lease.expires_at),
+        "{what}: lease"
+    );
+    assert_eq!(
+        receipt.available_at, stored.available_at,
+        "{what}: available_at"
+    );
+    assert_eq!(receipt.updated_at, stored.updated_at, "{what}: updated_at");
+}
+
+/// Every write's receipt (renew, fail, release, complete, retry) reports the task's status,
+/// attempts, lease and times as stored.
+pub async fn receipts_report_what_was_stored(f: Fixture) {
+    let queue = unique("queue");
+    let created = submit(&f, task(&queue, 1).max_attempts(3)).await;
+    let id = created.task_id.as_str();
+
+    let first = claim(&f, id, "worker", f.short_lease).await;
+    let renewed = f
+        .storage
+        .renew_task_lease(id, attempt_of(&first), LONG)
+        .await
+        .expect("renew");
+    assert_eq!((renewed.status, renewed.attempts), (TaskStatus::Claimed, 1));
+    let until = renewed.lease_expires_at.expect("claimed");
+    assert!(until > first.lease.as_ref().expect("lease").expires_at);
+    assert_receipt(&f, id, &renewed, "renew").await;
+
+    let failed = f
+        .storage
+        .fail_task(id, attempt_of(&first), "boom", Duration::from_secs(3600))
+        .await
+        .expect("fail");
+    assert_eq!(
+        (failed.status, failed.attempts, failed.lease_expires_at),
+        (TaskStatus::Pending, 1, None)
+    );
+    assert_close(
+        failed.available_at - failed.updated_at,
+        Duration::from_secs(3600),
+        "backoff",
+    );
+    assert_receipt(&f, id, &failed, "fail").await;
+    f.storage.retry_task(id).await.expect_err("not failed");
+
+    let other = submit(&f, task(&queue, 2).max_attempts(1)).await;
+    let oid = other.task_id.as_str();
+    let claimed = claim(&f, oid, "worker", LONG).await;
+    let released = f
+        .storage
+        .release_task(oid, attempt_of(&claimed))
+        .await
+        .expect("release");
+    assert_eq!(
+        (
+            released.status,
+            released.attempts,
+            released.lease_expires_at
+        ),
+        (TaskStatus::Pending, 0, None)
+    );
+    assert_receipt(&f, oid, &released, "release").await;
+    let claimed = claim(&f, oid, "worker", LONG).await;
+    let failed = f
+        .storage
+        .fail_task(oid, attempt_of(&claimed), "boom", Duration::ZERO)
+        .await
+        .expect("fail");
+    assert_eq!(
+        (failed.status, failed.attempts, failed.lease_expires_at),
+        (TaskStatus::Failed, 1, None)
+    );
+    assert_receipt(&f, oid, &failed, "last fail").await;
+    let retried = f.storage.retry_task(oid).await.expect("retry");
+    assert_eq!(
+        (retried.status, retried.attempts, retried.lease_expires_at),
+        (TaskStatus::Pending, 0, None)
+    );
+    assert_receipt(&f, oid, &retried, "retry").await;
+    let claimed = claim(&f, oid, "worker", LONG).await;
+    let done = f
+        .storage
+        .complete_task(oid, attempt_of(&claimed), json!("ok"))
+        .await
+        .expect("complete");
+    assert_eq!(
+        (done.status, done.attempts, done.lease_expires_at),
+        (TaskStatus::Completed, 1, None)
+    );
+    assert_receipt(&f, oid, &done, "complete").await;
+}
+
+/// `fail_task_permanently` ends the task at once (attempts left or not) with a receipt
+/// saying so, and the attempt it ended is fenced out of every later write.
+pub async fn permanent_failure_is_fenced_and_final(f: Fixture) {
+    let queue = unique("queue");
+    let created = submit(&f, task(&queue, 1).max_attempts(10)).await;
+    let id = created.task_id.as_str();
+    let claimed = claim(&f, id, "worker", LONG).await;
+    let attempt = attempt_of(&claimed);
+    let receipt = f
+        .storage
+        .fail_task_permanently(id, attempt, "invalid order")
+        .await
+        .expect("fail permanently");
+    assert_eq!(
+        (receipt.status, receipt.attempts, receipt.lease_expires_at),
+        (TaskStatus::Failed, 1, None)
+    );
+    assert_receipt(&f, id, &receipt, "fail permanently").await;
+    let stored = get(&f, id).await;
+    assert!(stored.finished_at.is_some());
+    assert_eq!(stored.error.as_deref(), Some("invalid order"));
+    let again = f.storage.fail_task_permanently(id, attempt, "again").await;
+    assert!(
+        matches!(again, Err(StorageError::LeaseLost { .. })),
+        "repeat: {again:?}"
+    );
+    let got = f.storage.complete_task(id, attempt, json!("late")).await;
+    assert!(
+        matches!(got, Err(StorageError::LeaseLost { .. })),
+        "complete after: {got:?}"
+    );
+    let got = f.storage.renew_task_lease(id, attempt, LONG).await;
+    assert!(
+        matches!(got, Err(StorageError::LeaseLost { .. })),
+        "renew after: {got:?}"
+    );
+    assert_eq!(
+        f.storage
+            .claim_task(id, "worker-2", LONG)
+            .await
+            .expect("claim"),
+        None
+    );
+    assert_eq!(get(&f, id).await, stored, "nothing changed");
+}
+
+/// `requeue_expired_tasks(limit)` works in batches: with more expired claims than
+/// `limit` it moves `limit` and says `more`; the next batch moves the rest and says no
+/// more; live claims are never touched.
+pub async fn requeue_expired_works_in_batches(f: Fixture) {
+    let queue = unique("queue");
+    let mut expired = Vec::new();
+    for n in 0..4 {
+        let created = submit(&f, task(&queue, n).max_attempts(3)).await;
+        claim(&f, &created.task_id, "dead-worker", f.short_lease).await;
+        expired.push(created.task_id);
+    }
+    let live = submit(&f, task(&queue, 9)).await;
+    claim(&f, &live.task_id, "worker", LONG).await;
+    f.expire_short_lease().await;
+
+    let first = f.storage.requeue_expired_tasks(2).await.expect("requeue");
+    assert_eq!((first.done, first.more), (2, true), "{first:?}");
+    let second = f.storage.requeue_expired_tasks(2).await.expect("requeue");
+    assert_eq!((second.done, second.more), (2, false), "{second:?}");
+    let third = f.storage.requeue_expired_tasks(2).await.expect("requeue");
+    assert_eq!((third.done, third.more), (0, false), "{third:?}");
+    assert!(first.corrupt.is_empty() && second.corrupt.is_empty());
+    for id in &expired {
+        assert_eq!(get(&f, id).await.status, TaskStatus::Pending);
+    }
+    assert_eq!(get(&f, &live.task_id).await.status, TaskStatus::Claimed);
+}
+
+/// `purge_tasks(older_than, limit)` works in batches: `limit` per call with `more` while
+/// old finished tasks remain; recent and unfinished tasks stay.
+pub async fn purge_tasks_works_in_batches(f: Fixture) {
+    let queue = unique("queue");
+    let mut old = Vec::new();
+    for n in 0..5 {
+        let created = submit(&f, task(&queue, n)).await;
+        let claimed = claim(&f, &created.task_id, "worker", LONG).await;
+        f.storage
+            .complete_task(&created.task_id, attempt_of(&claimed), json!(n))
+            .await
+            .expect("complete");
+        old.push(created.task_id);
+    }
+    let pending = submit(&f, task(&queue, 10)).await;
+    f.expire_short_lease().await;
+    let recent = submit(&f, task(&queue, 11)).await;
+    let claimed = claim(&f, &recent.task_id, "worker", LONG).await;
+    f.storage
+        .complete_task(&recent.task_id, attempt_of(&claimed), json!(11))
+        .await
+        .expect("complete");
+
+    let older_than = f.short_lease;
+    let mut done = 0;
+    for (round, expect_more) in [(1, true), (2, true), (3, false)] {
+        let sweep = f.storage.purge_tasks(older_than, 2).await.expect("purge");
+        let expect_done = if round == 3 { 1 } else { 2 };
+        assert_eq!(
+            (sweep.done, sweep.more),
+            (expect_done, expect_more),
+            "batch {round}: {sweep:?}"
+        );
+        done += sweep.done;
+    }
+    assert_eq!(done, 5);
+    for id in &old {
+        assert_eq!(f.storage.get_task(id).await.expect("get"), None);
+    }
+    assert_eq!(get(&f, &pending.task_id).await.status, TaskStatus::Pending);
+    assert_eq!(get(&f, &recent.task_id).await.status, TaskStatus::Completed);
 }
