@@ -1,5 +1,6 @@
 //! The SSE streams, over TCP.
 
+use bgops_storage::{SagaStore as _, TaskStore as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,11 @@ async fn a_saga_stream_sends_only_new_events_as_saga_event_json() {
     )
     .await;
     stream.until("text/event-stream").await;
-    assert!(stream.seen.contains("x-accel-buffering: no"), "{}", stream.seen);
+    assert!(
+        stream.seen.contains("x-accel-buffering: no"),
+        "{}",
+        stream.seen
+    );
     // An executor takes the saga and records an event.
     let mut saga = board
         .storage
@@ -43,7 +48,7 @@ async fn a_saga_stream_sends_only_new_events_as_saga_event_json() {
     };
     board
         .storage
-        .save_saga(&saga, fence, &[event.clone()], None)
+        .save_saga(&saga, fence, std::slice::from_ref(&event), None)
         .await
         .unwrap();
     let seen = stream.until("\"compensation_started\"").await.to_owned();

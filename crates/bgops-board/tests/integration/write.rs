@@ -1,6 +1,7 @@
 //! Write mode: the task actions and their CSRF protection.
 
 use bgops_core::TaskStatus;
+use bgops_storage::TaskStore as _;
 
 use crate::support::{get, request, seed, serve};
 
@@ -21,9 +22,9 @@ async fn retry_needs_the_token_and_the_same_origin() {
     assert!(page.body.contains(r#"id="retry""#), "{}", page.body);
     let csrf = token(&page.body);
     let path = format!("/bgops/tasks/{}/retry", s.failed_task);
-    let status = |board_storage: &bgops_memory::MemoryStorage, id: &str| {
+    let status = |storage: &std::sync::Arc<bgops_memory::MemoryStorage>, id: &str| {
         let id = id.to_owned();
-        let storage = board_storage.clone();
+        let storage = std::sync::Arc::clone(storage);
         async move { storage.get_task(&id).await.unwrap().unwrap().status }
     };
 

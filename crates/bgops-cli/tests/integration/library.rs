@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bgops_cli::{Cli, CliError, ExitCode, Report, run};
 use bgops_memory::MemoryStorage;
-use bgops_storage::{Storage, TaskStore as _};
+use bgops_storage::{SagaStore as _, Storage, TaskStore as _};
 use clap::Parser as _;
 
 use crate::support::{Seeded, seed};
@@ -89,7 +89,7 @@ async fn sagas_list_filters_by_status_type_and_tenant() {
         .await
         .unwrap();
     assert_eq!(other_tenant.json.as_array().map(Vec::len), Some(0));
-    assert!(all.text.contains("0/2"), "progress column: {}", all.text);
+    assert!(all.text.contains("1/2"), "progress column: {}", all.text);
 }
 
 #[tokio::test]
@@ -149,7 +149,7 @@ async fn retry_compensation_hands_the_saga_to_the_recoverer_once() {
     assert!(saga.lease.is_none());
     // The saga recoverer finds it.
     let recoverable = storage.list_recoverable_sagas(10).await.unwrap();
-    assert_eq!(recoverable, [s.saga_id.clone()]);
+    assert_eq!(recoverable, std::slice::from_ref(&s.saga_id));
     let history = storage.get_saga_history(&s.saga_id).await.unwrap();
     assert_eq!(history.last().map(|e| e.kind.name()), Some("compensating"));
     // Once compensating, a second request is refused.

@@ -165,5 +165,4 @@ async fn every_command_against_redis() {
         .delete_task(&seeded.failed_task)
         .await
         .expect("delete task");
-    storage.close().await;
 }

@@ -11,6 +11,7 @@ pub struct Run {
 
 impl Run {
     /// The stdout as JSON (for `--json` runs).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
