@@ -95,6 +95,10 @@ pub(crate) fn badge(status: &str) -> Markup {
 
 /// RFC 3339, as the store wrote it.
 pub(crate) fn time(at: OffsetDateTime) -> String {
+    // Milliseconds are precise enough to order events by eye; nanoseconds are noise.
+    let at = at
+        .replace_nanosecond(u32::from(at.millisecond()) * 1_000_000)
+        .unwrap_or(at);
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 

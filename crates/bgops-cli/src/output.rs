@@ -78,8 +78,12 @@ pub fn clean(text: &str) -> String {
     out
 }
 
-/// A time as RFC 3339 (UTC as the store wrote it).
+/// A time as RFC 3339 to the millisecond (UTC as the store wrote it).
 pub fn time(at: OffsetDateTime) -> String {
+    // Milliseconds are precise enough to order events by eye; nanoseconds are noise.
+    let at = at
+        .replace_nanosecond(u32::from(at.millisecond()) * 1_000_000)
+        .unwrap_or(at);
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
@@ -107,6 +111,12 @@ mod tests {
             text,
             "ID       STATUS\na        pending\nlong-id  fail [31med now\n"
         );
+    }
+
+    #[test]
+    fn times_show_milliseconds() {
+        let at = time::macros::datetime!(2026-12-02 12:55:05.249719262 UTC);
+        assert_eq!(time(at), "2026-12-02T12:55:05.249Z");
     }
 
     #[test]
