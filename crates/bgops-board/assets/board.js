@@ -29,7 +29,9 @@
   source.onopen = function () { setState("● live", "on"); };
   source.onerror = function () { setState("● reconnecting", "off"); };
 
-  // Overview: counts, health, the latest sagas.
+  // Overview: counts, health, the latest sagas (re-rendered only when they change, so a
+  // link is not replaced under the pointer at every update).
+  let lastRecent = null;
   source.addEventListener("overview", function (msg) {
     const snap = JSON.parse(msg.data);
     const values = {
@@ -49,7 +51,8 @@
       }
     });
     const recent = document.getElementById("recent");
-    if (recent) {
+    const recentJson = JSON.stringify(snap.recent);
+    if (recent && recentJson !== lastRecent) {
       recent.replaceChildren();
       for (const s of snap.recent) {
         const tr = el("tr");
@@ -63,6 +66,7 @@
         recent.appendChild(tr);
       }
     }
+    lastRecent = recentJson;
   });
 
   // A saga's timeline: one SagaEvent per message.

@@ -153,6 +153,14 @@ pub(crate) fn encode(value: &str) -> String {
     out
 }
 
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".to_owned()
+    } else {
+        format!("{n} attempts")
+    }
+}
+
 pub(crate) fn step_status(status: SagaStepStatus) -> &'static str {
     match status {
         SagaStepStatus::Pending => "pending",
@@ -212,7 +220,7 @@ pub(crate) async fn show(
                         td.error { (step.error.as_deref().unwrap_or("")) }
                         td {
                             @if let Some(op) = &step.compensation_operation {
-                                span.mono { (op) } " (" (step.compensation_attempts) " attempts)"
+                                span.mono { (op) } " (" (attempts(step.compensation_attempts)) ")"
                                 @if let Some(e) = &step.compensation_error { br; span.error { (e) } }
                             } @else { "–" }
                         }

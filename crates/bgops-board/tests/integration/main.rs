@@ -4,6 +4,7 @@
 // Test helpers panic on setup failures: that is how a test reports them.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod browser;
 mod live;
 mod pages;
 mod support;
