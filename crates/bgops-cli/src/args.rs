@@ -96,6 +96,18 @@ pub enum SagasCommand {
         /// The saga id.
         id: String,
     },
+    /// Follows a saga: prints its events as they are recorded (one line each; one JSON
+    /// `SagaEvent` per line with `--json`) until it reaches an end state.
+    Watch {
+        /// The saga id.
+        id: String,
+        /// How often to read the store (e.g. `1s`, `250ms`).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Keep following after an end state (a compensation retry may start it again).
+        #[arg(long)]
+        forever: bool,
+    },
     /// Hands a saga whose compensation failed back to the recoverer: its failed
     /// compensations are marked to run again, and a service running the saga recoverer
     /// (with the workflow's handlers) compensates it.

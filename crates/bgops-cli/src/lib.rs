@@ -9,6 +9,7 @@
 //! $ export BGOPS_URL=redis://127.0.0.1:6379
 //! $ bgops sagas list --status compensation_failed
 //! $ bgops sagas show 01939c1e-…
+//! $ bgops sagas watch 01939c1e-…      # follow it live until it ends
 //! $ bgops tasks list --queue emails --status failed --json | jq '.[].task_id'
 //! ```
 //!
@@ -40,6 +41,6 @@ mod error;
 pub mod output;
 
 pub use args::{Cli, Command, KeysCommand, SagasCommand, TasksCommand};
-pub use commands::{Report, run};
+pub use commands::{Report, run, watch_saga};
 pub use connect::{ConnectOptions, SCHEMES, connect};
 pub use error::{CliError, ExitCode};

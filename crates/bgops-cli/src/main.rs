@@ -2,7 +2,9 @@
 
 use std::io::Write as _;
 
-use bgops_cli::{Cli, CliError, ConnectOptions, ExitCode, connect, run};
+use bgops_cli::{
+    Cli, CliError, Command, ConnectOptions, ExitCode, SagasCommand, connect, run, watch_saga,
+};
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +49,24 @@ async fn execute(cli: &Cli) -> Result<(), CliError> {
         timeout: cli.connect_timeout,
     };
     let storage = connect(&options).await?;
+    if let Command::Sagas(SagasCommand::Watch {
+        id,
+        interval,
+        forever,
+    }) = &cli.command
+    {
+        // Streams: printed as the events come, not gathered into one report.
+        let mut stdout = std::io::stdout();
+        return watch_saga(
+            storage.as_ref(),
+            id,
+            *interval,
+            *forever,
+            cli.json,
+            &mut stdout,
+        )
+        .await;
+    }
     let report = run(storage.as_ref(), &cli.command).await?;
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`bgops … | head`) is not an error worth a message.

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::{CliError, Command};
 
-pub use sagas::RETRY_OPERATOR;
+pub use sagas::{RETRY_OPERATOR, watch as watch_saga};
 
 /// What a command produced: JSON for scripts and text for people, from the same data.
 #[derive(Debug, Clone, PartialEq)]

@@ -40,6 +40,17 @@ pub(super) async fn run(storage: &dyn Storage, command: &SagasCommand) -> Result
             list(storage, filter, workflow_type.as_deref(), *scan).await
         }
         SagasCommand::Show { id } => show(storage, id).await,
+        SagasCommand::Watch {
+            id,
+            interval,
+            forever,
+        } => {
+            let mut out = Vec::new();
+            watch(storage, id, *interval, *forever, false, &mut out).await?;
+            let text = String::from_utf8_lossy(&out).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            Ok(Report::new(json!(lines), text))
+        }
         SagasCommand::RetryCompensation { id } => retry_compensation(storage, id).await,
     }
 }
@@ -208,6 +219,61 @@ async fn show(storage: &dyn Storage, id: &str) -> Result<Report, CliError> {
         text.push_str(&timeline.render());
     }
     Ok(Report::new(json, text))
+}
+
+/// Prints the saga's events to `out` as they are recorded, polling every `every`, until
+/// its status is an end state (after printing the events that led there), or forever.
+/// With `json`, each event is one line of `SagaEvent` JSON (NDJSON).
+///
+/// # Errors
+/// `NotFound` when the saga does not exist (or is deleted while watched), store errors,
+/// and a failed write to `out` (a closed pipe) as `Usage`.
+pub async fn watch(
+    storage: &dyn Storage,
+    id: &str,
+    every: Duration,
+    forever: bool,
+    json: bool,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(), CliError> {
+    let every = every.max(Duration::from_millis(50));
+    let mut seen = 0;
+    loop {
+        let saga = storage.get_saga(id).await?.ok_or_else(|| not_found(id))?;
+        let history = storage.get_saga_history(id).await?;
+        for event in history.iter().skip(seen) {
+            let line = if json {
+                serde_json::to_string(event)
+                    .map_err(|e| CliError::Store(bgops_storage::StorageError::Serialization(e)))?
+            } else {
+                watch_line(event)
+            };
+            writeln!(out, "{line}").map_err(|e| CliError::Usage(format!("cannot write: {e}")))?;
+        }
+        seen = seen.max(history.len());
+        out.flush()
+            .map_err(|e| CliError::Usage(format!("cannot write: {e}")))?;
+        if saga.status.is_terminal() && !forever {
+            return Ok(());
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One event as a line: time, status, event, step, detail.
+fn watch_line(event: &SagaEvent) -> String {
+    let step = event.kind.step_index().map_or_else(String::new, |i| {
+        format!("{i} {}", step_name(&event.kind).unwrap_or(""))
+    });
+    let line = format!(
+        "{}  {:<19}  {:<21}  {:<20}  {}",
+        time(event.at),
+        event.status.as_str(),
+        event.kind.name(),
+        clean(&step),
+        detail(&event.kind)
+    );
+    line.trim_end().to_owned()
 }
 
 fn step_status(status: SagaStepStatus) -> &'static str {

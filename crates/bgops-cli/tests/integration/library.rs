@@ -250,3 +250,123 @@ async fn tasks_purge_removes_only_tasks_finished_long_enough_ago() {
     assert!(storage.get_task(&s.failed_task).await.unwrap().is_none());
     assert!(storage.get_task(&s.pending_task).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn watch_follows_a_saga_until_it_ends_printing_each_event_once() {
+    use std::sync::Arc;
+
+    use bgops_core::{SagaEvent, SagaEventKind, SagaStatus, SagaStep, SagaWorkflow};
+
+    let storage = Arc::new(MemoryStorage::new());
+    let now = time::OffsetDateTime::now_utc();
+    let mut saga = SagaWorkflow::new(
+        "acme",
+        "order",
+        vec![SagaStep::new("reserve", "reserve", serde_json::json!({}))],
+        now,
+    );
+    saga.status = SagaStatus::Running;
+    let id: Arc<str> = Arc::from(saga.saga_id.as_str());
+    let event = |status, kind| SagaEvent {
+        saga_id: Arc::clone(&id),
+        at: now,
+        fence: 1,
+        status,
+        kind,
+    };
+    storage
+        .create_saga(
+            &saga,
+            None,
+            &[event(SagaStatus::Running, SagaEventKind::Created)],
+        )
+        .await
+        .unwrap();
+    let watchers: Vec<_> = [false, true]
+        .into_iter()
+        .map(|json| {
+            let storage = Arc::clone(&storage);
+            let id = saga.saga_id.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                bgops_cli::watch_saga(
+                    storage.as_ref(),
+                    &id,
+                    Duration::from_millis(50),
+                    false,
+                    json,
+                    &mut out,
+                )
+                .await
+                .map(|()| String::from_utf8(out).unwrap())
+            })
+        })
+        .collect();
+    // The executor runs it to the end.
+    let mut leased = storage
+        .acquire_saga_lease(&saga.saga_id, "executor-1", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = leased.lease.as_ref().unwrap().fence;
+    leased.status = SagaStatus::Completed;
+    leased.lease = None;
+    let history = [
+        event(
+            SagaStatus::Running,
+            SagaEventKind::StepStarted {
+                step_index: 0,
+                name: "reserve".into(),
+                attempt: 1,
+            },
+        ),
+        event(
+            SagaStatus::Running,
+            SagaEventKind::StepSucceeded {
+                step_index: 0,
+                name: "reserve".into(),
+                output: serde_json::json!({"held": 1}),
+            },
+        ),
+        event(SagaStatus::Completed, SagaEventKind::Finished),
+    ];
+    storage
+        .save_saga(&leased, fence, &history, None)
+        .await
+        .unwrap();
+
+    let mut outputs = Vec::new();
+    for watcher in watchers {
+        outputs.push(watcher.await.unwrap().unwrap());
+    }
+    let text = &outputs[0];
+    let kinds: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["created", "step_started", "step_succeeded", "finished"],
+        "{text}"
+    );
+    assert!(text.contains("0 reserve"), "{text}");
+    let events: Vec<SagaEvent> = outputs[1]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[3].kind, SagaEventKind::Finished);
+    // A missing saga is "not found", not an endless wait.
+    let mut out = Vec::new();
+    let error = bgops_cli::watch_saga(
+        storage.as_ref(),
+        "nope",
+        Duration::from_millis(50),
+        false,
+        false,
+        &mut out,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.exit_code(), ExitCode::NotFound);
+}

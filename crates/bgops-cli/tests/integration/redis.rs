@@ -103,6 +103,12 @@ async fn every_command_against_redis() {
             run.stdout
         );
     }
+    // A saga in an end state: watch prints its history and returns.
+    let run = cli(&["sagas", "watch", &seeded.saga_id, "--interval", "100ms"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 7, "{}", run.stdout);
+    let run = cli(&["--json", "sagas", "watch", &seeded.saga_id]);
+    assert!(run.stdout.lines().all(|l| l.starts_with('{')), "{}", run.stdout);
     let run = cli(&["sagas", "retry-compensation", &seeded.saga_id]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let shown = cli(&["--json", "sagas", "show", &seeded.saga_id]).json();
