@@ -108,7 +108,11 @@ async fn every_command_against_redis() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout.lines().count(), 7, "{}", run.stdout);
     let run = cli(&["--json", "sagas", "watch", &seeded.saga_id]);
-    assert!(run.stdout.lines().all(|l| l.starts_with('{')), "{}", run.stdout);
+    assert!(
+        run.stdout.lines().all(|l| l.starts_with('{')),
+        "{}",
+        run.stdout
+    );
     let run = cli(&["sagas", "retry-compensation", &seeded.saga_id]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let shown = cli(&["--json", "sagas", "show", &seeded.saga_id]).json();
