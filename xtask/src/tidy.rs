@@ -65,7 +65,13 @@ fn dependencies_point_toward_core() {
         // storage contract; the metrics recorder implements core's hooks.
         (
             "bgops-cli",
-            &["bgops-core", "bgops-storage", "bgops-redis", "bgops-postgres", "bgops-nats"],
+            &[
+                "bgops-core",
+                "bgops-storage",
+                "bgops-redis",
+                "bgops-postgres",
+                "bgops-nats",
+            ],
         ),
         ("bgops-board", &["bgops-core", "bgops-storage"]),
         ("bgops-metrics", &["bgops-core"]),
