@@ -3,7 +3,8 @@
 //! its timeline and watches its compensation arrive live.
 //!
 //! Needs `chromium` and `chromedriver` on `PATH` (Debian: `apt-get install chromium
-//! chromium-driver`); skipped with a notice when they are missing. With
+//! chromium-driver`, which `.ci/run` does); skipped with a notice when they are missing
+//! outside CI, a failure in CI. With
 //! `BGOPS_SCREENSHOTS=<dir>` it saves `board-overview.png` and `board-saga.png` there.
 
 use std::net::TcpListener;
@@ -67,6 +68,10 @@ fn screenshot(name: &str, png: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saga_appears_live_and_its_compensation_shows_on_its_timeline() {
     let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromedriver are missing: .ci/run installs them in CI"
+        );
         eprintln!(
             "SKIPPED board browser test: install chromium and chromedriver \
              (Debian: apt-get install chromium chromium-driver)"
