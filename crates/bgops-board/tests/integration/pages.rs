@@ -238,3 +238,51 @@ async fn the_read_only_board_has_no_write_routes() {
         .unwrap();
     assert_eq!(task.status, bgops_core::TaskStatus::Failed);
 }
+
+#[tokio::test]
+async fn an_unreachable_store_shows_on_the_overview_and_fails_other_pages_with_503() {
+    use std::sync::Arc;
+
+    use bgops_storage::testing::decorators::{FailingStorage, Fault};
+
+    let store = Arc::new(FailingStorage::failing(Arc::new(
+        bgops_memory::MemoryStorage::new(),
+    )));
+    let addr = crate::support::serve_on(store.clone(), |b| b).await;
+    store.hook().fail_everything(Fault::Unavailable);
+    let overview = get(addr, "/bgops").await;
+    assert_eq!(
+        overview.status, 200,
+        "the overview is where to look when the store is down"
+    );
+    assert!(overview.body.contains(">unreachable<"), "{}", overview.body);
+    assert!(
+        overview.body.contains("unavailable"),
+        "the error is shown: {}",
+        overview.body
+    );
+    let sagas = get(addr, "/bgops/sagas").await;
+    assert_eq!(sagas.status, 503, "{}", sagas.body);
+    store.hook().heal();
+    let overview = get(addr, "/bgops").await;
+    assert!(overview.body.contains(">healthy<"), "{}", overview.body);
+}
+
+#[tokio::test]
+async fn the_board_works_unnested_too() {
+    use std::sync::Arc;
+
+    let storage: Arc<dyn bgops_storage::Storage> = Arc::new(bgops_memory::MemoryStorage::new());
+    let app = bgops_board::router(storage);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let page = get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(r#"href="/sagas""#), "{}", page.body);
+    assert!(
+        page.body.contains(r#"src="/assets/board.js""#),
+        "{}",
+        page.body
+    );
+}

@@ -24,13 +24,21 @@ pub struct Served {
 /// Serves `configure(Board::new(storage))` nested at `/bgops` on 127.0.0.1.
 pub async fn serve(configure: impl FnOnce(Board) -> Board) -> Served {
     let storage = Arc::new(MemoryStorage::new());
-    let dyn_storage: Arc<dyn Storage> = storage.clone();
-    let board = configure(Board::new(dyn_storage).poll_interval(Duration::from_millis(50)));
+    let addr = serve_on(storage.clone(), configure).await;
+    Served { addr, storage }
+}
+
+/// Serves a board over any store, nested at `/bgops`.
+pub async fn serve_on(
+    storage: Arc<dyn Storage>,
+    configure: impl FnOnce(Board) -> Board,
+) -> SocketAddr {
+    let board = configure(Board::new(storage).poll_interval(Duration::from_millis(50)));
     let app = axum::Router::new().nest("/bgops", board.into_router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Served { addr, storage }
+    addr
 }
 
 /// A response.

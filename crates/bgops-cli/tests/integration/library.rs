@@ -370,3 +370,20 @@ async fn watch_follows_a_saga_until_it_ends_printing_each_event_once() {
     .unwrap_err();
     assert_eq!(error.exit_code(), ExitCode::NotFound);
 }
+
+#[tokio::test]
+async fn store_failures_map_to_their_exit_codes() {
+    use std::sync::Arc;
+
+    use bgops_storage::testing::decorators::{FailingStorage, Fault, Method};
+
+    let store = FailingStorage::failing(Arc::new(MemoryStorage::new()));
+    store.hook().fail(Method::Stats, Fault::Unavailable);
+    let error = bgops(&store, &["stats"]).await.unwrap_err();
+    assert_eq!(error.exit_code(), ExitCode::Unreachable, "{error}");
+    store.hook().fail(Method::ListTasks, Fault::Corrupt);
+    let error = bgops(&store, &["tasks", "list"]).await.unwrap_err();
+    assert_eq!(error.exit_code(), ExitCode::Store, "{error}");
+    store.hook().heal();
+    assert!(bgops(&store, &["stats"]).await.is_ok());
+}
