@@ -63,6 +63,10 @@ pub enum KeysCommand {
         tenant: String,
         /// The key as stored.
         key: String,
+        /// Delete even while the operation is in flight (its lease is live): a retry may
+        /// then run it a second time, concurrently.
+        #[arg(long)]
+        force: bool,
     },
 }
 

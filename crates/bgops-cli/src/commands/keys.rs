@@ -1,5 +1,6 @@
 //! `bgops keys get|delete`.
 
+use bgops_core::OperationStatus;
 use bgops_storage::{Storage, validate_address};
 use serde_json::json;
 
@@ -10,8 +11,11 @@ use crate::{CliError, KeysCommand};
 pub(super) async fn run(storage: &dyn Storage, command: &KeysCommand) -> Result<Report, CliError> {
     match command {
         KeysCommand::Get { tenant, key } => get(storage, tenant, key).await,
-        KeysCommand::Delete { tenant, key } => {
+        KeysCommand::Delete { tenant, key, force } => {
             validate_address(tenant, key).map_err(|e| CliError::Usage(e.to_string()))?;
+            if !force {
+                refuse_in_flight(storage, tenant, key).await?;
+            }
             if storage.delete_idempotency(tenant, key).await? {
                 Ok(Report::new(
                     json!({"deleted": true, "tenant_id": tenant, "key": key}),
@@ -25,6 +29,25 @@ pub(super) async fn run(storage: &dyn Storage, command: &KeysCommand) -> Result<
                 Err(not_found(tenant, key))
             }
         }
+    }
+}
+
+/// Deleting a claim whose lease is live would let a retry run the operation while it
+/// still runs: refused unless forced.
+async fn refuse_in_flight(storage: &dyn Storage, tenant: &str, key: &str) -> Result<(), CliError> {
+    let Some(record) = storage.get_idempotency(tenant, key).await? else {
+        return Err(not_found(tenant, key));
+    };
+    let now = time::OffsetDateTime::now_utc();
+    match record.lease_expires_at {
+        Some(until) if record.status == OperationStatus::InProgress && until > now => {
+            Err(CliError::Refused(format!(
+                "idempotency record {tenant}/{key} is in flight (lease until {}); deleting it \
+                 lets a retry run the operation again while it runs: pass --force to do it anyway",
+                time(until)
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -387,3 +387,40 @@ async fn store_failures_map_to_their_exit_codes() {
     store.hook().heal();
     assert!(bgops(&store, &["stats"]).await.is_ok());
 }
+
+#[tokio::test]
+async fn deleting_an_in_flight_key_needs_force() {
+    use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore as _};
+
+    let storage = MemoryStorage::new();
+    let started = storage
+        .begin(BeginRequest::new("acme", "k1", "charge", "tok-1"))
+        .await
+        .unwrap();
+    assert!(matches!(started, BeginOutcome::Started(_)));
+    let error = bgops(&storage, &["keys", "delete", "--tenant", "acme", "k1"])
+        .await
+        .unwrap_err();
+    assert_eq!(error.exit_code(), ExitCode::Refused);
+    assert!(error.to_string().contains("--force"), "{error}");
+    assert!(
+        storage
+            .get_idempotency("acme", "k1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    bgops(
+        &storage,
+        &["keys", "delete", "--tenant", "acme", "k1", "--force"],
+    )
+    .await
+    .unwrap();
+    assert!(
+        storage
+            .get_idempotency("acme", "k1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
