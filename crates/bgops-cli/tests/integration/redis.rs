@@ -167,12 +167,7 @@ async fn every_command_against_redis() {
     assert_eq!(run.code, 0, "{}", run.stderr);
 
     // Leave nothing behind on a shared server.
-    storage
-        .delete_saga(&seeded.saga_id)
-        .await
-        .expect("delete saga");
-    storage
-        .delete_task(&seeded.failed_task)
-        .await
-        .expect("delete task");
+    drop(storage);
+    bgops_storage::testing::server::redis::delete_prefix(&url, &prefix)
+        .expect("clean up the prefix");
 }
