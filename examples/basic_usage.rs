@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo run --example basic_usage` (memory; set `REDIS_URL` to use Redis).
 
+use bgops::Completion;
 use bgops::prelude::*;
 use serde_json::json;
 
@@ -31,27 +32,30 @@ async fn main() -> Result<(), Error> {
     let claim = match status {
         KeyStatus::Created(claim) => {
             println!(
-                "created key {} (status {:?})",
+                "created key {} (claimed until {})",
                 claim.key(),
-                claim.record().status
+                claim.lease_expires_at()
             );
             claim
         }
         other => {
             // A previous run against a persistent backend may already have completed it.
-            println!("key already known: {:?}", other.record().status);
+            println!("key already known: {}", describe(&other));
             return finish(&manager).await;
         }
     };
     let result = json!({"message_id": "123", "status": "sent"});
-    let record = manager
+    let completion = manager
         .complete_idempotent_operation(&claim, Some(result), None)
         .await?;
-    println!(
-        "completed: status {:?}, result {}",
-        record.status,
-        record.result.clone().unwrap_or_default()
-    );
+    println!("completion: {}", describe_completion(&completion));
+    if let Some(record) = manager.check_idempotency("tenant1", claim.key()).await? {
+        println!(
+            "completed: status {:?}, result {}",
+            record.status,
+            record.result.clone().unwrap_or_default()
+        );
+    }
 
     // 2. The same inputs again: the stored outcome comes back, nothing runs twice.
     println!("\n--- 2. Duplicate request ---");
@@ -96,13 +100,15 @@ async fn main() -> Result<(), Error> {
         )
         .await?
     {
-        let record = manager
+        manager
             .complete_idempotent_operation(&claim, None, Some("card declined".into()))
             .await?;
-        println!(
-            "failed: status {:?}, error {:?}",
-            record.status, record.error
-        );
+        if let Some(record) = manager.check_idempotency("tenant1", claim.key()).await? {
+            println!(
+                "failed: status {:?}, error {:?}",
+                record.status, record.error
+            );
+        }
     }
 
     // 4. Deterministic keys: same inputs, same key; any change, another key.
@@ -154,9 +160,16 @@ async fn main() -> Result<(), Error> {
 fn describe(status: &KeyStatus) -> &'static str {
     match status {
         KeyStatus::Created(_) => "created (run the operation)",
-        KeyStatus::InProgress(_) => "in progress (do not run)",
+        KeyStatus::InProgress { .. } => "in progress (do not run)",
         KeyStatus::Completed(_) => "completed (replay the stored outcome)",
-        KeyStatus::Mismatch(_) => "mismatch (key reused for another request)",
+        KeyStatus::Mismatch { .. } => "mismatch (key reused for another request)",
+    }
+}
+
+fn describe_completion(completion: &Completion) -> &'static str {
+    match completion {
+        Completion::Stored(_) => "stored",
+        Completion::Pending(_) => "store unreachable; retried in the background",
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bgops::core::SagaStep;
 use bgops::prelude::*;
-use bgops::saga::{SagaEvent, StepError};
+use bgops::saga::{SagaEvent, SagaEventKind, StepError};
 use serde_json::json;
 
 #[tokio::main]
@@ -148,13 +148,16 @@ async fn run(
 }
 
 fn print_event(event: &SagaEvent) {
-    match event {
-        SagaEvent::Resumed { fence, .. } => println!("  lease taken (fence {fence})"),
-        SagaEvent::StepStarted { name, attempt, .. } => {
+    match &event.kind {
+        SagaEventKind::Created => println!("  created"),
+        SagaEventKind::Resumed => println!("  lease taken (fence {})", event.fence),
+        SagaEventKind::StepStarted { name, attempt, .. } => {
             println!("  start      {name} (attempt {attempt})");
         }
-        SagaEvent::StepSucceeded { name, output, .. } => println!("  ok         {name}: {output}"),
-        SagaEvent::StepRetrying {
+        SagaEventKind::StepSucceeded { name, output, .. } => {
+            println!("  ok         {name}: {output}");
+        }
+        SagaEventKind::StepRetrying {
             name,
             error,
             delay_ms,
@@ -162,14 +165,14 @@ fn print_event(event: &SagaEvent) {
         } => {
             println!("  retry      {name}: {error}; next attempt in {delay_ms} ms");
         }
-        SagaEvent::StepFailed { name, error, .. } => println!("  FAILED     {name}: {error}"),
-        SagaEvent::Compensating { reason, .. } => println!("  compensating: {reason}"),
-        SagaEvent::CompensationStarted { name, .. } => println!("  undo       {name}"),
-        SagaEvent::StepCompensated { name, .. } => println!("  undone     {name}"),
-        SagaEvent::CompensationFailed { name, error, .. } => {
+        SagaEventKind::StepFailed { name, error, .. } => println!("  FAILED     {name}: {error}"),
+        SagaEventKind::Compensating { reason } => println!("  compensating: {reason}"),
+        SagaEventKind::CompensationStarted { name, .. } => println!("  undo       {name}"),
+        SagaEventKind::StepCompensated { name, .. } => println!("  undone     {name}"),
+        SagaEventKind::CompensationFailed { name, error, .. } => {
             println!("  UNDO FAILED {name}: {error}");
         }
-        SagaEvent::Finished { status, .. } => println!("  finished: {}", status.as_str()),
-        other => println!("  {}", other.kind()),
+        SagaEventKind::Finished => println!("  finished: {}", event.status.as_str()),
+        other => println!("  {}", other.name()),
     }
 }

@@ -77,6 +77,12 @@ impl Backoff {
         self
     }
 
+    /// Sets the longest wait.
+    pub fn with_max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
     /// Sets the jitter share (clamped to 0.0..=1.0).
     pub fn with_jitter(mut self, jitter: f64) -> Self {
         self.jitter = jitter;

@@ -5,8 +5,12 @@
 //! its whole conformance suite.
 //!
 //! Idempotency records and locks live in 64 shards chosen by key hash, each a hash table
-//! behind its own mutex, so callers on different keys rarely wait for one another; a
-//! record is stored once behind an `Arc` and copied out only after the lock is released.
+//! behind its own mutex, so callers on different keys rarely wait for one another. An
+//! idempotency record is kept in a compact form, one heap block holding every field, its
+//! payload bytes and its lease token (about 280 bytes of RSS for a stored HTTP response
+//! with a 100-byte body), and decoded only when handed out. A purge shrinks tables that
+//! fell well below their capacity and frees records so that the allocator can return
+//! the memory (RSS back to 1.2× the start after purging 200 000 records).
 //! Sagas and tasks live in one table each, with indexes (by status, tenant, queue,
 //! availability, lease expiry) so that listing and claiming never scan every record. No
 //! lock is ever held across an `.await`: the methods do not await at all. Time comes from
@@ -46,10 +50,10 @@
 mod deadline;
 mod idempotency;
 mod lock;
+mod packed;
 mod saga;
 mod shard;
 mod task;
-mod token;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,7 +62,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bgops_core::{SharedClock, SystemClock};
+use bgops_core::{SharedClock, SharedIds, SystemClock};
 use bgops_storage::{HealthReport, Storage, StorageResult, StorageStats};
 use parking_lot::Mutex;
 
@@ -67,7 +71,6 @@ use crate::lock::LockShard;
 use crate::saga::SagaTables;
 use crate::shard::{SHARDS, Sharded};
 use crate::task::TaskTables;
-use crate::token::Tokens;
 
 /// The in-memory store. Cheap to clone: clones share the same data.
 #[derive(Clone)]
@@ -77,7 +80,8 @@ pub struct MemoryStorage {
 
 struct Inner {
     clock: SharedClock,
-    tokens: Tokens,
+    /// Task ids and lock tokens.
+    ids: SharedIds,
     idempotency: Sharded<IdempotencyShard>,
     locks: Sharded<LockShard>,
     /// The last lock fencing number handed out.
@@ -109,10 +113,17 @@ impl MemoryStorage {
     /// An empty store reading time from `clock` (a [`ManualClock`](bgops_core::ManualClock)
     /// in tests).
     pub fn with_clock(clock: SharedClock) -> Self {
+        Self::with_clock_and_ids(clock, bgops_core::id::random())
+    }
+
+    /// An empty store reading time from `clock` and making task ids and lock tokens with
+    /// `ids` (a [`SequentialIds`](bgops_core::id::SequentialIds) in tests that want
+    /// predictable ones).
+    pub fn with_clock_and_ids(clock: SharedClock, ids: SharedIds) -> Self {
         Self {
             inner: Arc::new(Inner {
                 clock,
-                tokens: Tokens::new(),
+                ids,
                 idempotency: Sharded::new(),
                 locks: Sharded::new(),
                 lock_fence: AtomicU64::new(0),

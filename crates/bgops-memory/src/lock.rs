@@ -41,16 +41,17 @@ impl LockStore for MemoryStorage {
     async fn acquire_lock(&self, name: &str, ttl: Duration) -> StorageResult<Option<LockLease>> {
         validate::name("lock name", name)?;
         validate::duration("ttl", ttl)?;
+        let mut shard = self.inner.locks.shard(name).lock();
+        // Under the lock: expiries stored for one name never go backwards.
         let now = self.now();
         let expires_at = after(now, "ttl", ttl)?;
-        let mut shard = self.inner.locks.shard(name).lock();
         if shard.get(name).is_some_and(|slot| slot.is_live_at(now)) {
             return Ok(None);
         }
         // Taken under the shard's lock, so of two acquisitions of one name the later one
         // always gets the higher number.
         let fence = self.inner.lock_fence.fetch_add(1, Ordering::SeqCst) + 1;
-        let token = self.inner.tokens.next().to_string();
+        let token = self.inner.ids.token();
         let slot = LockSlot {
             token: token.clone(),
             fence,

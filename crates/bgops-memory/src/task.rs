@@ -347,7 +347,7 @@ impl TaskStore for MemoryStorage {
             }
         }
         let task = Task {
-            task_id: uuid::Uuid::now_v7().to_string(),
+            task_id: self.inner.ids.sortable_id(),
             queue: new.queue,
             task_type: new.task_type,
             idempotency_key: new.idempotency_key,
@@ -811,5 +811,52 @@ mod tests {
             !store.inner.tasks.lock().tasks.is_empty(),
             "the mix kept some tasks"
         );
+    }
+
+    /// A large `purge_tasks` gives the tables' memory back.
+    #[tokio::test]
+    async fn a_large_purge_shrinks_the_tables() {
+        let clock = ManualClock::new();
+        let store = MemoryStorage::with_clock(Arc::new(clock.clone()));
+        for n in 0..5_000 {
+            let new = NewTask::new("q", "t", json!(n)).idempotency_key(format!("k{n}"));
+            store.submit_task(new).await.unwrap();
+        }
+        while let Some(task) = store
+            .claim_next_task("q", "w", Duration::from_secs(10))
+            .await
+            .unwrap()
+        {
+            let attempt = task.lease.unwrap().attempt;
+            store
+                .complete_task(&task.task_id, attempt, json!(1))
+                .await
+                .unwrap();
+        }
+        let full = store.inner.tasks.lock().tasks.capacity();
+        assert!(full >= 5_000);
+        clock.advance(Duration::from_secs(60));
+        loop {
+            let sweep = store
+                .purge_tasks(Duration::from_secs(30), 1_000)
+                .await
+                .unwrap();
+            if !sweep.more {
+                break;
+            }
+        }
+        let tables = store.inner.tasks.lock();
+        assert!(tables.tasks.is_empty());
+        for capacity in [
+            tables.tasks.capacity(),
+            tables.ids.capacity(),
+            tables.keys.capacity(),
+        ] {
+            assert!(
+                capacity <= 64,
+                "capacity {capacity} after the purge (was {full})"
+            );
+        }
+        check_indexes(&tables);
     }
 }

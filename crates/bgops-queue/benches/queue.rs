@@ -58,10 +58,7 @@ async fn api_pipeline(queue: &TaskQueue, n: usize, workers: usize) -> f64 {
                     }
                     tokio::task::yield_now().await;
                 };
-                queue
-                    .complete(claim.task_id(), claim.attempt, json!(null))
-                    .await
-                    .expect("complete");
+                queue.complete(&claim, json!(null)).await.expect("complete");
             }
         }));
     }
@@ -135,7 +132,11 @@ async fn bench_backend(label: &str, queue: &TaskQueue, n: usize) {
 }
 
 async fn purge_all(queue: &TaskQueue) {
-    while queue.purge(Duration::ZERO, 1000).await.unwrap_or(0) > 0 {}
+    while queue
+        .purge(Duration::ZERO, 1000)
+        .await
+        .is_ok_and(|sweep| sweep.more)
+    {}
 }
 
 fn parse_commandstats(info: &str) -> BTreeMap<String, u64> {

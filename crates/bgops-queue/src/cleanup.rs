@@ -1,25 +1,34 @@
-//! The retention loop: requeues expired leases and deletes old finished tasks, forever.
+//! The retention loop: requeues expired leases and deletes old finished tasks, through the
+//! workspace's one periodic loop ([`Periodic`]).
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use bgops_storage::Periodic;
 use tracing::Instrument;
 
 use crate::queue::TaskQueue;
 
 /// A running cleanup loop (see [`TaskQueue::spawn_cleanup`]). Dropping the handle stops
-/// the loop too.
+/// the loop too (after the pass in progress).
 #[derive(Debug)]
 pub struct CleanupHandle {
-    stop: watch::Sender<bool>,
-    join: tokio::task::JoinHandle<()>,
+    periodic: Option<Periodic>,
 }
 
 impl CleanupHandle {
-    /// Stops the loop (after the pass in progress, if any).
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.join.await;
+    /// Stops the loop (after the pass in progress, if any) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(periodic) = self.periodic.take() {
+            periodic.stop().await;
+        }
+    }
+}
+
+impl Drop for CleanupHandle {
+    fn drop(&mut self) {
+        if let Some(periodic) = &self.periodic {
+            periodic.abort();
+        }
     }
 }
 
@@ -28,26 +37,19 @@ impl TaskQueue {
     /// finished more than `retention` ago (the seed's "task cleanup", without a
     /// hand-written loop). Failures are logged and counted, and the loop goes on.
     pub fn spawn_cleanup(&self, interval: Duration, retention: Duration) -> CleanupHandle {
-        let (stop, mut stopped) = watch::channel(false);
         let queue = self.clone();
-        let join = tokio::spawn(
+        let periodic = Periodic::spawn("task_cleanup", interval, move || {
+            let queue = queue.clone();
             async move {
-                let mut ticker = tokio::time::interval(interval);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = stopped.wait_for(|s| *s) => return,
-                        _ = ticker.tick() => {}
-                    }
-                    match queue.cleanup(retention, 500).await {
-                        Ok(report) => tracing::debug!(?report, "task cleanup ran"),
-                        Err(e) => tracing::warn!(error = %e, "task cleanup failed"),
-                    }
+                match queue.cleanup(retention, 500).await {
+                    Ok(report) => tracing::debug!(?report, "task cleanup ran"),
+                    Err(e) => tracing::warn!(error = %e, "task cleanup failed"),
                 }
             }
-            .instrument(tracing::info_span!("bgops.task_cleanup")),
-        );
-        CleanupHandle { stop, join }
+            .instrument(tracing::info_span!("bgops.task_cleanup"))
+        });
+        CleanupHandle {
+            periodic: Some(periodic),
+        }
     }
 }

@@ -1,12 +1,13 @@
-//! One attempt: run the handler under lease heartbeats, then record the outcome.
+//! One attempt: run the handler under the workspace's one lease keep-alive, then record
+//! the outcome.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bgops_storage::keepalive::{Kept, OnLost, keep_alive};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
-use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
 use crate::error::QueueError;
@@ -56,50 +57,45 @@ pub(crate) async fn run_attempt(exec: Execution, claim: Claim) {
 }
 
 async fn attempt_inner(exec: Execution, claim: Claim) {
-    let Claim {
-        task,
-        attempt,
-        worker_id,
-        ..
-    } = claim;
-    let task_id = task.task_id.clone();
-    let queue_name = task.queue.clone();
-    let lease = exec.queue.lease();
+    let queue_name = claim.task.queue.clone();
     tracing::debug!("attempt started");
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let ctx = TaskContext::new(task, attempt, worker_id, cancel_rx);
+    let ctx = TaskContext::new(
+        claim.task.clone(),
+        claim.attempt,
+        claim.worker_id.clone(),
+        cancel_rx,
+    );
     let handler = exec.handler.clone();
     let mut job = AbortOnDrop(tokio::spawn(
         async move { handler.handle(ctx).await }.instrument(tracing::Span::current()),
     ));
 
-    let mut ticker = tokio::time::interval_at(Instant::now() + exec.heartbeat, exec.heartbeat);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // Until this instant the store surely still counts our lease as live.
-    let mut lease_until = Instant::now() + lease;
+    // The heartbeat is the workspace's one keep-alive: transient store errors are retried
+    // while the handler runs (the lease may still be ours when the store is back), a
+    // definite loss (the attempt was fenced out) cancels the handler at once.
     let mut release = exec.release.clone();
-    let ending = loop {
+    let ending = {
+        let (queue, counters, claim) = (&exec.queue, &exec.counters, &claim);
+        let renew = move || async move {
+            let renewed = queue.renew_lease(claim).await.map(|_| ());
+            if let Err(e) = &renewed {
+                Counters::bump(&counters.storage_errors);
+                queue.metrics().storage_error("renew_task_lease");
+                tracing::warn!(error = %e, "lease renewal failed");
+            }
+            renewed
+        };
         tokio::select! {
             biased;
-            result = &mut job.0 => break Ending::Finished(result),
-            () = wait_true(&mut release) => break Ending::Release,
-            _ = ticker.tick() => {
-                let sent = Instant::now();
-                match exec.queue.renew(&task_id, attempt).await {
-                    Ok(_) => lease_until = sent + lease,
-                    Err(QueueError::LeaseLost { .. }) => break Ending::LeaseLost,
-                    Err(e) => {
-                        Counters::bump(&exec.counters.storage_errors);
-                        tracing::warn!(error = %e, "lease renewal failed");
-                        if Instant::now() >= lease_until {
-                            // Without a successful renewal the lease has surely run out
-                            // by now: another worker may be running the task.
-                            break Ending::LeaseLost;
-                        }
-                    }
+            kept = keep_alive(&mut job.0, exec.heartbeat, renew, OnLost::Cancel) => match kept {
+                Kept::Finished(result) | Kept::FinishedAfterLoss(result, _) => {
+                    Ending::Finished(result)
                 }
-            }
+                Kept::Cancelled(_) => Ending::LeaseLost,
+            },
+            () = wait_true(&mut release) => Ending::Release,
         }
     };
 
@@ -112,7 +108,7 @@ async fn attempt_inner(exec: Execution, claim: Claim) {
         Ending::Release => {
             let _ = cancel_tx.send(true);
             drop(job);
-            match exec.queue.release(&task_id, attempt).await {
+            match exec.queue.release(&claim).await {
                 Ok(_) => {
                     Counters::bump(&exec.counters.released);
                     record("released");
@@ -121,36 +117,32 @@ async fn attempt_inner(exec: Execution, claim: Claim) {
                 Err(e) => store_failed(&exec, "release", &e),
             }
         }
-        Ending::Finished(Ok(Ok(value))) => {
-            match exec.queue.complete(&task_id, attempt, value).await {
-                Ok(_) => {
-                    Counters::bump(&exec.counters.completed);
-                    record("completed");
-                }
-                Err(QueueError::LeaseLost { .. }) => lease_lost(&exec, &queue_name),
-                Err(e) => store_failed(&exec, "complete", &e),
+        Ending::Finished(Ok(Ok(value))) => match exec.queue.complete(&claim, value).await {
+            Ok(_) => {
+                Counters::bump(&exec.counters.completed);
+                record("completed");
             }
-        }
+            Err(QueueError::LeaseLost { .. }) => lease_lost(&exec, &queue_name),
+            Err(e) => store_failed(&exec, "complete", &e),
+        },
         Ending::Finished(Ok(Err(error))) => {
-            fail(&exec, &task_id, attempt, &queue_name, &error).await;
+            fail(&exec, &claim, &queue_name, &error).await;
         }
         Ending::Finished(Err(join_error)) => {
             let error = TaskError::retryable(format!("handler panicked: {join_error}"));
-            fail(&exec, &task_id, attempt, &queue_name, &error).await;
+            fail(&exec, &claim, &queue_name, &error).await;
         }
     }
 }
 
-async fn fail(exec: &Execution, task_id: &str, attempt: u32, queue_name: &str, error: &TaskError) {
+async fn fail(exec: &Execution, claim: &Claim, queue_name: &str, error: &TaskError) {
     let result = if error.is_permanent() {
-        exec.queue
-            .fail_permanently(task_id, attempt, error.message())
-            .await
+        exec.queue.fail_permanently(claim, error.message()).await
     } else {
-        exec.queue.fail(task_id, attempt, error.message()).await
+        exec.queue.fail(claim, error.message()).await
     };
     match result {
-        Ok(task) if task.status == bgops_core::TaskStatus::Failed => {
+        Ok(receipt) if receipt.status == bgops_core::TaskStatus::Failed => {
             Counters::bump(&exec.counters.failed);
             record("failed");
             tracing::warn!(error = %error, "task failed for good");

@@ -11,6 +11,12 @@
 //! - [`Worker`]: a runtime with concurrency, lease heartbeats, backoff, graceful shutdown,
 //!   a tracing span per task and [`MetricsHooks`](bgops_core::MetricsHooks) calls.
 //!
+//! Mechanisms shared with the rest of bgops, each with one home: the [`Backoff`] of
+//! `bgops-core`, its id generator ([`TaskQueue::with_ids`]: worker ids), the lease
+//! keep-alive of `bgops-storage` ([`bgops_storage::keepalive`], used for the worker's
+//! heartbeat with `OnLost::Cancel`: a handler whose attempt was fenced out is cancelled)
+//! and its periodic loop ([`TaskQueue::spawn_cleanup`]).
+//!
 //! ## Observability
 //!
 //! Each worker runs in a `bgops.worker` span (`worker_id`, `queue`) and each attempt in a
@@ -52,7 +58,6 @@
 //! # }
 //! ```
 
-mod backoff;
 mod cleanup;
 mod error;
 mod execute;
@@ -60,14 +65,13 @@ mod handler;
 mod queue;
 mod stats;
 mod worker;
-mod worker_id;
 
-pub use backoff::Backoff;
-pub use bgops_storage::{NewTask, Submitted, TaskFilter};
+pub use bgops_core::Backoff;
+pub use bgops_core::id::{IdGenerator, SharedIds};
+pub use bgops_storage::{NewTask, Submitted, Sweep, TaskFilter, TaskReceipt};
 pub use cleanup::CleanupHandle;
 pub use error::{QueueError, QueueResult};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use queue::{Claim, CleanupReport, DEFAULT_PAGE_SIZE, TaskPage, TaskQueue};
 pub use stats::WorkerStats;
 pub use worker::{Worker, WorkerHandle};
-pub use worker_id::fresh_worker_id;

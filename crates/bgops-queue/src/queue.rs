@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgops_core::{SharedMetrics, Task, TaskAttempt, TaskStatus, validate};
-use bgops_storage::{NewTask, StorageError, Submitted, TaskFilter, TaskStore};
+use bgops_core::{Backoff, SharedIds, SharedMetrics, Task, TaskAttempt, TaskStatus, validate};
+use bgops_storage::{NewTask, StorageError, Submitted, Sweep, TaskFilter, TaskReceipt, TaskStore};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::backoff::Backoff;
 use crate::error::{QueueError, QueueResult};
 
 /// Default page size of [`TaskQueue::list`].
@@ -20,6 +19,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub struct TaskQueue {
     store: Arc<dyn TaskStore>,
     metrics: SharedMetrics,
+    ids: SharedIds,
     backoff: Backoff,
     lease: Duration,
 }
@@ -34,7 +34,8 @@ impl std::fmt::Debug for TaskQueue {
 }
 
 /// A claim a worker holds: the task as claimed and the attempt number that fences every
-/// later call about it.
+/// later call about it. The queue's write methods take the claim: it names the task, the
+/// attempt and the queue (for metrics).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     /// The task, as it stood right after the claim.
@@ -80,12 +81,14 @@ pub struct TaskPage {
 }
 
 /// What one [`TaskQueue::cleanup`] pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleanupReport {
     /// Tasks whose lease had expired, put back to `Pending` (or `Failed`).
     pub requeued: u64,
     /// Finished tasks deleted after the retention period.
     pub purged: u64,
+    /// Storage keys of tasks that could not be read and were left in place.
+    pub corrupt: Vec<String>,
 }
 
 impl TaskQueue {
@@ -94,6 +97,7 @@ impl TaskQueue {
         Self {
             store,
             metrics: bgops_core::metrics::noop(),
+            ids: bgops_core::id::random(),
             backoff: Backoff::default(),
             lease: Duration::from_secs(30),
         }
@@ -103,6 +107,18 @@ impl TaskQueue {
     pub fn with_metrics(mut self, metrics: SharedMetrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Sets the id generator (worker ids of the [`Worker`](crate::Worker)s built on this
+    /// queue). Default: [`bgops_core::id::random`].
+    pub fn with_ids(mut self, ids: SharedIds) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// The id generator.
+    pub fn ids(&self) -> &SharedIds {
+        &self.ids
     }
 
     /// Sets the wait between a failed attempt and the next one.
@@ -181,102 +197,96 @@ impl TaskQueue {
         task.map(Claim::from_task).transpose()
     }
 
-    /// Completes attempt `attempt` of the task with `result`.
+    /// Completes the claim's attempt with `result`.
     ///
     /// # Errors
-    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim: the result
-    /// is dropped.
-    pub async fn complete(&self, task_id: &str, attempt: u32, result: Value) -> QueueResult<Task> {
-        let task = self.observe(
+    /// [`QueueError::LeaseLost`] when the claim's attempt is no longer the current one: the
+    /// result is dropped.
+    pub async fn complete(&self, claim: &Claim, result: Value) -> QueueResult<TaskReceipt> {
+        let receipt = self.observe(
             "complete_task",
-            self.store.complete_task(task_id, attempt, result).await,
+            self.store
+                .complete_task(claim.task_id(), claim.attempt, result)
+                .await,
         )?;
-        self.metrics.task_finished(&task.queue, "completed");
-        Ok(task)
+        self.metrics.task_finished(&claim.task.queue, "completed");
+        Ok(receipt)
     }
 
-    /// Fails attempt `attempt`: back to `Pending` after the backoff while attempts remain,
-    /// `Failed` at the last.
+    /// Fails the claim's attempt: back to `Pending` after the backoff while attempts
+    /// remain, `Failed` at the last.
     ///
     /// # Errors
-    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
-    pub async fn fail(&self, task_id: &str, attempt: u32, error: &str) -> QueueResult<Task> {
-        let wait = self.backoff.delay(attempt);
-        let task = self.observe(
+    /// [`QueueError::LeaseLost`] when the claim's attempt is no longer the current one.
+    pub async fn fail(&self, claim: &Claim, error: &str) -> QueueResult<TaskReceipt> {
+        let wait = self.backoff.delay(claim.attempt);
+        let receipt = self.observe(
             "fail_task",
-            self.store.fail_task(task_id, attempt, error, wait).await,
+            self.store
+                .fail_task(claim.task_id(), claim.attempt, error, wait)
+                .await,
         )?;
-        let outcome = if task.status == TaskStatus::Failed {
-            "failed"
-        } else {
-            "retrying"
-        };
-        self.metrics.task_finished(&task.queue, outcome);
-        Ok(task)
+        self.metrics
+            .task_finished(&claim.task.queue, failure_outcome(&receipt));
+        Ok(receipt)
     }
 
-    /// Fails attempt `attempt` with no retry (a permanent error): the task ends `Failed`
-    /// whatever attempts remain.
-    ///
-    /// One store call ([`TaskStore::fail_task_permanently`]) where the backend makes it
-    /// atomic; the trait's default uses up the remaining attempts one by one, and another
-    /// worker may claim the task in between.
+    /// Fails the claim's attempt with no retry (a permanent error): the task ends `Failed`
+    /// whatever attempts remain, in one atomic store call
+    /// ([`TaskStore::fail_task_permanently`]).
     ///
     /// # Errors
-    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
-    pub async fn fail_permanently(
-        &self,
-        task_id: &str,
-        attempt: u32,
-        error: &str,
-    ) -> QueueResult<Task> {
-        let task = self.observe(
+    /// [`QueueError::LeaseLost`] when the claim's attempt is no longer the current one.
+    pub async fn fail_permanently(&self, claim: &Claim, error: &str) -> QueueResult<TaskReceipt> {
+        let receipt = self.observe(
             "fail_task_permanently",
             self.store
-                .fail_task_permanently(task_id, attempt, error)
+                .fail_task_permanently(claim.task_id(), claim.attempt, error)
                 .await,
         )?;
-        let outcome = if task.status == TaskStatus::Failed {
-            "failed"
-        } else {
-            "retrying"
-        };
-        self.metrics.task_finished(&task.queue, outcome);
-        Ok(task)
+        self.metrics
+            .task_finished(&claim.task.queue, failure_outcome(&receipt));
+        Ok(receipt)
     }
 
-    /// Extends attempt `attempt`'s lease to the queue's lease from now (a heartbeat).
+    /// Extends the claim's lease to the queue's lease from now (a heartbeat); the receipt
+    /// says until when, by the store's clock.
     ///
     /// # Errors
-    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
-    pub async fn renew(&self, task_id: &str, attempt: u32) -> QueueResult<Task> {
-        self.observe(
-            "renew_task_lease",
-            self.store
-                .renew_task_lease(task_id, attempt, self.lease)
-                .await,
-        )
+    /// [`QueueError::LeaseLost`] when the claim's attempt is no longer the current one.
+    pub async fn renew(&self, claim: &Claim) -> QueueResult<TaskReceipt> {
+        self.observe("renew_task_lease", self.renew_lease(claim).await)
     }
 
-    /// Gives attempt `attempt` back unfinished (graceful shutdown): `Pending` again at once,
-    /// and the attempt does not count against `max_attempts`.
+    /// The store call of [`renew`](Self::renew), unmapped (the worker's keep-alive needs
+    /// the store's error to tell a transient failure from a loss).
+    pub(crate) async fn renew_lease(&self, claim: &Claim) -> Result<TaskReceipt, StorageError> {
+        self.store
+            .renew_task_lease(claim.task_id(), claim.attempt, self.lease)
+            .await
+    }
+
+    /// Gives the claim's attempt back unfinished (graceful shutdown): `Pending` again at
+    /// once, and the attempt does not count against `max_attempts`.
     ///
     /// # Errors
-    /// [`QueueError::LeaseLost`] when `attempt` is no longer the current claim.
-    pub async fn release(&self, task_id: &str, attempt: u32) -> QueueResult<Task> {
-        let task = self.observe(
+    /// [`QueueError::LeaseLost`] when the claim's attempt is no longer the current one.
+    pub async fn release(&self, claim: &Claim) -> QueueResult<TaskReceipt> {
+        let receipt = self.observe(
             "release_task",
-            self.store.release_task(task_id, attempt).await,
+            self.store
+                .release_task(claim.task_id(), claim.attempt)
+                .await,
         )?;
-        self.metrics.task_finished(&task.queue, "released");
-        Ok(task)
+        self.metrics.task_finished(&claim.task.queue, "released");
+        Ok(receipt)
     }
 
     /// Puts a `Failed` task back to `Pending` with a fresh set of attempts.
     ///
     /// # Errors
     /// [`QueueError::InvalidState`] when the task is not failed.
-    pub async fn retry(&self, task_id: &str) -> QueueResult<Task> {
+    pub async fn retry(&self, task_id: &str) -> QueueResult<TaskReceipt> {
         self.observe("retry_task", self.store.retry_task(task_id).await)
     }
 
@@ -360,7 +370,9 @@ impl TaskQueue {
 
     /// Puts up to `limit` tasks whose lease ran out back to `Pending` (or `Failed` at
     /// their last attempt). Claims do this lazily anyway; this makes it visible sooner.
-    pub async fn requeue_expired(&self, limit: usize) -> QueueResult<u64> {
+    /// The [`Sweep`] says how many moved, which could not be read, and whether more are
+    /// due.
+    pub async fn requeue_expired(&self, limit: usize) -> QueueResult<Sweep> {
         self.observe(
             "requeue_expired_tasks",
             self.store.requeue_expired_tasks(limit).await,
@@ -368,7 +380,7 @@ impl TaskQueue {
     }
 
     /// Deletes up to `limit` finished tasks older than `retention`.
-    pub async fn purge(&self, retention: Duration, limit: usize) -> QueueResult<u64> {
+    pub async fn purge(&self, retention: Duration, limit: usize) -> QueueResult<Sweep> {
         self.observe(
             "purge_tasks",
             self.store.purge_tasks(retention, limit).await,
@@ -376,21 +388,28 @@ impl TaskQueue {
     }
 
     /// One cleanup pass: requeues every expired lease, then deletes every task finished
-    /// more than `retention` ago, in batches of `batch`.
+    /// more than `retention` ago, in batches of `batch` while the store says more are due.
+    /// Corrupt tasks are skipped, logged and listed in the report.
     pub async fn cleanup(&self, retention: Duration, batch: usize) -> QueueResult<CleanupReport> {
         let batch = batch.max(1);
         let mut report = CleanupReport::default();
         loop {
-            let n = self.requeue_expired(batch).await?;
-            report.requeued += n;
-            if n < batch as u64 {
+            let sweep = self.requeue_expired(batch).await?;
+            report.requeued += sweep.done;
+            // A batch that moved nothing would be met again (all of it unreadable).
+            let more = sweep.more && sweep.done > 0;
+            note_corrupt(&mut report, sweep.corrupt);
+            if !more {
                 break;
             }
         }
         loop {
-            let n = self.purge(retention, batch).await?;
-            report.purged += n;
-            if n < batch as u64 {
+            let sweep = self.purge(retention, batch).await?;
+            report.purged += sweep.done;
+            // A batch that moved nothing would be met again (all of it unreadable).
+            let more = sweep.more && sweep.done > 0;
+            note_corrupt(&mut report, sweep.corrupt);
+            if !more {
                 break;
             }
         }
@@ -407,5 +426,25 @@ impl TaskQueue {
             }
             e
         })
+    }
+}
+
+/// The outcome name of a failed attempt for metrics.
+fn failure_outcome(receipt: &TaskReceipt) -> &'static str {
+    if receipt.status == TaskStatus::Failed {
+        "failed"
+    } else {
+        "retrying"
+    }
+}
+
+/// Adds a batch's unreadable tasks to the report (each is reported by every batch that
+/// meets it, so it is listed once).
+fn note_corrupt(report: &mut CleanupReport, corrupt: Vec<String>) {
+    for key in corrupt {
+        if !report.corrupt.contains(&key) {
+            tracing::warn!(key = %key, "task cleanup skipped a task it could not read");
+            report.corrupt.push(key);
+        }
     }
 }

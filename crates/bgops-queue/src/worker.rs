@@ -12,7 +12,6 @@ use crate::execute::{Execution, run_attempt};
 use crate::handler::TaskHandler;
 use crate::queue::TaskQueue;
 use crate::stats::{Counters, WorkerStats};
-use crate::worker_id::fresh_worker_id;
 
 /// Claims tasks from one queue and runs them through a [`TaskHandler`].
 ///
@@ -92,10 +91,10 @@ impl Worker {
     /// of the lease, polling from 100 ms up to 2 s when idle, and 30 s of shutdown grace.
     pub fn new(queue: TaskQueue, handler: impl TaskHandler) -> Self {
         Self {
+            id: worker_id("worker", queue.ids().as_ref()),
             queue,
             handler: Arc::new(handler),
             queue_name: "default".to_owned(),
-            id: fresh_worker_id("worker"),
             concurrency: 1,
             heartbeat: None,
             poll_interval: Duration::from_millis(100),
@@ -110,9 +109,10 @@ impl Worker {
         self
     }
 
-    /// Names the worker: its id becomes a fresh id starting with `name`.
+    /// Names the worker: its id becomes a fresh id starting with `name`
+    /// (`{name}:{host}:{pid}:{token}`, the token from the queue's id generator).
     pub fn name(mut self, name: &str) -> Self {
-        self.id = fresh_worker_id(name);
+        self.id = worker_id(name, self.queue.ids().as_ref());
         self
     }
 
@@ -271,5 +271,43 @@ impl Worker {
         let stats = counters.snapshot();
         tracing::info!(?stats, "worker stopped");
         stats
+    }
+}
+
+/// A worker id unique to this process start: `{name}:{host}:{pid}:{token}`.
+///
+/// A restarted process must never reuse its predecessor's id, or it could be taken for
+/// the holder of claims that died with the old process. Leases are per task and fenced by
+/// attempt number, so the id is for people and logs; the token (from the queue's one id
+/// generator) keeps it from repeating.
+fn worker_id(name: &str, ids: &dyn bgops_core::IdGenerator) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let token = ids.token();
+    let short = token.get(..12).unwrap_or(&token);
+    format!("{name}:{host}:{}:{short}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_ids_are_named_and_fresh() {
+        let ids = bgops_core::id::RandomIds;
+        let a = worker_id("worker-1", &ids);
+        let b = worker_id("worker-1", &ids);
+        assert!(a.starts_with("worker-1:"));
+        assert_ne!(a, b);
+        let seq = bgops_core::id::SequentialIds::new("w");
+        assert!(worker_id("x", &seq).ends_with(":tw-000001"));
     }
 }

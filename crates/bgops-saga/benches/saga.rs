@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bgops_core::{SagaHistoryEntry, SagaStep, SagaWorkflow};
+use bgops_core::{SagaEvent, SagaStep, SagaWorkflow};
 use bgops_memory::MemoryStorage;
-use bgops_saga::{NewSaga, RetryPolicy, SagaConfig, SagaEngine, SagaStatus, StepError};
-use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageError, StorageResult};
+use bgops_saga::{Backoff, NewSaga, SagaConfig, SagaEngine, SagaStatus, StepError};
+use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult};
 use serde_json::Value;
 
 const SAMPLES: usize = 5;
@@ -93,7 +93,7 @@ fn main() {
                         .await
                         .print("redis ", label);
                 }
-                delete_prefix(&url, &prefix).await;
+                delete_prefix(&url, &prefix);
             }
             None => println!(
                 "saga/redis   skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`)"
@@ -135,28 +135,10 @@ fn redis_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
-async fn delete_prefix(url: &str, prefix: &str) {
-    use fred::interfaces::{ClientLike, KeysInterface};
-    use fred::types::scan::Scanner;
-    use futures::TryStreamExt;
-    let config = fred::types::config::Config::from_url(url).expect("Redis URL");
-    let client = fred::clients::Client::new(config, None, None, None);
-    client.init().await.expect("connect to Redis");
-    let mut keys: Vec<String> = Vec::new();
-    let mut scan = client.scan(format!("{prefix}:*"), Some(1000), None);
-    while let Some(mut page) = scan.try_next().await.expect("SCAN") {
-        if let Some(results) = page.take_results() {
-            keys.extend(
-                results
-                    .into_iter()
-                    .filter_map(fred::types::Key::into_string),
-            );
-        }
-    }
-    for chunk in keys.chunks(500) {
-        let _: i64 = client.del(chunk.to_vec()).await.expect("DEL");
-    }
-    let _ = client.quit().await;
+/// The workspace's one `delete_prefix`.
+fn delete_prefix(url: &str, prefix: &str) {
+    bgops_storage::testing::server::redis::delete_prefix(url, prefix)
+        .expect("delete the bench's keys");
 }
 
 /// CPU time of the whole process so far, in nanoseconds from each thread's
@@ -235,8 +217,8 @@ fn engine(store: Arc<Counting>, fail_last: bool) -> SagaEngine {
     let engine = SagaEngine::builder(store)
         .config(
             SagaConfig::default()
-                .with_retry(RetryPolicy::immediate())
-                .with_compensation_retry(RetryPolicy::immediate()),
+                .with_retry(Backoff::none())
+                .with_compensation_retry(Backoff::none()),
         )
         .build();
     for op in ["s1", "s2", "s3"] {
@@ -293,9 +275,14 @@ impl Counting {
 
 #[async_trait]
 impl SagaStore for Counting {
-    async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga> {
+    async fn create_saga(
+        &self,
+        saga: &SagaWorkflow,
+        lease: Option<Duration>,
+        history: &[SagaEvent],
+    ) -> StorageResult<CreateSaga> {
         self.tick();
-        self.inner.create_saga(saga).await
+        self.inner.create_saga(saga, lease, history).await
     }
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
         self.tick();
@@ -314,20 +301,13 @@ impl SagaStore for Counting {
         &self,
         saga: &SagaWorkflow,
         fence: u64,
-        history: &[SagaHistoryEntry],
-    ) -> StorageResult<u64> {
+        history: &[SagaEvent],
+        renew: Option<Duration>,
+    ) -> StorageResult<SagaSaved> {
         self.tick();
-        self.inner.save_saga(saga, fence, history).await
+        self.inner.save_saga(saga, fence, history, renew).await
     }
-    async fn append_saga_history(
-        &self,
-        saga_id: &str,
-        entry: &SagaHistoryEntry,
-    ) -> StorageResult<()> {
-        self.tick();
-        self.inner.append_saga_history(saga_id, entry).await
-    }
-    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
+    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaEvent>> {
         self.tick();
         self.inner.get_saga_history(saga_id).await
     }
@@ -353,13 +333,27 @@ struct BareMap {
 
 #[async_trait]
 impl SagaStore for BareMap {
-    async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga> {
+    async fn create_saga(
+        &self,
+        saga: &SagaWorkflow,
+        lease: Option<Duration>,
+        _history: &[SagaEvent],
+    ) -> StorageResult<CreateSaga> {
         let mut map = self.sagas.lock().unwrap();
         if let Some(existing) = map.get(&saga.saga_id) {
             return Ok(CreateSaga::Existing(existing.clone()));
         }
-        map.insert(saga.saga_id.clone(), saga.clone());
-        Ok(CreateSaga::Created(saga))
+        let mut stored = saga.clone();
+        let expires = lease.map(|d| time::OffsetDateTime::now_utc() + d);
+        if let (Some(l), Some(at)) = (&mut stored.lease, expires) {
+            l.expires_at = at;
+        }
+        let version = stored.version;
+        map.insert(saga.saga_id.clone(), stored);
+        Ok(CreateSaga::Created(SagaSaved {
+            version,
+            lease_expires_at: expires,
+        }))
     }
     async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
         Ok(self.sagas.lock().unwrap().get(saga_id).cloned())
@@ -389,8 +383,9 @@ impl SagaStore for BareMap {
         &self,
         saga: &SagaWorkflow,
         fence: u64,
-        _history: &[SagaHistoryEntry],
-    ) -> StorageResult<u64> {
+        _history: &[SagaEvent],
+        renew: Option<Duration>,
+    ) -> StorageResult<SagaSaved> {
         let mut map = self.sagas.lock().unwrap();
         let stored = map.get_mut(&saga.saga_id).ok_or(StorageError::NotFound {
             kind: "saga",
@@ -404,13 +399,18 @@ impl SagaStore for BareMap {
         }
         let mut next = saga.clone();
         next.version += 1;
+        let expires = renew.map(|d| time::OffsetDateTime::now_utc() + d);
+        if let (Some(l), Some(at)) = (&mut next.lease, expires) {
+            l.expires_at = at;
+        }
+        let lease_expires_at = next.lease.as_ref().map(|l| l.expires_at);
         *stored = next;
-        Ok(stored.version)
+        Ok(SagaSaved {
+            version: stored.version,
+            lease_expires_at,
+        })
     }
-    async fn append_saga_history(&self, _: &str, _: &SagaHistoryEntry) -> StorageResult<()> {
-        Ok(())
-    }
-    async fn get_saga_history(&self, _: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
+    async fn get_saga_history(&self, _: &str) -> StorageResult<Vec<SagaEvent>> {
         Ok(Vec::new())
     }
     async fn list_sagas(&self, _: &SagaFilter) -> StorageResult<Vec<SagaWorkflow>> {

@@ -2,11 +2,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bgops_core::{
-    SagaStatus, SagaStep, SagaWorkflow, SharedClock, SharedMetrics, SystemClock, validate,
+    SagaEvent, SagaEventKind, SagaStatus, SagaStep, SagaWorkflow, SharedClock, SharedIds,
+    SharedMetrics, SystemClock, validate,
 };
 use bgops_storage::{CreateSaga, SagaStore};
 use futures::channel::mpsc;
@@ -14,9 +15,10 @@ use serde_json::Value;
 
 use crate::config::SagaConfig;
 use crate::error::{SagaError, SagaResult};
-use crate::event::{SagaEvent, SagaEventStream};
+use crate::event::SagaEventStream;
 use crate::executor::{Mode, Run};
 use crate::handler::{self, Registry, StepContext, StepError};
+use crate::state::{Inner, SagaOutcome};
 
 /// The saga engine. Cheap to clone (one `Arc`); clones share handlers and settings.
 ///
@@ -26,29 +28,6 @@ use crate::handler::{self, Registry, StepContext, StepError};
 #[derive(Clone)]
 pub struct SagaEngine {
     pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub store: Arc<dyn SagaStore>,
-    pub config: SagaConfig,
-    pub clock: SharedClock,
-    pub metrics: SharedMetrics,
-    pub registry: Registry,
-    pub owner: String,
-    /// Numbers the executions of this engine, so each holds a lease of its own.
-    pub executions: AtomicU64,
-}
-
-impl Inner {
-    /// The lease owner of one execution: `{engine owner}#{n}`. Two executions of the same
-    /// saga in one process then exclude each other like executions in two processes.
-    pub(crate) fn execution_owner(&self) -> String {
-        format!(
-            "{}#{}",
-            self.owner,
-            self.executions.fetch_add(1, Ordering::Relaxed)
-        )
-    }
 }
 
 impl std::fmt::Debug for SagaEngine {
@@ -67,6 +46,7 @@ pub struct SagaEngineBuilder {
     config: SagaConfig,
     clock: SharedClock,
     metrics: SharedMetrics,
+    ids: SharedIds,
     owner: Option<String>,
 }
 
@@ -90,7 +70,15 @@ impl SagaEngineBuilder {
         self
     }
 
-    /// Sets the executor name written into leases (default: `saga:{pid}:{uuid}`, new for
+    /// Sets the id generator: saga ids (`sortable_id`) and the engine's owner name
+    /// (`token`). Default: [`bgops_core::id::random`]; tests inject
+    /// [`SequentialIds`](bgops_core::id::SequentialIds) for predictable ids.
+    pub fn ids(mut self, ids: SharedIds) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// Sets the executor name written into leases (default: `saga:{pid}:{token}`, new for
     /// each engine so that a restarted process never inherits a dead one's leases). Each
     /// execution appends `#n` to it.
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
@@ -102,12 +90,13 @@ impl SagaEngineBuilder {
     pub fn build(self) -> SagaEngine {
         let owner = self
             .owner
-            .unwrap_or_else(|| format!("saga:{}:{}", std::process::id(), uuid::Uuid::new_v4()));
+            .unwrap_or_else(|| format!("saga:{}:{}", std::process::id(), self.ids.token()));
         SagaEngine {
             inner: Arc::new(Inner {
                 store: self.store,
                 config: self.config,
                 clock: self.clock,
+                ids: self.ids,
                 metrics: self.metrics,
                 registry: Registry::default(),
                 owner,
@@ -115,20 +104,6 @@ impl SagaEngineBuilder {
             }),
         }
     }
-}
-
-/// A fresh UUIDv7 saga id, its random bits from the thread's CSPRNG: `Uuid::now_v7`
-/// asks the kernel for them on every call (a `getrandom` system call per saga, 4% of a
-/// saga's cost), and `to_string` would go through the formatting machinery.
-fn fresh_id() -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let random: [u8; 10] = rand::random();
-    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-    id.hyphenated()
-        .encode_lower(&mut uuid::Uuid::encode_buffer())
-        .to_owned()
 }
 
 /// A saga to create, with the optional settings of [`SagaEngine::create_saga`].
@@ -195,19 +170,27 @@ impl NewSaga {
     }
 }
 
-/// How an execution ended.
+/// What [`SagaEngine::create_saga`] did.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SagaOutcome {
-    /// The end state (or the state found, when the saga had already ended).
-    pub status: SagaStatus,
-    /// The saga as last stored.
-    pub saga: SagaWorkflow,
+pub enum Creation {
+    /// The saga was stored as given.
+    Created(SagaWorkflow),
+    /// A saga with the same id, or the same tenant and idempotency key, already existed;
+    /// it is returned unchanged.
+    Existing(SagaWorkflow),
 }
 
-impl SagaOutcome {
-    /// Whether every step succeeded (the seed's `execute_saga_workflow` result).
-    pub fn succeeded(&self) -> bool {
-        self.status == SagaStatus::Completed
+impl Creation {
+    /// The saga, created or existing.
+    pub fn into_saga(self) -> SagaWorkflow {
+        match self {
+            Self::Created(s) | Self::Existing(s) => s,
+        }
+    }
+
+    /// Whether the saga already existed.
+    pub fn is_existing(&self) -> bool {
+        matches!(self, Self::Existing(_))
     }
 }
 
@@ -224,6 +207,7 @@ impl SagaEngine {
             config: SagaConfig::default(),
             clock: Arc::new(SystemClock),
             metrics: bgops_core::metrics::noop(),
+            ids: bgops_core::id::random(),
             owner: None,
         }
     }
@@ -304,14 +288,28 @@ impl SagaEngine {
     ///
     /// # Errors
     /// As [`create`](Self::create).
-    pub async fn create_saga(&self, new: NewSaga) -> SagaResult<CreateSaga> {
-        let saga = self.prepare(new)?;
-        let id = saga.saga_id.clone();
-        self.inner
+    pub async fn create_saga(&self, new: NewSaga) -> SagaResult<Creation> {
+        let mut saga = self.prepare(new)?;
+        let created = SagaEvent {
+            saga_id: Arc::from(saga.saga_id.as_str()),
+            at: saga.created_at,
+            fence: 0,
+            status: SagaStatus::Pending,
+            kind: SagaEventKind::Created,
+        };
+        let answer = self
+            .inner
             .store
-            .create_saga(saga)
+            .create_saga(&saga, None, std::slice::from_ref(&created))
             .await
-            .map_err(|e| SagaError::from_store(&id, e))
+            .map_err(|e| SagaError::from_store(&saga.saga_id, e))?;
+        Ok(match answer {
+            CreateSaga::Created(receipt) => {
+                saga.version = receipt.version;
+                Creation::Created(saga)
+            }
+            CreateSaga::Existing(existing) => Creation::Existing(existing),
+        })
     }
 
     /// Creates a saga and runs it at once, saving two store writes: the saga is stored
@@ -320,7 +318,8 @@ impl SagaEngine {
     /// idempotency key names an existing saga, that one is executed (or returned, if it
     /// has ended) instead.
     ///
-    /// The history entry of the first step's start is written with the next transition.
+    /// The creating write journals `created`, `resumed` and the first `step_started`
+    /// (at fence 1).
     ///
     /// # Errors
     /// As [`create`](Self::create) and [`execute`](Self::execute).
@@ -333,20 +332,15 @@ impl SagaEngine {
     ///
     /// # Errors
     /// Input errors are returned at once; later failures end the stream with
-    /// [`SagaEvent::Aborted`].
+    /// [`SagaEventKind::Aborted`].
     pub fn start_stream(&self, new: NewSaga) -> SagaResult<(String, SagaEventStream)> {
         let saga = self.prepare(new)?;
         let id = saga.saga_id.clone();
         let (tx, rx) = mpsc::unbounded();
         let inner = Arc::clone(&self.inner);
-        let saga_id = id.clone();
+        // The execution ends the stream itself (`Finished` or `Aborted`).
         tokio::spawn(async move {
-            if let Err(e) = Run::start_new(&inner, saga, Some(tx.clone())).await {
-                let _ = tx.unbounded_send(SagaEvent::Aborted {
-                    saga_id,
-                    error: e.to_string(),
-                });
-            }
+            let _ = Run::start_new(&inner, saga, Some(tx)).await;
         });
         Ok((id, SagaEventStream { rx }))
     }
@@ -384,7 +378,7 @@ impl SagaEngine {
                 validate::name("saga_id", &id)?;
                 id
             }
-            None => fresh_id(),
+            None => self.inner.ids.sortable_id(),
         };
         let now = self.inner.clock.now();
         // What `SagaWorkflow::new` builds, without the id it would draw.
@@ -421,7 +415,7 @@ impl SagaEngine {
     }
 
     /// Like [`execute`](Self::execute), in a task of its own, streaming its events (for
-    /// SSE). The last event is [`SagaEvent::Finished`] or [`SagaEvent::Aborted`].
+    /// SSE). The last event is [`SagaEventKind::Finished`] or [`SagaEventKind::Aborted`].
     ///
     /// Must be called within a tokio runtime.
     pub fn execute_stream(&self, saga_id: &str) -> SagaEventStream {
@@ -457,13 +451,9 @@ impl SagaEngine {
         let (tx, rx) = mpsc::unbounded();
         let inner = Arc::clone(&self.inner);
         let id = saga_id.to_owned();
+        // The execution ends the stream itself (`Finished` or `Aborted`).
         tokio::spawn(async move {
-            if let Err(e) = Run::start(&inner, &id, mode, Some(tx.clone())).await {
-                let _ = tx.unbounded_send(SagaEvent::Aborted {
-                    saga_id: id,
-                    error: e.to_string(),
-                });
-            }
+            let _ = Run::start(&inner, &id, mode, Some(tx)).await;
         });
         SagaEventStream { rx }
     }
@@ -484,32 +474,11 @@ impl SagaEngine {
     ///
     /// # Errors
     /// Store failures.
-    pub async fn history(&self, saga_id: &str) -> SagaResult<Vec<bgops_core::SagaHistoryEntry>> {
+    pub async fn history(&self, saga_id: &str) -> SagaResult<Vec<SagaEvent>> {
         self.inner
             .store
             .get_saga_history(saga_id)
             .await
             .map_err(|e| SagaError::from_store(saga_id, e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fresh_id;
-
-    #[test]
-    fn fresh_ids_are_distinct_v7_uuids_in_hyphenated_form() {
-        let a = fresh_id();
-        let b = fresh_id();
-        assert_ne!(a, b);
-        let parsed = uuid::Uuid::parse_str(&a).unwrap();
-        assert_eq!(parsed.get_version_num(), 7);
-        assert_eq!(parsed.hyphenated().to_string(), a);
-        let (secs, _) = parsed.get_timestamp().unwrap().to_unix();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        assert!(now.abs_diff(secs) < 60, "timestamp {secs} vs now {now}");
     }
 }

@@ -7,7 +7,7 @@
 //! lease's fencing number, so an executor whose lease was taken over stops with
 //! [`SagaError::LeaseLost`] and never overwrites the new holder's work. A step's intent
 //! (`Running`, attempt n) is stored **before** its handler runs, its output after. A step
-//! that fails after its retries (exponential backoff with jitter; terminal errors are not
+//! that fails after its retries ([`Backoff`]: exponential with jitter; terminal errors are not
 //! retried) turns the saga to `Compensating`: the steps that succeeded are compensated in
 //! reverse, each with its own retries, and a failing compensation is recorded without
 //! stopping the others. The end state is `Completed`, `Compensated` or
@@ -29,6 +29,16 @@
 //! writes (lease, n intents, end). [`SagaEngine::start`] creates the saga already leased
 //! with its first intent: n + 1 writes in all, creation included (`create` then `execute`:
 //! n + 3).
+//!
+//! **One event.** Every fact of an execution is one [`SagaEvent`] (from `bgops-core`): the
+//! executor builds it once, streams it to whoever watches
+//! ([`SagaEngine::execute_stream`], SSE via [`SagaEvent::to_sse`]) and journals the same
+//! value with the next write ([`SagaEngine::history`]).
+//!
+//! **Leases** are renewed while a handler runs by the workspace's one keep-alive
+//! ([`bgops_storage::keepalive`]); a lease lost to another executor drops the handler
+//! call (the new holder reruns the step under the same step key). Lease expiries are
+//! set by the store's clock only.
 //!
 //! Two ways to define a saga, one engine underneath:
 //! - **dynamic** (the seed's `create_saga_workflow`): [`SagaStep`]s
@@ -83,15 +93,20 @@ mod executor;
 mod fallback;
 mod handler;
 mod recovery;
+mod state;
 mod typed;
 
-pub use config::{RetryPolicy, SagaConfig};
-pub use engine::{NewSaga, SagaEngine, SagaEngineBuilder, SagaOutcome};
+pub use config::SagaConfig;
+pub use engine::{Creation, NewSaga, SagaEngine, SagaEngineBuilder};
 pub use error::{SagaError, SagaResult};
-pub use event::{SagaEvent, SagaEventStream};
+pub use event::SagaEventStream;
 pub use fallback::{CircuitBreaker, CircuitState, Fallback};
 pub use handler::{BoxFuture, StepContext, StepError, StepErrorKind};
 pub use recovery::{Recoverer, RecoveryReport};
+pub use state::SagaOutcome;
 pub use typed::{SagaContext, Step, TypedOutcome, TypedSaga, TypedSagaHandle};
 
-pub use bgops_core::{SagaHistoryEntry, SagaStatus, SagaStep, SagaStepStatus, SagaWorkflow};
+pub use bgops_core::id::{IdGenerator, SharedIds};
+pub use bgops_core::{
+    Backoff, SagaEvent, SagaEventKind, SagaStatus, SagaStep, SagaStepStatus, SagaWorkflow,
+};

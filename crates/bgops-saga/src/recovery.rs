@@ -1,8 +1,7 @@
 //! Finding and resuming sagas whose executor died.
 
+use bgops_storage::Periodic;
 use futures::StreamExt;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::engine::SagaEngine;
 use crate::error::{SagaError, SagaResult};
@@ -59,30 +58,27 @@ impl SagaEngine {
         Ok(report)
     }
 
-    /// Starts the background recoverer: a task that runs
+    /// Starts the background recoverer: runs
     /// [`recover_abandoned`](Self::recover_abandoned) every
-    /// [`recovery_interval`](crate::SagaConfig::recovery_interval). Must be called within a
-    /// tokio runtime. Dropping the handle stops it.
+    /// [`recovery_interval`](crate::SagaConfig::recovery_interval) through the workspace's
+    /// one periodic loop ([`Periodic`]). Must be called within a tokio runtime. Dropping
+    /// the handle stops it.
     pub fn spawn_recoverer(&self) -> Recoverer {
-        let (stop, mut stopped) = oneshot::channel::<()>();
         let engine = self.clone();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(engine.inner.config.recovery_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = tick.tick() => {
-                        if let Err(e) = engine.recover_abandoned().await {
-                            tracing::warn!(error = %e, "saga recovery round failed");
-                        }
+        let periodic = Periodic::spawn(
+            "saga_recoverer",
+            self.inner.config.recovery_interval,
+            move || {
+                let engine = engine.clone();
+                async move {
+                    if let Err(e) = engine.recover_abandoned().await {
+                        tracing::warn!(error = %e, "saga recovery round failed");
                     }
                 }
-            }
-        });
+            },
+        );
         Recoverer {
-            stop: Some(stop),
-            task: Some(task),
+            periodic: Some(periodic),
         }
     }
 }
@@ -90,26 +86,22 @@ impl SagaEngine {
 /// The handle of the background recoverer.
 #[derive(Debug)]
 pub struct Recoverer {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    periodic: Option<Periodic>,
 }
 
 impl Recoverer {
     /// Stops after the round in progress (if any) and waits for it.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(periodic) = self.periodic.take() {
+            periodic.stop().await;
         }
     }
 }
 
 impl Drop for Recoverer {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if let Some(periodic) = &self.periodic {
+            periodic.abort();
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The seed's saga API on the manager (feature `saga`): handler registration,
 //! `create_saga_workflow`, `execute_saga_workflow`, over one [`SagaEngine`].
 
-use bgops_core::{SagaHistoryEntry, SagaStep, SagaWorkflow};
+use bgops_core::{SagaEvent, SagaStep, SagaWorkflow};
 use bgops_saga::{SagaEngine, SagaOutcome, StepContext, StepError};
 use serde_json::Value;
 
@@ -87,11 +87,12 @@ impl BackgroundOperationsManager {
         Ok(self.inner.sagas.get(saga_id).await?)
     }
 
-    /// The saga's history, oldest first.
+    /// The saga's history (its journal of [`SagaEvent`]s, the same events its execution
+    /// streams), oldest first.
     ///
     /// # Errors
     /// [`Error::Saga`] when the store fails.
-    pub async fn get_saga_history(&self, saga_id: &str) -> Result<Vec<SagaHistoryEntry>, Error> {
+    pub async fn get_saga_history(&self, saga_id: &str) -> Result<Vec<SagaEvent>, Error> {
         Ok(self.inner.sagas.history(saga_id).await?)
     }
 }

@@ -200,3 +200,26 @@ async fn parallel_workers_drain_a_queue_once() {
     };
     assert_eq!(store.list_tasks(&filter).await.unwrap().len(), 400);
 }
+
+/// Task ids and lock tokens come from the injected id generator.
+#[tokio::test]
+async fn ids_and_tokens_come_from_the_injected_generator() {
+    use bgops_core::id::SequentialIds;
+    use bgops_storage::LockStore;
+    let store = MemoryStorage::with_clock_and_ids(
+        Arc::new(ManualClock::new()),
+        Arc::new(SequentialIds::new("m")),
+    );
+    let task = store
+        .submit_task(NewTask::new("q", "t", json!(1)))
+        .await
+        .unwrap()
+        .task;
+    assert_eq!(task.task_id, "m-000001");
+    let lock = store
+        .acquire_lock("l", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lock.token, "tm-000002");
+}

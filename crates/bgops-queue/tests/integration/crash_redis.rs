@@ -11,30 +11,26 @@ use std::time::Duration;
 
 use bgops_core::{Task, TaskStatus};
 use bgops_queue::{Backoff, NewTask, QueueError, TaskContext, TaskError, TaskQueue, Worker};
-use fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
+use fred::interfaces::{ClientLike, HashesInterface};
 use serde_json::{Value, json};
 
-use crate::support::eventually;
+use crate::support::{claim_of, eventually};
 
 const QUEUE: &str = "crash";
 const TASKS: usize = 60;
 const LEASE: Duration = Duration::from_secs(2);
 const CHILD_ENV: &str = "BGOPS_QUEUE_CRASH_CHILD";
 
-/// The Redis URL for tests, or `None` (after a notice) when Redis tests are skipped.
-pub fn redis_url() -> Option<String> {
-    match std::env::var("BGOPS_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "BGOPS_TEST_REDIS_URL is not set: run `cargo xtask redis` for a throwaway server, or point it at one"
-        ),
-        _ => {
-            eprintln!(
-                "skipping Redis crash test: set BGOPS_TEST_REDIS_URL (or run `cargo xtask redis`)"
-            );
-            None
-        }
-    }
+/// The Redis URL of this test process (the workspace's one policy:
+/// `BGOPS_TEST_REDIS_URL`, or a throwaway server started on first use).
+pub fn redis_url() -> String {
+    bgops_storage::testing::server::redis::url()
+}
+
+/// Deletes the test's own keys (the workspace's one `delete_prefix`).
+pub fn delete_prefix(url: &str, prefix: &str) {
+    bgops_storage::testing::server::redis::delete_prefix(url, prefix)
+        .expect("delete the test's keys");
 }
 
 pub async fn connect(url: &str, prefix: &str) -> (TaskQueue, fred::clients::Client) {
@@ -136,28 +132,9 @@ fn worker_of(task: &Task) -> Option<String> {
     task.lease.as_ref().map(|l| l.worker_id.clone())
 }
 
-pub async fn delete_prefix(client: &fred::clients::Client, prefix: &str) {
-    use fred::types::scan::Scanner;
-    use futures::TryStreamExt;
-    let mut keys: Vec<String> = Vec::new();
-    let mut scan = client.scan(format!("{prefix}:*"), Some(500), None);
-    while let Some(mut page) = scan.try_next().await.expect("SCAN") {
-        if let Some(results) = page.take_results() {
-            keys.extend(
-                results
-                    .into_iter()
-                    .filter_map(fred::types::Key::into_string),
-            );
-        }
-    }
-    for chunk in keys.chunks(200) {
-        let _: i64 = client.del(chunk.to_vec()).await.expect("DEL");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_one_killed() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = format!("bgops-test-{}", uuid::Uuid::new_v4().simple());
     let (queue, client) = connect(&url, &prefix).await;
     let mut ids = Vec::new();
@@ -239,14 +216,17 @@ async fn two_worker_processes_one_killed() {
         let late = match held.get(id) {
             Some(at_kill) => Some(
                 queue
-                    .complete(id, at_kill.lease.as_ref().unwrap().attempt, json!("late"))
+                    .complete(
+                        &claim_of(&task, at_kill.lease.as_ref().unwrap().attempt),
+                        json!("late"),
+                    )
                     .await,
             ),
             None => None,
         };
         outcome.push((task, runs, late));
     }
-    delete_prefix(&client, &prefix).await;
+    delete_prefix(&url, &prefix);
     let _ = client.quit().await;
 
     for (task, runs, late) in &outcome {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgops_core::{Clock, TaskStatus};
-use bgops_queue::{Backoff, NewTask, QueueError, TaskFilter};
+use bgops_queue::{Backoff, Claim, NewTask, QueueError, TaskFilter};
 use serde_json::json;
 
 use crate::support::{CountingMetrics, manual_queue};
@@ -94,22 +94,28 @@ async fn only_the_current_attempt_may_complete() {
     assert!(queue.claim_next("orders", "w2").await.unwrap().is_none());
 
     assert!(matches!(
-        queue.complete(&id, 2, json!("wrong attempt")).await,
+        queue
+            .complete(&Claim { attempt: 2, ..claim.clone() }, json!("wrong attempt"))
+            .await,
         Err(QueueError::LeaseLost { task_id }) if task_id == id
     ));
-    let done = queue
-        .complete(&id, 1, json!({"charged": 99.99}))
+    let receipt = queue
+        .complete(&claim, json!({"charged": 99.99}))
         .await
         .unwrap();
+    assert_eq!(receipt.status, TaskStatus::Completed);
+    assert_eq!(receipt.attempts, 1);
+    assert_eq!(receipt.lease_expires_at, None);
+    let done = queue.get(&id).await.unwrap().unwrap();
     assert_eq!(done.status, TaskStatus::Completed);
     assert_eq!(done.result, Some(json!({"charged": 99.99})));
     // A finished task cannot be completed or failed again.
     assert!(matches!(
-        queue.complete(&id, 1, json!(0)).await,
+        queue.complete(&claim, json!(0)).await,
         Err(QueueError::LeaseLost { .. })
     ));
     assert!(matches!(
-        queue.fail(&id, 1, "late").await,
+        queue.fail(&claim, "late").await,
         Err(QueueError::LeaseLost { .. })
     ));
 
@@ -131,13 +137,12 @@ async fn failures_back_off_then_fail_at_the_last_attempt() {
         .task_id;
 
     let c1 = queue.claim_next("orders", "w1").await.unwrap().unwrap();
-    let t = queue
-        .fail(&id, c1.attempt, "temporary error")
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Pending);
+    let r = queue.fail(&c1, "temporary error").await.unwrap();
+    assert_eq!(r.status, TaskStatus::Pending);
+    assert_eq!(r.available_at - clock.now(), time::Duration::seconds(10));
+    let t = queue.get(&id).await.unwrap().unwrap();
     assert_eq!(t.error.as_deref(), Some("temporary error"));
-    assert_eq!(t.available_at - clock.now(), time::Duration::seconds(10));
+    assert_eq!(t.available_at, r.available_at);
 
     // Not claimable during the backoff.
     assert!(queue.claim_next("orders", "w1").await.unwrap().is_none());
@@ -145,9 +150,9 @@ async fn failures_back_off_then_fail_at_the_last_attempt() {
     let c2 = queue.claim_next("orders", "w2").await.unwrap().unwrap();
     assert_eq!(c2.attempt, 2);
 
-    let t = queue.fail(&id, c2.attempt, "still broken").await.unwrap();
-    assert_eq!(t.status, TaskStatus::Failed);
-    assert_eq!(t.attempts, 2);
+    let r = queue.fail(&c2, "still broken").await.unwrap();
+    assert_eq!(r.status, TaskStatus::Failed);
+    assert_eq!(r.attempts, 2);
     clock.advance(Duration::from_secs(60));
     assert!(queue.claim_next("orders", "w1").await.unwrap().is_none());
 
@@ -195,20 +200,18 @@ async fn an_expired_lease_comes_back_and_fences_the_old_attempt() {
     assert_eq!(fresh.attempt, stale.attempt + 1);
 
     for result in [
-        queue.complete(&id, stale.attempt, json!("late")).await,
-        queue.fail(&id, stale.attempt, "late").await,
-        queue.renew(&id, stale.attempt).await,
-        queue.release(&id, stale.attempt).await,
+        queue.complete(&stale, json!("late")).await,
+        queue.fail(&stale, "late").await,
+        queue.renew(&stale).await,
+        queue.release(&stale).await,
     ] {
         assert!(
             matches!(result, Err(QueueError::LeaseLost { .. })),
             "{result:?}"
         );
     }
-    let done = queue
-        .complete(&id, fresh.attempt, json!("w2"))
-        .await
-        .unwrap();
+    queue.complete(&fresh, json!("w2")).await.unwrap();
+    let done = queue.get(&id).await.unwrap().unwrap();
     assert_eq!(done.result, Some(json!("w2")));
     let history = queue.history(&id).await.unwrap();
     assert_eq!(history[0].outcome.as_deref(), Some("lease_expired"));
@@ -227,22 +230,19 @@ async fn renew_keeps_a_claim_alive_and_release_does_not_count() {
     let claim = queue.claim_next("orders", "w1").await.unwrap().unwrap();
     for _ in 0..3 {
         clock.advance(queue.lease() / 2);
-        queue.renew(&id, claim.attempt).await.unwrap();
+        let r = queue.renew(&claim).await.unwrap();
+        assert_eq!(r.lease_expires_at, Some(clock.now() + queue.lease()));
     }
     // 1.5 leases later, still ours.
     assert!(queue.claim_next("orders", "w2").await.unwrap().is_none());
 
-    let t = queue.release(&id, claim.attempt).await.unwrap();
+    let t = queue.release(&claim).await.unwrap();
     assert_eq!(t.status, TaskStatus::Pending);
     // With max_attempts 1, the released attempt must not have used up the only one.
     let again = queue.claim_next("orders", "w2").await.unwrap().unwrap();
     assert_eq!(again.task.task_id, id);
     assert_eq!(
-        queue
-            .complete(&id, again.attempt, json!(1))
-            .await
-            .unwrap()
-            .status,
+        queue.complete(&again, json!(1)).await.unwrap().status,
         TaskStatus::Completed
     );
 }
@@ -261,10 +261,12 @@ async fn fail_permanently_uses_up_the_attempts() {
         .task
         .task_id;
     let claim = queue.claim_next("orders", "w1").await.unwrap().unwrap();
-    let t = queue
-        .fail_permanently(&id, claim.attempt, "invalid payload")
+    let r = queue
+        .fail_permanently(&claim, "invalid payload")
         .await
         .unwrap();
+    assert_eq!(r.status, TaskStatus::Failed);
+    let t = queue.get(&id).await.unwrap().unwrap();
     assert_eq!(t.status, TaskStatus::Failed);
     // One step: no extra attempts were used up to get there.
     assert_eq!(t.attempts, 1);
@@ -272,7 +274,7 @@ async fn fail_permanently_uses_up_the_attempts() {
     assert_eq!(t.error.as_deref(), Some("invalid payload"));
     assert!(queue.claim_next("orders", "w2").await.unwrap().is_none());
     assert!(matches!(
-        queue.fail_permanently(&id, claim.attempt, "again").await,
+        queue.fail_permanently(&claim, "again").await,
         Err(QueueError::LeaseLost { .. })
     ));
     assert_eq!(metrics.get("finished:orders:failed"), 1);
@@ -313,10 +315,7 @@ async fn look_ups_paging_and_delete() {
     );
 
     let c = queue.claim_next("orders", "w").await.unwrap().unwrap();
-    queue
-        .complete(c.task_id(), c.attempt, json!(null))
-        .await
-        .unwrap();
+    queue.complete(&c, json!(null)).await.unwrap();
 
     let mut filter = TaskFilter {
         queue: Some("orders".into()),
@@ -367,7 +366,7 @@ async fn cleanup_requeues_expired_and_purges_old_finished_tasks() {
     let done = queue.submit(order(1)).await.unwrap().task.task_id;
     let abandoned = queue.submit(order(2)).await.unwrap().task.task_id;
     let c = queue.claim(&done, "w").await.unwrap().unwrap();
-    queue.complete(&done, c.attempt, json!(1)).await.unwrap();
+    queue.complete(&c, json!(1)).await.unwrap();
     queue.claim(&abandoned, "w").await.unwrap().unwrap();
 
     let retention = Duration::from_secs(3600);
@@ -390,7 +389,7 @@ async fn the_cleanup_loop_runs_until_stopped() {
     let (queue, clock) = manual_queue();
     let id = queue.submit(order(1)).await.unwrap().task.task_id;
     let c = queue.claim(&id, "w").await.unwrap().unwrap();
-    queue.complete(&id, c.attempt, json!(1)).await.unwrap();
+    queue.complete(&c, json!(1)).await.unwrap();
     clock.advance(Duration::from_secs(120));
 
     let handle = queue.spawn_cleanup(Duration::from_millis(20), Duration::from_secs(60));

@@ -14,9 +14,9 @@ use crate::support::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_fails_the_task_in_one_step() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = format!("bgops-test-{}", uuid::Uuid::new_v4().simple());
-    let (queue, client) = connect(&url, &prefix).await;
+    let (queue, _client) = connect(&url, &prefix).await;
 
     let id = queue
         .submit(NewTask::new("perm", "t", json!(1)).max_attempts(5))
@@ -25,11 +25,12 @@ async fn a_permanent_error_fails_the_task_in_one_step() {
         .task
         .task_id;
     let claim = queue.claim_next("perm", "w1").await.unwrap().unwrap();
-    let t = queue
-        .fail_permanently(&id, claim.attempt, "invalid payload")
+    queue
+        .fail_permanently(&claim, "invalid payload")
         .await
         .unwrap();
-    let stale = queue.fail_permanently(&id, claim.attempt, "again").await;
+    let t = queue.get(&id).await.unwrap().unwrap();
+    let stale = queue.fail_permanently(&claim, "again").await;
     let next = queue.claim_next("perm", "w2").await.unwrap();
 
     // A worker with free slots must not run it a second time either.
@@ -72,7 +73,7 @@ async fn a_permanent_error_fails_the_task_in_one_step() {
     for id in &ids {
         attempts.push(queue.get(id).await.unwrap().unwrap().attempts);
     }
-    delete_prefix(&client, &prefix).await;
+    delete_prefix(&url, &prefix);
 
     assert_eq!(t.status, TaskStatus::Failed);
     assert_eq!((t.attempts, t.history.len()), (1, 1));

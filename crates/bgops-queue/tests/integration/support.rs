@@ -70,3 +70,13 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A claim on `task` for attempt `attempt` (to show that a stale attempt is fenced out).
+pub fn claim_of(task: &bgops_core::Task, attempt: u32) -> bgops_queue::Claim {
+    bgops_queue::Claim {
+        task: task.clone(),
+        attempt,
+        worker_id: "stale".into(),
+        expires_at: task.updated_at,
+    }
+}

@@ -11,7 +11,7 @@ use bgops_queue::{NewTask, QueueError, TaskContext, TaskError, TaskQueue, Worker
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::support::{CountingMetrics, eventually, manual_queue, system_queue};
+use crate::support::{CountingMetrics, claim_of, eventually, manual_queue, system_queue};
 
 async fn submit_n(queue: &TaskQueue, n: usize, max_attempts: u32) -> Vec<String> {
     let mut ids = Vec::new();
@@ -291,7 +291,7 @@ async fn shutdown_finishes_within_grace_then_releases() {
     assert_eq!(again.task.task_id, ids[1]);
     // No claim after shutdown.
     assert!(
-        matches!(queue.complete(&ids[1], again.attempt, json!(1)).await, Ok(t) if t.status == TaskStatus::Completed)
+        matches!(queue.complete(&again, json!(1)).await, Ok(t) if t.status == TaskStatus::Completed)
     );
 }
 
@@ -363,8 +363,52 @@ async fn a_crashed_workers_tasks_come_back_after_the_lease() {
         assert_eq!(t.history[1].outcome.as_deref(), Some("completed"));
         // The dead attempt's result, arriving late, is refused.
         assert!(matches!(
-            queue.complete(id, 1, json!("late")).await,
+            queue.complete(&claim_of(&t, 1), json!("late")).await,
             Err(QueueError::LeaseLost { .. })
         ));
     }
+}
+
+#[tokio::test]
+async fn worker_ids_come_from_the_queues_id_generator() {
+    let (queue, _) = manual_queue();
+    let queue = queue.with_ids(Arc::new(bgops_core::id::SequentialIds::new("q")));
+    let worker = Worker::new(queue.clone(), |_ctx: TaskContext| async {
+        Ok::<Value, TaskError>(json!(null))
+    });
+    assert!(worker.id().starts_with("worker:"), "{}", worker.id());
+    assert!(worker.id().ends_with(":tq-000001"), "{}", worker.id());
+    let named = worker.name("billing");
+    assert!(named.id().starts_with("billing:"), "{}", named.id());
+    assert!(named.id().ends_with(":tq-000002"), "{}", named.id());
+}
+
+/// The heartbeat is the workspace's one keep-alive: a renewal the store could not take
+/// (transient) is retried while the handler runs, and the attempt is not abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_renewal_failures_are_retried_without_abandoning_the_attempt() {
+    use bgops_storage::testing::decorators::{FailingStorage, Fault, Method};
+    let store = Arc::new(FailingStorage::failing(Arc::new(
+        bgops_memory::MemoryStorage::new(),
+    )));
+    store
+        .hook()
+        .fail_times(Method::RenewTaskLease, Fault::Unavailable, 3);
+    let queue = TaskQueue::new(store.clone())
+        .with_backoff(bgops_queue::Backoff::none())
+        .with_lease(Duration::from_millis(600));
+    let id = submit_n(&queue, 1, 1).await.remove(0);
+    let worker = fast(Worker::new(queue.clone(), |_ctx: TaskContext| async {
+        // Long enough for the failing renewals and a good one after them.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        Ok::<Value, TaskError>(json!("done"))
+    }))
+    .heartbeat(Duration::from_millis(100))
+    .spawn();
+    assert!(eventually(Duration::from_secs(10), || all_finished(&queue)).await);
+    let stats = worker.shutdown().await;
+    assert_eq!((stats.completed, stats.lease_lost), (1, 0));
+    assert_eq!(stats.storage_errors, 3, "each failed renewal is counted");
+    let t = queue.get(&id).await.unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Completed, 1));
 }

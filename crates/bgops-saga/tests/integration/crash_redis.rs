@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgops_core::{SagaStatus, SagaStepStatus, SagaWorkflow};
-use bgops_saga::{NewSaga, RetryPolicy, SagaConfig, SagaEngine, StepContext, StepError};
-use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, ListInterface};
+use bgops_saga::{Backoff, NewSaga, SagaConfig, SagaEngine, StepContext, StepError};
+use fred::interfaces::{ClientLike, HashesInterface, ListInterface};
 use rand::Rng;
 use serde_json::Value;
 
@@ -23,20 +23,16 @@ const LEASE: Duration = Duration::from_secs(2);
 const ROLE_ENV: &str = "BGOPS_SAGA_CRASH_ROLE";
 const PREFIX_ENV: &str = "BGOPS_SAGA_CRASH_PREFIX";
 
-/// The Redis URL for tests, or `None` (after a notice) when Redis tests are skipped.
-fn redis_url() -> Option<String> {
-    match std::env::var("BGOPS_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "BGOPS_TEST_REDIS_URL is not set: run `cargo xtask redis` for a throwaway server, or point it at one"
-        ),
-        _ => {
-            eprintln!(
-                "skipping Redis saga crash test: set BGOPS_TEST_REDIS_URL (or run `cargo xtask redis`)"
-            );
-            None
-        }
-    }
+/// The Redis URL of this test process (the workspace's one policy:
+/// `BGOPS_TEST_REDIS_URL`, or a throwaway server started on first use).
+fn redis_url() -> String {
+    bgops_storage::testing::server::redis::url()
+}
+
+/// Deletes the test's own keys (the workspace's one `delete_prefix`).
+fn delete_prefix(url: &str, prefix: &str) {
+    bgops_storage::testing::server::redis::delete_prefix(url, prefix)
+        .expect("delete the test's keys");
 }
 
 struct Conn {
@@ -52,8 +48,12 @@ async fn connect(url: &str, prefix: &str) -> Conn {
         .expect("connect to Redis");
     let config = SagaConfig::default()
         .with_lease(LEASE)
-        .with_retry(RetryPolicy::new(Duration::from_millis(5)))
-        .with_compensation_retry(RetryPolicy::new(Duration::from_millis(5)))
+        .with_retry(
+            Backoff::new(Duration::from_millis(5), Duration::from_secs(30)).with_jitter(0.5),
+        )
+        .with_compensation_retry(
+            Backoff::new(Duration::from_millis(5), Duration::from_secs(30)).with_jitter(0.5),
+        )
         .with_recovery_batch(100, 32);
     let engine = SagaEngine::builder(Arc::new(storage))
         .config(config)
@@ -199,25 +199,6 @@ fn start_child(role: &str, url: &str, prefix: &str) -> Child {
         .expect("start a child process")
 }
 
-async fn delete_prefix(client: &fred::clients::Client, prefix: &str) {
-    use fred::types::scan::Scanner;
-    use futures::TryStreamExt;
-    let mut keys: Vec<String> = Vec::new();
-    let mut scan = client.scan(format!("{prefix}:*"), Some(500), None);
-    while let Some(mut page) = scan.try_next().await.expect("SCAN") {
-        if let Some(results) = page.take_results() {
-            keys.extend(
-                results
-                    .into_iter()
-                    .filter_map(fred::types::Key::into_string),
-            );
-        }
-    }
-    for chunk in keys.chunks(200) {
-        let _: i64 = client.del(chunk.to_vec()).await.expect("DEL");
-    }
-}
-
 async fn snapshot(conn: &Conn, prefix: &str) -> (Vec<SagaWorkflow>, HashMap<String, i64>) {
     let ids: Vec<String> = conn.client.lrange(ids_key(prefix), 0, -1).await.unwrap();
     let mut sagas = Vec::new();
@@ -233,7 +214,7 @@ async fn snapshot(conn: &Conn, prefix: &str) -> (Vec<SagaWorkflow>, HashMap<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_executor_process_is_recovered_by_another() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = format!("bgops-test-{}", uuid::Uuid::new_v4().simple());
     let conn = connect(&url, &prefix).await;
 
@@ -269,7 +250,7 @@ async fn a_killed_executor_process_is_recovered_by_another() {
     .await
     .unwrap();
     let (after, counts) = snapshot(&conn, &prefix).await;
-    delete_prefix(&conn.client, &prefix).await;
+    delete_prefix(&url, &prefix);
     let _ = conn.client.quit().await;
     assert!(
         exited.is_some_and(|s| s.success()),

@@ -6,6 +6,7 @@ mod crash;
 mod crash_redis;
 mod dynamic;
 mod events;
+mod keepalive;
 mod recovery;
 mod support;
 mod typed;

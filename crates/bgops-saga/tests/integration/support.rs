@@ -2,34 +2,30 @@
 //! backoffs, and a recorder of handler executions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bgops_core::{ManualClock, SagaHistoryEntry, SagaWorkflow};
+use bgops_core::ManualClock;
 use bgops_memory::MemoryStorage;
-use bgops_saga::{RetryPolicy, SagaConfig, SagaEngine};
-use bgops_storage::{CreateSaga, SagaFilter, SagaStore, StorageResult};
+use bgops_saga::{Backoff, SagaConfig, SagaEngine};
+use bgops_storage::SagaStore;
+use bgops_storage::testing::decorators::CountingStorage;
 
 pub const LEASE: Duration = Duration::from_secs(10);
 
 pub struct Setup {
     pub clock: ManualClock,
-    pub store: Arc<CountingStore>,
+    /// The memory store, wrapped to count its calls.
+    pub store: Arc<CountingStorage>,
 }
 
 impl Setup {
     pub fn new() -> Self {
         let clock = ManualClock::new();
-        let inner: Arc<dyn SagaStore> =
-            Arc::new(MemoryStorage::with_clock(Arc::new(clock.clone())));
+        let memory = Arc::new(MemoryStorage::with_clock(Arc::new(clock.clone())));
         Self {
             clock,
-            store: Arc::new(CountingStore {
-                inner,
-                writes: AtomicU64::new(0),
-            }),
+            store: Arc::new(CountingStorage::counting(memory)),
         }
     }
 
@@ -37,10 +33,10 @@ impl Setup {
         SagaConfig::default()
             .with_lease(LEASE)
             .with_retry(
-                RetryPolicy::new(Duration::from_millis(1)).with_max(Duration::from_millis(4)),
+                Backoff::new(Duration::from_millis(1), Duration::from_millis(4)).with_jitter(0.5),
             )
             .with_compensation_retry(
-                RetryPolicy::new(Duration::from_millis(1)).with_max(Duration::from_millis(4)),
+                Backoff::new(Duration::from_millis(1), Duration::from_millis(4)).with_jitter(0.5),
             )
     }
 
@@ -55,73 +51,13 @@ impl Setup {
             .build()
     }
 
+    /// Store calls that may write (create, acquire, save, ...).
     pub fn writes(&self) -> u64 {
-        self.store.writes.load(Ordering::SeqCst)
+        self.store.hook().writes()
     }
 
     pub fn expire_lease(&self) {
         self.clock.advance(LEASE * 2);
-    }
-}
-
-/// Counts every state-changing store call.
-pub struct CountingStore {
-    pub inner: Arc<dyn SagaStore>,
-    pub writes: AtomicU64,
-}
-
-impl CountingStore {
-    fn count(&self) {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl SagaStore for CountingStore {
-    async fn create_saga(&self, saga: SagaWorkflow) -> StorageResult<CreateSaga> {
-        self.count();
-        self.inner.create_saga(saga).await
-    }
-    async fn get_saga(&self, saga_id: &str) -> StorageResult<Option<SagaWorkflow>> {
-        self.inner.get_saga(saga_id).await
-    }
-    async fn acquire_saga_lease(
-        &self,
-        saga_id: &str,
-        owner: &str,
-        lease: Duration,
-    ) -> StorageResult<Option<SagaWorkflow>> {
-        self.count();
-        self.inner.acquire_saga_lease(saga_id, owner, lease).await
-    }
-    async fn save_saga(
-        &self,
-        saga: &SagaWorkflow,
-        fence: u64,
-        history: &[SagaHistoryEntry],
-    ) -> StorageResult<u64> {
-        self.count();
-        self.inner.save_saga(saga, fence, history).await
-    }
-    async fn append_saga_history(
-        &self,
-        saga_id: &str,
-        entry: &SagaHistoryEntry,
-    ) -> StorageResult<()> {
-        self.count();
-        self.inner.append_saga_history(saga_id, entry).await
-    }
-    async fn get_saga_history(&self, saga_id: &str) -> StorageResult<Vec<SagaHistoryEntry>> {
-        self.inner.get_saga_history(saga_id).await
-    }
-    async fn list_sagas(&self, filter: &SagaFilter) -> StorageResult<Vec<SagaWorkflow>> {
-        self.inner.list_sagas(filter).await
-    }
-    async fn list_recoverable_sagas(&self, limit: usize) -> StorageResult<Vec<String>> {
-        self.inner.list_recoverable_sagas(limit).await
-    }
-    async fn delete_saga(&self, saga_id: &str) -> StorageResult<bool> {
-        self.inner.delete_saga(saga_id).await
     }
 }
 

@@ -1,13 +1,18 @@
 //! What [`SagaStore`](crate::SagaStore) promises (semantics §4, store side):
 //!
 //! - `create_saga` is insert-if-absent by id, and by (tenant, idempotency key) when a key
-//!   is set: the existing saga comes back unchanged;
+//!   is set: the existing saga comes back unchanged; its history is stored as the first
+//!   events; a saga created leased keeps owner and fence (the fence floor for later
+//!   acquisitions) and gets its expiry from the store's clock, never from the caller;
 //! - `acquire_saga_lease` hands out a fence higher than every earlier one on the saga and
 //!   bumps the version; a live lease of another owner gives `None`; an expired one is taken
 //!   over, and of N concurrent acquirers exactly one wins;
 //! - `save_saga` is a compare-and-set on (fence, version): a stale fence is `LeaseLost`, a
 //!   stale version `VersionConflict`, and the history entries are appended in the same
 //!   step (a refused save appends nothing); clearing the lease fences its holder out;
+//!   `renew: None` keeps the stored lease expiry, `renew: Some(d)` sets it to the store's
+//!   now + `d`, and the receipt reports what was stored; every [`SagaEvent`] kind
+//!   round-trips exactly;
 //! - `list_sagas` filters by status and tenant, newest first, with limit and offset, and
 //!   follows status changes; `list_recoverable_sagas` returns exactly the Running or
 //!   Compensating sagas whose lease expired or is absent;

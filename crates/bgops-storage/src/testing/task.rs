@@ -15,7 +15,10 @@
 //!   attempt; `retry_task` gives a Failed task a fresh set of attempts;
 //! - lookups by id and key, `list_tasks` by queue and status, oldest first, paged;
 //!   `delete_task` frees the key; `requeue_expired_tasks` and `purge_tasks` do their
-//!   sweeps; every attempt is kept in the task's history;
+//!   sweeps in bounded batches that say exactly whether more is due; every attempt is kept
+//!   in the task's history;
+//! - every write answers a [`TaskReceipt`] reporting the status, attempts, lease and times
+//!   as stored;
 //! - bad input is a [`StorageError::Invalid`], never a panic.
 
 use std::collections::HashSet;
