@@ -25,6 +25,12 @@ pub const SCHEMES: &[&str] = &[
     "redis",
     #[cfg(feature = "redis")]
     "rediss",
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "postgres")]
+    "postgresql",
+    #[cfg(feature = "nats")]
+    "nats",
 ];
 
 /// Connects to the store at `options.url`.
@@ -44,6 +50,10 @@ pub async fn connect(options: &ConnectOptions) -> Result<Arc<dyn Storage>, CliEr
     match scheme {
         #[cfg(feature = "redis")]
         "redis" | "rediss" => redis(options).await,
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => postgres(options).await,
+        #[cfg(feature = "nats")]
+        "nats" => nats(options).await,
         other => Err(CliError::Usage(format!(
             "unsupported store scheme `{other}://`; this build supports: {}",
             schemes()
@@ -92,16 +102,64 @@ async fn redis(options: &ConnectOptions) -> Result<Arc<dyn Storage>, CliError> {
     if let Some(prefix) = &options.prefix {
         builder = builder.prefix(prefix.clone());
     }
-    let storage = builder.build().await.map_err(|e| {
-        if e.is_transient() {
-            CliError::Unreachable(e)
-        } else {
-            CliError::Usage(format!(
+    let storage = builder.build().await.map_err(|e| build_error(options, e))?;
+    Ok(Arc::new(storage))
+}
+
+/// A store that failed to build: unreachable, or unusable as given.
+fn build_error(options: &ConnectOptions, error: bgops_storage::StorageError) -> CliError {
+    if error.is_transient() {
+        CliError::Unreachable(error)
+    } else {
+        CliError::Usage(format!(
+            "cannot use store URL `{}`: {error}",
+            redact(&options.url)
+        ))
+    }
+}
+
+/// PostgreSQL; `--prefix` is the schema. The schema is checked, never migrated: the
+/// service migrates its own database.
+#[cfg(feature = "postgres")]
+async fn postgres(options: &ConnectOptions) -> Result<Arc<dyn Storage>, CliError> {
+    use bgops_postgres::{PostgresError, PostgresStorage};
+    let mut builder = PostgresStorage::builder(options.url.clone())
+        .max_connections(1)
+        .acquire_timeout(options.timeout);
+    if let Some(prefix) = &options.prefix {
+        builder = builder.schema(prefix.clone());
+    }
+    let connect = tokio::time::timeout(options.timeout, builder.build());
+    match connect.await {
+        Ok(Ok(storage)) => Ok(Arc::new(storage)),
+        Ok(Err(e @ (PostgresError::InvalidUrl(_) | PostgresError::InvalidSchema(_)))) => {
+            Err(CliError::Usage(format!(
                 "cannot use store URL `{}`: {e}",
                 redact(&options.url)
-            ))
+            )))
         }
-    })?;
+        Ok(Err(e @ PostgresError::Connect { .. })) => Err(CliError::Unreachable(e.into())),
+        Ok(Err(e)) => Err(CliError::Store(e.into())),
+        Err(_) => Err(CliError::Unreachable(
+            bgops_storage::StorageError::Unavailable {
+                backend: "postgres",
+                source: format!("no answer within {:?}", options.timeout).into(),
+            },
+        )),
+    }
+}
+
+/// NATS JetStream; `--prefix` names its buckets and streams.
+#[cfg(feature = "nats")]
+async fn nats(options: &ConnectOptions) -> Result<Arc<dyn Storage>, CliError> {
+    let mut builder =
+        bgops_nats::NatsStorage::builder(options.url.clone()).connect_timeout(options.timeout);
+    if let Some(prefix) = &options.prefix {
+        builder = builder.prefix(prefix.clone());
+    }
+    // The NATS client reports a refused or failed connection as a plain backend error:
+    // whatever stops the build here is, to the operator, a store that cannot be reached.
+    let storage = builder.build().await.map_err(CliError::Unreachable)?;
     Ok(Arc::new(storage))
 }
 

@@ -33,6 +33,8 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `redis` | yes | `redis://` and `rediss://` URLs (bgops-redis) |
+//! | `postgres` | yes | `postgres://` and `postgresql://` URLs (bgops-postgres; `--prefix` is the schema) |
+//! | `nats` | yes | `nats://` URLs (bgops-nats, JetStream; `--prefix` names the buckets) |
 
 mod args;
 pub mod commands;

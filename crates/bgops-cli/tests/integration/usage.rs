@@ -55,3 +55,19 @@ fn json_errors_are_json_on_stderr() {
     let error: serde_json::Value = serde_json::from_str(run.stderr.trim()).expect("JSON error");
     assert_eq!(error["exit_code"], 2);
 }
+
+#[test]
+fn unreachable_postgres_and_nats_exit_3() {
+    for url in [
+        "postgres://postgres@127.0.0.1:1/postgres",
+        "nats://127.0.0.1:1",
+    ] {
+        let run = bgops(&["--connect-timeout", "2s", "stats"], &[("BGOPS_URL", url)]);
+        assert_eq!(run.code, 3, "{url}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("cannot reach the store"),
+            "{}",
+            run.stderr
+        );
+    }
+}
