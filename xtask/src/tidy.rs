@@ -59,6 +59,7 @@ fn dependencies_point_toward_core() {
         ("bgops-memory", &["bgops-core", "bgops-storage"]),
         ("bgops-redis", &["bgops-core", "bgops-storage"]),
         ("bgops-postgres", &["bgops-core", "bgops-storage"]),
+        ("bgops-nats", &["bgops-core", "bgops-storage"]),
         ("bgops-saga", &["bgops-core", "bgops-storage"]),
         ("bgops-queue", &["bgops-core", "bgops-storage"]),
         ("bgops-idempotency", &["bgops-core", "bgops-storage"]),
