@@ -59,6 +59,7 @@
 //! ```
 
 mod cleanup;
+mod complete;
 mod error;
 mod execute;
 mod handler;
@@ -68,7 +69,9 @@ mod worker;
 
 pub use bgops_core::Backoff;
 pub use bgops_core::id::{IdGenerator, SharedIds};
-pub use bgops_storage::{NewTask, Submitted, Sweep, TaskFilter, TaskReceipt};
+pub use bgops_storage::{
+    NewTask, Submitted, Sweep, TaskCompletion, TaskFilter, TaskReceipt, TaskWakeup,
+};
 pub use cleanup::CleanupHandle;
 pub use error::{QueueError, QueueResult};
 pub use handler::{TaskContext, TaskError, TaskHandler};
