@@ -5,7 +5,7 @@
 //!
 //! Attempt numbers are positions in the task's history (1-based): every claim appends an
 //! entry, so they never repeat, while `attempts` counts only the attempts that use up
-//! `max_attempts` (a released claim does not). A `max_attempts` of 0 is stored as 1.
+//! `max_attempts` (a released claim does not). A `max_attempts` of 0 is rejected (`NewTask::validate`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -295,7 +295,7 @@ impl TaskTables {
             payload: new.payload,
             status: TaskStatus::Pending,
             attempts: 0,
-            max_attempts: new.max_attempts.max(1),
+            max_attempts: new.max_attempts,
             result: None,
             error: None,
             lease: None,
@@ -439,11 +439,7 @@ fn shrink_map<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
 }
 
 fn check_new(new: &NewTask) -> StorageResult<()> {
-    validate::name("queue", &new.queue)?;
-    validate::name("task_type", &new.task_type)?;
-    if let Some(key) = &new.idempotency_key {
-        validate::idempotency_key(key)?;
-    }
+    new.validate()?;
     Ok(())
 }
 

@@ -77,4 +77,4 @@ pub use error::{QueueError, QueueResult};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use queue::{Claim, CleanupReport, DEFAULT_PAGE_SIZE, TaskPage, TaskQueue};
 pub use stats::WorkerStats;
-pub use worker::{Worker, WorkerHandle};
+pub use worker::{DEFAULT_PREFETCH, Worker, WorkerHandle};

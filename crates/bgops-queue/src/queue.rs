@@ -526,18 +526,7 @@ impl TaskQueue {
 
 /// Checks a task before it goes to the store.
 fn check_new(task: &NewTask) -> QueueResult<()> {
-    validate::name("queue", &task.queue)?;
-    validate::name("task_type", &task.task_type)?;
-    if let Some(key) = &task.idempotency_key {
-        validate::idempotency_key(key)?;
-    }
-    if task.max_attempts == 0 {
-        return Err(QueueError::BadArgument {
-            field: "max_attempts",
-            reason: "must be at least 1",
-        });
-    }
-    Ok(())
+    Ok(task.validate()?)
 }
 
 /// The outcome name of a failed attempt for metrics.

@@ -150,19 +150,7 @@ fn sweep(key: &str, reply: Value, script: &'static str) -> StorageResult<Sweep> 
 
 /// Checks a task before it is sent.
 fn check_new(new: &NewTask) -> StorageResult<()> {
-    bgops_core::validate::name("queue", &new.queue)?;
-    bgops_core::validate::name("task_type", &new.task_type)?;
-    if let Some(key) = &new.idempotency_key {
-        bgops_core::validate::idempotency_key(key)?;
-    }
-    if new.max_attempts == 0 {
-        return Err(bgops_core::CoreError::InvalidDuration {
-            field: "max_attempts",
-            got: "0".to_owned(),
-            max_secs: 0,
-        }
-        .into());
-    }
+    new.validate()?;
     Ok(())
 }
 

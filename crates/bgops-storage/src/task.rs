@@ -137,6 +137,31 @@ impl NewTask {
         self
     }
 
+    /// Checks every field; backends call this first (one rule for every backend).
+    ///
+    /// # Errors
+    /// A [`CoreError`](bgops_core::CoreError) naming the bad field: an empty or over-long
+    /// queue or task type, a bad idempotency key, zero attempts, or a delay over ten years.
+    pub fn validate(&self) -> Result<(), bgops_core::CoreError> {
+        use bgops_core::validate;
+        validate::name("queue", &self.queue)?;
+        validate::name("task_type", &self.task_type)?;
+        if let Some(key) = &self.idempotency_key {
+            validate::idempotency_key(key)?;
+        }
+        if self.max_attempts == 0 {
+            return Err(bgops_core::CoreError::OutOfRange {
+                field: "max_attempts",
+                got: 0,
+                expected: "at least 1 attempt",
+            });
+        }
+        if let Some(delay) = self.delay.filter(|d| !d.is_zero()) {
+            validate::duration("delay", delay)?;
+        }
+        Ok(())
+    }
+
     /// Delays the first claim.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);

@@ -62,10 +62,10 @@ async fn submit_rejects_bad_input_before_the_store() {
     let (queue, _) = manual_queue();
     assert!(matches!(
         queue.submit(order(1).max_attempts(0)).await,
-        Err(QueueError::BadArgument {
+        Err(QueueError::Invalid(bgops_core::CoreError::OutOfRange {
             field: "max_attempts",
             ..
-        })
+        }))
     ));
     assert!(matches!(
         queue.submit(NewTask::new(" ", "t", json!(1))).await,
@@ -420,7 +420,7 @@ async fn submit_many_answers_each_task_in_place() {
     assert_eq!(answers.len(), 4);
     assert!(!answers[0].as_ref().unwrap().duplicate);
     assert!(answers[1].as_ref().unwrap().duplicate);
-    assert!(matches!(answers[2], Err(QueueError::BadArgument { .. })));
+    assert!(matches!(answers[2], Err(QueueError::Invalid(_))));
     assert!(!answers[3].as_ref().unwrap().duplicate);
     let pending = queue
         .list_all(Some("orders"), Some(TaskStatus::Pending))
