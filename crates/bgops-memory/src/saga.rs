@@ -192,6 +192,7 @@ fn assign(dst: &mut SagaWorkflow, src: &SagaWorkflow) {
         error,
         version,
         lease,
+        template_version,
     } = src;
     dst.saga_id.clone_from(saga_id);
     dst.tenant_id.clone_from(tenant_id);
@@ -213,6 +214,7 @@ fn assign(dst: &mut SagaWorkflow, src: &SagaWorkflow) {
     }
     dst.error.clone_from(error);
     dst.version = *version;
+    dst.template_version = *template_version;
     match (&mut dst.lease, lease) {
         (Some(d), Some(s)) => {
             let SagaLease {
@@ -247,6 +249,7 @@ fn assign_step(dst: &mut SagaStep, src: &SagaStep) {
         started_at,
         completed_at,
         compensated_at,
+        group,
     } = src;
     dst.step_id.clone_from(step_id);
     dst.name.clone_from(name);
@@ -273,6 +276,7 @@ fn assign_step(dst: &mut SagaStep, src: &SagaStep) {
     dst.started_at = *started_at;
     dst.completed_at = *completed_at;
     dst.compensated_at = *compensated_at;
+    dst.group.clone_from(group);
 }
 
 /// A copy of a saga taken out of the lock (cheap while it is held: one `Arc` clone).

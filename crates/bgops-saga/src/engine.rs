@@ -125,6 +125,9 @@ pub struct NewSaga {
     pub timeout: Option<Duration>,
     /// Initial context (typed sagas).
     pub context: Value,
+    /// The template version it is made from (set by
+    /// [`SagaEngine::new_saga_from_template`]).
+    pub template_version: Option<u32>,
 }
 
 impl NewSaga {
@@ -142,6 +145,7 @@ impl NewSaga {
             idempotency_key: None,
             timeout: None,
             context: Value::Null,
+            template_version: None,
         }
     }
 
@@ -355,6 +359,7 @@ impl SagaEngine {
         if new.steps.is_empty() {
             return Err(bgops_core::CoreError::EmptyField { field: "steps" }.into());
         }
+        check_groups(&new.workflow_type, &new.steps)?;
         let handlers = self.inner.registry.snapshot();
         for step in &new.steps {
             validate::name("step.name", &step.name)?;
@@ -399,6 +404,7 @@ impl SagaEngine {
             error: None,
             version: 0,
             lease: None,
+            template_version: new.template_version,
         })
     }
 
@@ -481,4 +487,30 @@ impl SagaEngine {
             .await
             .map_err(|e| SagaError::from_store(saga_id, e))
     }
+}
+
+/// A parallel group is one run of adjacent steps: a group name that comes back after
+/// other steps is refused (it would be two groups under one name).
+fn check_groups(workflow_type: &str, steps: &[SagaStep]) -> SagaResult<()> {
+    let mut closed: Vec<&str> = Vec::new();
+    let mut current: Option<&str> = None;
+    for step in steps {
+        let group = step.group.as_deref();
+        if group != current {
+            if let Some(done) = current {
+                closed.push(done);
+            }
+            if let Some(g) = group {
+                validate::name("step.group", g)?;
+                if closed.contains(&g) {
+                    return Err(SagaError::Definition {
+                        workflow_type: workflow_type.to_owned(),
+                        reason: format!("parallel group `{g}` is split by other steps"),
+                    });
+                }
+            }
+            current = group;
+        }
+    }
+    Ok(())
 }

@@ -104,7 +104,7 @@ pub use fallback::{CircuitBreaker, CircuitState, Fallback};
 pub use handler::{BoxFuture, StepContext, StepError, StepErrorKind};
 pub use recovery::{Recoverer, RecoveryReport};
 pub use state::SagaOutcome;
-pub use typed::{SagaContext, Step, TypedOutcome, TypedSaga, TypedSagaHandle};
+pub use typed::{Parallel, SagaContext, Step, TypedOutcome, TypedSaga, TypedSagaHandle};
 
 pub use bgops_core::id::{IdGenerator, SharedIds};
 pub use bgops_core::{

@@ -7,6 +7,7 @@ mod crash_redis;
 mod dynamic;
 mod events;
 mod keepalive;
+mod parallel;
 mod recovery;
 mod support;
 mod typed;
