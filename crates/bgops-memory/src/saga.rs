@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bgops_core::{CoreError, SagaEvent, SagaLease, SagaStatus, SagaStep, SagaWorkflow, validate};
-use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult};
+use bgops_storage::{
+    CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult, Sweep,
+};
 use time::OffsetDateTime;
 
 use crate::MemoryStorage;
@@ -43,6 +45,9 @@ struct Entry {
     order: Order,
     /// The highest fence ever handed out: the lease itself may be cleared.
     max_fence: u64,
+    /// When the saga was last written while finished (store clock, Unix nanoseconds):
+    /// its key in [`SagaIndex::finished`].
+    finished: Option<i128>,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +56,8 @@ struct SagaIndex {
     by_status: Map<SagaStatus, BTreeSet<Order>>,
     by_tenant: Map<String, TenantIndex>,
     by_key: Map<(String, String), Arc<str>>,
+    /// Finished sagas by the time of their last write (retention purges the oldest).
+    finished: BTreeSet<(i128, Arc<str>)>,
 }
 
 /// One tenant's sagas, all and by status: looked up by the tenant's name alone, so no
@@ -336,11 +343,17 @@ impl SagaStore for MemoryStorage {
                 let id: Arc<str> = Arc::from(saga.saga_id.as_str());
                 let order = (saga.created_at.unix_timestamp_nanos(), seq, Arc::clone(&id));
                 tables.index.add(&stored, &order);
+                let finished = stored.status.is_terminal().then(|| {
+                    let at = now.unix_timestamp_nanos();
+                    tables.index.finished.insert((at, Arc::clone(&id)));
+                    at
+                });
                 let entry = Entry {
                     saga: Arc::new(stored),
                     history,
                     order,
                     max_fence,
+                    finished,
                 };
                 tables.sagas.insert(id, entry);
                 (None, Some(receipt))
@@ -469,6 +482,14 @@ impl SagaStore for MemoryStorage {
             let (from, to) = (entry.saga.status, saga.status);
             index.move_status(&saga.tenant_id, from, to, &entry.order);
         }
+        if let Some(at) = entry.finished.take() {
+            index.finished.remove(&(at, Arc::clone(&entry.order.2)));
+        }
+        if saga.status.is_terminal() {
+            let at = now.unix_timestamp_nanos();
+            index.finished.insert((at, Arc::clone(&entry.order.2)));
+            entry.finished = Some(at);
+        }
         entry.history.extend_from_slice(history);
         // Copies only if a reader holds the stored version at this very moment.
         let stored = Arc::make_mut(&mut entry.saga);
@@ -543,11 +564,50 @@ impl SagaStore for MemoryStorage {
                 return Ok(false);
             };
             tables.index.remove(&entry.saga, &entry.order);
+            if let Some(at) = entry.finished {
+                tables
+                    .index
+                    .finished
+                    .remove(&(at, Arc::clone(&entry.order.2)));
+            }
             entry
         };
         // Saga and journal are freed outside the lock.
         drop(removed);
         Ok(true)
+    }
+
+    async fn purge_sagas(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
+        let (removed, more) = {
+            let mut tables = self.inner.sagas.lock();
+            let cutoff = (self.now() - older_than).unix_timestamp_nanos();
+            let SagaTables { sagas, index, .. } = &mut *tables;
+            let due: Vec<(i128, Arc<str>)> = index
+                .finished
+                .iter()
+                .take_while(|(at, _)| *at < cutoff)
+                .take(limit)
+                .cloned()
+                .collect();
+            let mut removed = Vec::with_capacity(due.len());
+            for item in &due {
+                index.finished.remove(item);
+                if let Some(entry) = sagas.remove(&item.1) {
+                    index.remove(&entry.saga, &entry.order);
+                    removed.push(entry);
+                }
+            }
+            let more = index.finished.first().is_some_and(|(at, _)| *at < cutoff);
+            (removed, more)
+        };
+        let done = removed.len() as u64;
+        // Sagas and journals are freed outside the lock.
+        drop(removed);
+        Ok(Sweep {
+            done,
+            corrupt: Vec::new(),
+            more,
+        })
     }
 }
 
