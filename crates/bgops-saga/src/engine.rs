@@ -91,18 +91,22 @@ impl SagaEngineBuilder {
         let owner = self
             .owner
             .unwrap_or_else(|| format!("saga:{}:{}", std::process::id(), self.ids.token()));
-        SagaEngine {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak| {
+            let registry = Registry::default();
+            crate::child::register_handlers(&registry, weak);
+            Inner {
                 store: self.store,
                 config: self.config,
                 clock: self.clock,
                 ids: self.ids,
                 metrics: self.metrics,
-                registry: Registry::default(),
+                registry,
+                templates: crate::template::Templates::default(),
                 owner,
                 executions: AtomicU64::new(0),
-            }),
-        }
+            }
+        });
+        SagaEngine { inner }
     }
 }
 
@@ -446,6 +450,18 @@ impl SagaEngine {
     /// [`execute`](Self::execute).
     pub async fn retry_compensation(&self, saga_id: &str) -> SagaResult<SagaOutcome> {
         Run::start(&self.inner, saga_id, Mode::RetryCompensation, None).await
+    }
+
+    /// Compensates a saga that ended `Completed`: its steps are compensated in reverse
+    /// (parallel group members one at a time too), and it ends `Compensated` or
+    /// `CompensationFailed`. This is how a parent saga undoes a child saga; it is the only
+    /// way a completed saga changes again.
+    ///
+    /// # Errors
+    /// [`SagaError::InvalidState`] when the saga is not `Completed`; otherwise as
+    /// [`execute`](Self::execute).
+    pub async fn compensate(&self, saga_id: &str) -> SagaResult<SagaOutcome> {
+        Run::start(&self.inner, saga_id, Mode::Undo, None).await
     }
 
     /// Like [`retry_compensation`](Self::retry_compensation), streaming its events.

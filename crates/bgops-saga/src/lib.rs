@@ -85,6 +85,7 @@
 //! # }
 //! ```
 
+mod child;
 mod config;
 mod engine;
 mod error;
@@ -94,8 +95,10 @@ mod fallback;
 mod handler;
 mod recovery;
 mod state;
+mod template;
 mod typed;
 
+pub use child::{CHILD_SAGA_COMPENSATION, CHILD_SAGA_OPERATION, child_saga_step};
 pub use config::SagaConfig;
 pub use engine::{Creation, NewSaga, SagaEngine, SagaEngineBuilder};
 pub use error::{SagaError, SagaResult};

@@ -47,6 +47,8 @@ pub(crate) enum Mode {
     Forward,
     /// Try failed compensations again.
     RetryCompensation,
+    /// Compensate a completed saga (a parent saga undoing its child).
+    Undo,
 }
 
 /// Why a handler call ended without an output.
@@ -165,6 +167,18 @@ impl<'a> Run<'a> {
                     reason: "compensation retried".into(),
                 });
                 self.compensate().await
+            }
+            (Mode::Undo, SagaStatus::Completed) => {
+                self.start_compensation("compensated on request (e.g. by its parent saga)".into());
+                self.compensate().await
+            }
+            (Mode::Undo, _) => {
+                self.release().await?;
+                Err(SagaError::InvalidState {
+                    saga_id: self.saga_id.to_string(),
+                    status,
+                    action: "compensate a completed saga",
+                })
             }
             (Mode::RetryCompensation, _) => {
                 // Changed between the check and the lease: release and refuse.
