@@ -1,9 +1,14 @@
 //! Redis backend benchmark: round trips per operation, and begin+complete lifecycle
 //! throughput next to a raw fred baseline making the same round trips (`SET NX PX` then
-//! `SET`) in the same run. Reads `BGOPS_TEST_REDIS_URL`; skips with a notice when unset.
+//! `SET`) in the same run; the Redis CPU and bytes per operation (`-- costs` runs only
+//! that table); the cleanup of 200 000 expiring records. Reads `BGOPS_TEST_REDIS_URL`;
+//! skips with a notice when unset (the cost and cleanup sections start servers of their
+//! own).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "support/cost.rs"]
+mod cost;
 #[path = "../tests/integration/monitor.rs"]
 mod monitor;
 
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant};
 use bgops_core::OperationOutcome;
 use bgops_core::id::{IdGenerator, RandomIds};
 use bgops_redis::RedisStorage;
+use bgops_storage::testing::server::redis::RedisServer;
 use bgops_storage::{BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore};
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike, KeysInterface};
@@ -25,6 +31,12 @@ const ROUNDS: usize = 5;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo bench -p bgops-redis --bench redis -- costs`: only the Redis cost table (on a
+    // server of its own), to alternate with another build's.
+    if std::env::args().any(|a| a == "costs") {
+        costs().await;
+        return;
+    }
     let Ok(url) = std::env::var("BGOPS_TEST_REDIS_URL") else {
         println!(
             "bgops-redis bench skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`)"
@@ -46,6 +58,10 @@ async fn main() {
     raw.init().await.expect("connect raw");
 
     round_trips(&url, &storage, &raw).await;
+    println!();
+    costs().await;
+    println!();
+    purge_many().await;
     println!();
     println!("begin+complete lifecycles per second (median of {ROUNDS} rounds, pool of {POOL})");
     println!(
@@ -72,6 +88,149 @@ async fn main() {
         );
     }
     let _ = raw.quit().await;
+    storage.close().await;
+}
+
+/// Redis CPU and bytes per operation on a server of our own (clean counters).
+async fn costs() {
+    const N: usize = 2_000;
+    // Server settings to compare, e.g. BGOPS_BENCH_REDIS_ARGS="--hash-max-listpack-value 256".
+    let extra = std::env::var("BGOPS_BENCH_REDIS_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    let server = RedisServer::spawn_with(&extra).expect("redis-server");
+    let port = server.port();
+    let storage = RedisStorage::builder(server.url())
+        .pool_size(1)
+        .build()
+        .await
+        .expect("connect");
+    let fingerprint = "f".repeat(64);
+    let request = |key: String, token: String| {
+        BeginRequest::new("tenant-1", key, "POST /orders", token)
+            .fingerprint(fingerprint.clone())
+            .ttl(Duration::from_secs(600))
+    };
+    // Warm the script cache so a NOSCRIPT reload is not counted.
+    begin_complete(&storage, "tenant-1", "warm").await;
+
+    let tokens: Vec<String> = (0..N).map(|_| RandomIds.token()).collect();
+    let mut rows = Vec::new();
+    for (label, payload) in [
+        ("small JSON result", None),
+        ("+ 100-byte response", Some(cost::RESPONSE)),
+    ] {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let key = |i: usize| format!("{run}-{i}");
+        let begin = cost::per_op(port, N, |i| {
+            let (storage, req) = (&storage, request(key(i), tokens[i].clone()));
+            async move {
+                assert!(matches!(
+                    storage.begin(req).await,
+                    Ok(BeginOutcome::Started(_))
+                ));
+            }
+        })
+        .await;
+        let complete = cost::per_op(port, N, |i| {
+            let (storage, k, token) = (&storage, key(i), tokens[i].clone());
+            async move {
+                let mut outcome =
+                    OperationOutcome::succeeded(json!({"id": 42, "status": "created"}));
+                if let Some(p) = payload {
+                    outcome = outcome.with_payload(p);
+                }
+                storage
+                    .complete("tenant-1", &k, &token, outcome)
+                    .await
+                    .expect("complete");
+            }
+        })
+        .await;
+        let replay = cost::per_op(port, N, |i| {
+            let (storage, req) = (&storage, request(key(i), RandomIds.token()));
+            async move {
+                assert!(matches!(
+                    storage.begin(req).await,
+                    Ok(BeginOutcome::Completed(_))
+                ));
+            }
+        })
+        .await;
+        rows.push((label, begin, complete, replay));
+    }
+    println!(
+        "Redis cost per operation ({N} calls each, one connection, INFO commandstats/stats{})",
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", server {extra:?}")
+        }
+    );
+    cost::head();
+    for (label, begin, complete, replay) in rows {
+        cost::row(&format!("begin, fresh claim ({label})"), begin);
+        cost::row(&format!("complete ({label})"), complete);
+        cost::row(
+            &format!("first execution = begin+complete ({label})"),
+            begin + complete,
+        );
+        cost::row(
+            &format!("replay = begin on a completed key ({label})"),
+            replay,
+        );
+    }
+    storage.close().await;
+}
+
+/// Issue 10: 200 000 expiring records are all cleaned up; DBSIZE is 0 after.
+async fn purge_many() {
+    const RECORDS: usize = 200_000;
+    const CONCURRENCY: usize = 128;
+    let server = RedisServer::spawn().expect("redis-server");
+    let storage = Arc::new(
+        RedisStorage::builder(server.url())
+            .pool_size(4)
+            .build()
+            .await
+            .expect("connect"),
+    );
+    let ttl = Duration::from_secs(2);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|t| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                for i in (t..RECORDS).step_by(CONCURRENCY) {
+                    let request = BeginRequest::new("t", format!("k{i}"), "op", "tok").ttl(ttl);
+                    storage.begin(request).await.expect("begin");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("join");
+    }
+    let created = started.elapsed();
+    // Every record, the last one too, has passed its TTL.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let (mut purged, mut batches) = (0, 0);
+    loop {
+        let sweep = storage.purge_expired(10_000).await.expect("purge");
+        purged += sweep.done;
+        batches += 1;
+        if !sweep.more {
+            break;
+        }
+    }
+    let dbsize =
+        bgops_storage::testing::server::redis::command(server.port(), &["DBSIZE"]).expect("dbsize");
+    println!(
+        "purge of {RECORDS} expiring records: created in {created:.1?}, purged {purged} in \
+         {:.1?} ({batches} batches of up to 10 000), DBSIZE after: {}",
+        started.elapsed(),
+        dbsize.trim().trim_start_matches(':')
+    );
     storage.close().await;
 }
 

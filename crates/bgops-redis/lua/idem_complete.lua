@@ -16,10 +16,10 @@ if cur[2] ~= ARGV[1] then return {'lease_lost'} end
 if cur[1] == 'completed' or cur[1] == 'failed' then
   local completed = tonumber(cur[4])
   if not completed then return corrupt(rec, 'field completed is missing or not a number') end
-  return {'ok', ms(completed), ms(expires)}
+  return {'ok', completed, expires}
 end
 if cur[1] ~= 'in_progress' then return corrupt(rec, 'unknown status ' .. tostring(cur[1])) end
 -- The token stays, so a repeated complete by it is recognised. The key's expiry and index
 -- score are already the record's TTL.
-redis.call('HSET', rec, 'status', ARGV[2], 'completed', ms(now), unpack(ARGV, 3))
-return {'ok', ms(now), ms(expires)}
+redis.call('HSET', rec, 'status', ARGV[2], 'completed', now, unpack(ARGV, 3))
+return {'ok', now, expires}

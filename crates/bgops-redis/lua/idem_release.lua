@@ -9,6 +9,7 @@ if not expires then return corrupt(rec, 'field expires is missing or not a numbe
 if expires <= now then return 'not_found' end
 if cur[1] ~= 'in_progress' or cur[2] ~= ARGV[1] then return 'lease_lost' end
 -- The index first: if it is corrupt, this fails before anything is written.
-redis.call('ZREM', idx, rec)
+local removed = redis.pcall('ZREM', idx, rec)
+if type(removed) == 'table' and removed.err then return corrupt(idx, removed.err) end
 redis.call('DEL', rec)
 return 'ok'

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bgops_core::id::SharedIds;
 use bgops_storage::{StorageError, StorageResult};
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
 
@@ -9,10 +10,28 @@ use crate::error::{self, BACKEND};
 use crate::keys::Keys;
 use crate::storage::RedisStorage;
 
+// The constructors live here, not in `storage.rs`, so the two modules depend one way
+// (config → storage) instead of in a circle.
+impl RedisStorage {
+    /// Connects to `url` with the default settings (prefix `bgops`).
+    ///
+    /// # Errors
+    /// See [`RedisStorageBuilder::build`].
+    pub async fn new(url: &str) -> StorageResult<Self> {
+        RedisStorageBuilder::new(url).build().await
+    }
+
+    /// Settings for `url`; finish with [`RedisStorageBuilder::build`].
+    pub fn builder(url: impl Into<String>) -> RedisStorageBuilder {
+        RedisStorageBuilder::new(url)
+    }
+}
+
 /// Settings of a [`RedisStorage`]; TLS (`rediss://`) and AUTH (`redis://user:pass@host`)
 /// come through the URL, a cluster through `redis-cluster://host:port?node=host:port`.
 #[derive(Debug, Clone)]
 pub struct RedisStorageBuilder {
+    ids: SharedIds,
     url: String,
     prefix: String,
     command_timeout: Duration,
@@ -26,6 +45,7 @@ impl RedisStorageBuilder {
     /// timeouts, 4 connections, no retry.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
+            ids: bgops_core::id::random(),
             url: url.into(),
             prefix: "bgops".to_owned(),
             command_timeout: Duration::from_secs(5),
@@ -66,6 +86,13 @@ impl RedisStorageBuilder {
     /// lost answers `InProgress` to its own caller, which is safe but surprising.
     pub fn retry_on_timeout(mut self, retry: bool) -> Self {
         self.retry_on_timeout = retry;
+        self
+    }
+
+    /// Where task ids and lock tokens come from (default: UUIDv7 ids and random tokens);
+    /// tests inject [`SequentialIds`](bgops_core::id::SequentialIds) for predictable ones.
+    pub fn ids(mut self, ids: SharedIds) -> Self {
+        self.ids = ids;
         self
     }
 
@@ -117,6 +144,7 @@ impl RedisStorageBuilder {
         Ok(RedisStorage::from_parts(
             pool,
             Keys::new(&self.prefix),
+            self.ids,
             clustered,
         ))
     }

@@ -31,7 +31,7 @@ pub enum RedisError {
 pub(crate) fn from_fred(error: FredError, key: &str) -> StorageError {
     let details = error.details();
     if let Some(rest) = details.strip_prefix("BGOPS_CORRUPT ") {
-        let (key, reason) = rest.split_once('\n').unwrap_or((key, rest));
+        let (key, reason) = corrupt_parts(rest).unwrap_or((key, rest));
         return StorageError::Corrupt {
             key: key.to_owned(),
             reason: reason.to_owned(),
@@ -68,6 +68,15 @@ pub(crate) fn from_fred(error: FredError, key: &str) -> StorageError {
     }
 }
 
+/// Splits `<len>:<key> <reason>` (the scripts' `corrupt` helper) into key and reason.
+fn corrupt_parts(rest: &str) -> Option<(&str, &str)> {
+    let (len, tail) = rest.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let key = tail.get(..len)?;
+    let reason = tail.get(len..)?.trim_start();
+    Some((key, reason))
+}
+
 /// A reply that does not have the shape the script promises.
 pub(crate) fn unexpected(script: &'static str, reply: impl std::fmt::Debug) -> StorageError {
     let mut reply = format!("{reply:?}");
@@ -83,5 +92,17 @@ pub(crate) fn config(error: impl std::fmt::Display) -> StorageError {
     StorageError::Backend {
         backend: BACKEND,
         source: Box::new(RedisError::Config(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn corrupt_replies_name_their_key_even_with_spaces() {
+        assert_eq!(
+            super::corrupt_parts("9:a b:{c}:d not a number"),
+            Some(("a b:{c}:d", "not a number"))
+        );
+        assert_eq!(super::corrupt_parts("oops"), None);
     }
 }

@@ -28,12 +28,11 @@ use crate::scripts::{
 use crate::storage::RedisStorage;
 
 /// The fields a replay or a lookup reads, in this order (`idem_begin.lua` lists the same).
-pub(crate) const RECORD_FIELDS: [&str; 14] = [
+/// Tenant and key are not stored: they are the record's address, known to every reader.
+pub(crate) const RECORD_FIELDS: [&str; 12] = [
     "status",
     "expires",
     "created",
-    "tenant",
-    "key",
     "op",
     "user",
     "fp",
@@ -56,8 +55,14 @@ fn bytes(value: Value, key: &str) -> StorageResult<Option<Bytes>> {
     }
 }
 
-/// Decodes the values of [`RECORD_FIELDS`]; `None` when the record does not exist.
-fn record(key: &str, values: Vec<Value>) -> StorageResult<Option<Arc<IdempotencyRecord>>> {
+/// Decodes the values of [`RECORD_FIELDS`] of the record at (`tenant_id`, `record_key`)
+/// stored under `key`; `None` when it does not exist.
+fn record(
+    key: &str,
+    tenant_id: &str,
+    record_key: &str,
+    values: Vec<Value>,
+) -> StorageResult<Option<Arc<IdempotencyRecord>>> {
     if values.len() != RECORD_FIELDS.len() {
         return Err(corrupt(
             key,
@@ -111,8 +116,6 @@ fn record(key: &str, values: Vec<Value>) -> StorageResult<Option<Arc<Idempotency
     };
     let expires_at = time("expires", next()?)?;
     let created_at = time("created", next()?)?;
-    let tenant_id = required("tenant", utf8("tenant", next()?)?)?;
-    let record_key = required("key", utf8("key", next()?)?)?;
     let operation_type = required("op", utf8("op", next()?)?)?;
     let user_id = utf8("user", next()?)?;
     let fingerprint = utf8("fp", next()?)?;
@@ -123,8 +126,8 @@ fn record(key: &str, values: Vec<Value>) -> StorageResult<Option<Arc<Idempotency
     let error = utf8("error", next()?)?;
     let payload = next()?;
     Ok(Some(Arc::new(IdempotencyRecord {
-        key: record_key,
-        tenant_id,
+        key: record_key.to_owned(),
+        tenant_id: tenant_id.to_owned(),
         user_id,
         operation_type,
         created_at: created_at.ok_or_else(|| corrupt(key, "field `created` is missing".into()))?,
@@ -208,29 +211,27 @@ impl IdempotencyStore for RedisStorage {
             lease,
             token,
         } = request;
-        let mut args: Vec<Value> = Vec::with_capacity(17);
+        let flags = [
+            user_id.is_some(),
+            fingerprint.is_some(),
+            parameters.is_some(),
+        ]
+        .map(|given| if given { '1' } else { '0' });
+        let mut args: Vec<Value> = Vec::with_capacity(8);
         args.push(token.clone().into());
         args.push(ms(ttl).into());
         args.push(ms(lease).into());
-        args.push(if fingerprint.is_some() { "1" } else { "0" }.into());
-        args.push(fingerprint.clone().unwrap_or_default().into());
-        args.extend([
-            "tenant".into(),
-            tenant_id.into(),
-            "key".into(),
-            key.into(),
-            "op".into(),
-            operation_type.into(),
-        ]);
+        args.push(operation_type.into());
+        args.push(flags.iter().collect::<String>().into());
         if let Some(user) = user_id {
-            args.extend(["user".into(), user.into()]);
+            args.push(user.into());
         }
         if let Some(fp) = fingerprint {
-            args.extend(["fp".into(), fp.into()]);
+            args.push(fp.into());
         }
         if let Some(params) = &parameters {
             let json = serde_json::to_vec(params).map_err(StorageError::Serialization)?;
-            args.extend(["params".into(), Bytes::from(json).into()]);
+            args.push(Bytes::from(json).into());
         }
         let reply = self
             .run_values(&IDEM_BEGIN, vec![rec.clone(), idx], args)
@@ -248,7 +249,7 @@ impl IdempotencyStore for RedisStorage {
             }),
             "completed" => {
                 let values = parts.into_iter().nth(1).map(Value::into_array);
-                record(&rec, values.unwrap_or_default())?
+                record(&rec, &tenant_id, &key, values.unwrap_or_default())?
                     .map(BeginOutcome::Completed)
                     .ok_or_else(|| error::unexpected(IDEM_BEGIN.name, "empty record"))
             }
@@ -351,7 +352,7 @@ impl IdempotencyStore for RedisStorage {
             .hmget(rec.as_str(), RECORD_FIELDS.to_vec())
             .await
             .map_err(|e| error::from_fred(e, &rec))?;
-        record(&rec, values)
+        record(&rec, tenant_id, key, values)
     }
 
     async fn delete_idempotency(&self, tenant_id: &str, key: &str) -> StorageResult<bool> {

@@ -25,7 +25,7 @@ impl LockStore for RedisStorage {
         bgops_core::validate::name("lock name", name)?;
         bgops_core::validate::duration("ttl", ttl)?;
         let [lock, fence, held] = self.keys.lock(name);
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        let token = self.ids.token();
         let reply = self
             .run(
                 &LOCK_ACQUIRE,

@@ -107,10 +107,10 @@ impl SagaStore for RedisStorage {
             (None, _) => (String::new(), 0, "0".to_owned()),
         };
         let (rec, hist) = self.keys.saga(&new.saga_id);
-        let keymap = new.idempotency_key.as_deref().map_or_else(
-            || rec.clone(),
-            |k| self.keys.saga_keymap(&new.tenant_id, k),
-        );
+        let keymap = new
+            .idempotency_key
+            .as_deref()
+            .map_or_else(|| rec.clone(), |k| self.keys.saga_keymap(&new.tenant_id, k));
         let mut keys = vec![rec.clone(), hist, keymap];
         keys.extend(self.keys.saga_indexes(&new.tenant_id));
         let mut args = vec![
@@ -118,7 +118,12 @@ impl SagaStore for RedisStorage {
             to_json(new)?,
             new.status.as_str().to_owned(),
             new.tenant_id.clone(),
-            if new.idempotency_key.is_some() { "1" } else { "0" }.to_owned(),
+            if new.idempotency_key.is_some() {
+                "1"
+            } else {
+                "0"
+            }
+            .to_owned(),
             new.idempotency_key.clone().unwrap_or_default(),
             to_millis(new.created_at).to_string(),
             new.version.to_string(),
@@ -135,10 +140,7 @@ impl SagaStore for RedisStorage {
                 version: new.version,
                 lease_expires_at: lease_expiry(parts.next(), SAGA_CREATE.name)?,
             })),
-            Some("existing") => Ok(CreateSaga::Existing(parse_saga_reply(
-                &rec,
-                parts.next(),
-            )?)),
+            Some("existing") => Ok(CreateSaga::Existing(parse_saga_reply(&rec, parts.next())?)),
             other => Err(error::unexpected(SAGA_CREATE.name, other)),
         }
     }

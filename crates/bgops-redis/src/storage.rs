@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bgops_core::id::SharedIds;
 use bgops_storage::{HealthReport, Storage, StorageResult, StorageStats};
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike, HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 
 use crate::codec::Fields;
-use crate::config::RedisStorageBuilder;
 use crate::error::{self, BACKEND};
 use crate::keys::{BUCKETS, Keys};
 use crate::scripts::{COUNT_LIVE, LuaScript};
@@ -21,6 +21,8 @@ use crate::scripts::{COUNT_LIVE, LuaScript};
 pub struct RedisStorage {
     pub(crate) pool: Pool,
     pub(crate) keys: Keys,
+    /// Task ids and lock tokens.
+    pub(crate) ids: SharedIds,
     clustered: bool,
 }
 
@@ -35,23 +37,11 @@ impl std::fmt::Debug for RedisStorage {
 }
 
 impl RedisStorage {
-    /// Connects to `url` with the default settings (prefix `bgops`).
-    ///
-    /// # Errors
-    /// See [`RedisStorageBuilder::build`].
-    pub async fn new(url: &str) -> StorageResult<Self> {
-        RedisStorageBuilder::new(url).build().await
-    }
-
-    /// Settings for `url`; finish with [`RedisStorageBuilder::build`].
-    pub fn builder(url: impl Into<String>) -> RedisStorageBuilder {
-        RedisStorageBuilder::new(url)
-    }
-
-    pub(crate) fn from_parts(pool: Pool, keys: Keys, clustered: bool) -> Self {
+    pub(crate) fn from_parts(pool: Pool, keys: Keys, ids: SharedIds, clustered: bool) -> Self {
         Self {
             pool,
             keys,
+            ids,
             clustered,
         }
     }
@@ -102,7 +92,11 @@ impl RedisStorage {
         args: Vec<String>,
     ) -> StorageResult<Value> {
         script
-            .run(&self.pool, keys, args.into_iter().map(Value::from).collect())
+            .run(
+                &self.pool,
+                keys,
+                args.into_iter().map(Value::from).collect(),
+            )
             .await
             .map_err(|e| error::from_fred(e, key))
     }

@@ -236,7 +236,12 @@ impl RedisStorage {
         }
     }
 
-    async fn sweep_tasks(&self, action: &str, limit: usize, older: Duration) -> StorageResult<Sweep> {
+    async fn sweep_tasks(
+        &self,
+        action: &str,
+        limit: usize,
+        older: Duration,
+    ) -> StorageResult<Sweep> {
         let keys = self.task_keys([]);
         let index = keys.first().cloned().unwrap_or_default();
         let reply = self
@@ -266,12 +271,12 @@ impl TaskStore for RedisStorage {
             }
             .into());
         }
-        let task_id = uuid::Uuid::now_v7().to_string();
+        let task_id = self.ids.sortable_id();
         let (rec, hist) = self.keys.task(&task_id);
-        let keymap = new.idempotency_key.as_deref().map_or_else(
-            || rec.clone(),
-            |k| self.keys.task_keymap(&new.queue, k),
-        );
+        let keymap = new
+            .idempotency_key
+            .as_deref()
+            .map_or_else(|| rec.clone(), |k| self.keys.task_keymap(&new.queue, k));
         let mut keys = self.task_keys([rec.clone(), hist, keymap]);
         keys.extend(self.keys.task_queue(&new.queue));
         let (code, found) = self
@@ -283,7 +288,12 @@ impl TaskStore for RedisStorage {
                     task_id,
                     new.queue.clone(),
                     new.task_type.clone(),
-                    if new.idempotency_key.is_some() { "1" } else { "0" }.to_owned(),
+                    if new.idempotency_key.is_some() {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .to_owned(),
                     new.idempotency_key.clone().unwrap_or_default(),
                     to_json(&new.payload)?,
                     new.max_attempts.to_string(),
@@ -449,9 +459,10 @@ impl TaskStore for RedisStorage {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> StorageResult<Vec<Task>> {
-        let index = self
-            .keys
-            .task_index(filter.queue.as_deref(), filter.status.map(TaskStatus::as_str));
+        let index = self.keys.task_index(
+            filter.queue.as_deref(),
+            filter.status.map(TaskStatus::as_str),
+        );
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let reply = self
             .run(

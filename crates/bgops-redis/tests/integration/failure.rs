@@ -1,17 +1,13 @@
 //! Failure behaviour against real servers: a server that goes away and comes back, a
-//! server that is not there, foreign values under our keys, a flushed script cache.
+//! server that is not there, a flushed script cache (garbage under our keys: `faults`).
 
 use std::time::{Duration, Instant};
 
 use bgops_core::id::{IdGenerator, RandomIds};
-use bgops_core::{SagaStep, SagaWorkflow};
 use bgops_redis::RedisStorage;
 use bgops_storage::{
-    BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore, NewTask, SagaStore,
-    StorageError, TaskStore,
+    BeginOutcome, BeginRequest, Claimed, IdempotencyStore, LockStore, StorageError,
 };
-use fred::prelude::{Builder, ClientLike, Config, HashesInterface, KeysInterface};
-use fred::types::{CustomCommand, Value};
 use serde_json::json;
 
 use crate::support::{RedisServer, own_server, prefix, raw_command, redis_url};
@@ -179,123 +175,4 @@ async fn flushed_script_cache_is_reloaded() {
         storage.begin(request("k")).await,
         Ok(BeginOutcome::Completed(_))
     ));
-}
-
-/// A plain fred client on the shared test server, to write garbage under our keys.
-async fn raw_client() -> fred::clients::Client {
-    let client = Builder::from_config(Config::from_url(&redis_url()).expect("url"))
-        .build()
-        .expect("client");
-    client.init().await.expect("connect");
-    client
-}
-
-/// Every key under `prefix` (KEYS is fine here: a test's own prefix on a test server).
-async fn keys_of(client: &fred::clients::Client, pattern: &str) -> Vec<String> {
-    let cmd = CustomCommand::new_static("KEYS", None, false);
-    let reply: Value = client
-        .custom(cmd, vec![pattern.to_owned()])
-        .await
-        .expect("keys");
-    reply
-        .into_array()
-        .into_iter()
-        .filter_map(|v| v.as_string())
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_under_our_keys_is_corrupt() {
-    let prefix = prefix();
-    let storage = RedisStorage::builder(redis_url())
-        .prefix(&prefix)
-        .build()
-        .await
-        .expect("connect");
-    let client = raw_client().await;
-
-    // Idempotency record replaced by a string: begin and get report Corrupt.
-    storage.begin(request("a")).await.expect("begin");
-    let rec = keys_of(&client, &format!("{prefix}:{{idem:*}}:rec:*")).await;
-    assert_eq!(rec.len(), 1, "{rec:?}");
-    let _: () = client
-        .set(rec[0].as_str(), "garbage", None, None, false)
-        .await
-        .expect("set");
-    let err = storage.begin(request("a")).await.expect_err("corrupt");
-    assert!(
-        matches!(&err, StorageError::Corrupt { key, .. } if key == &rec[0]),
-        "got {err:?}"
-    );
-    let err = storage
-        .get_idempotency("tenant", "a")
-        .await
-        .expect_err("corrupt");
-    assert!(matches!(err, StorageError::Corrupt { .. }), "got {err:?}");
-
-    // A hash with a field that is not what we write.
-    let _: i64 = client.del(rec[0].as_str()).await.expect("del");
-    let _: i64 = client
-        .hset(
-            rec[0].as_str(),
-            vec![("status", "completed"), ("expires", "soon")],
-        )
-        .await
-        .expect("hset");
-    let err = storage.begin(request("a")).await.expect_err("corrupt");
-    assert!(matches!(err, StorageError::Corrupt { .. }), "got {err:?}");
-
-    // A lock key holding a hash.
-    let lock = storage
-        .acquire_lock("l", Duration::from_secs(30))
-        .await
-        .expect("acquire");
-    assert!(lock.is_some());
-    let lock_key = keys_of(&client, &format!("{prefix}:{{lock:*}}:lock:l")).await;
-    let _: i64 = client.del(lock_key[0].as_str()).await.expect("del");
-    let _: i64 = client
-        .hset(lock_key[0].as_str(), ("x", "y"))
-        .await
-        .expect("hset");
-    let err = storage
-        .acquire_lock("l", Duration::from_secs(30))
-        .await
-        .expect_err("corrupt");
-    assert!(matches!(err, StorageError::Corrupt { .. }), "got {err:?}");
-
-    // A saga whose document is not JSON.
-    let saga = SagaWorkflow::new(
-        "tenant",
-        "flow",
-        vec![SagaStep::new("s", "op", json!({}))],
-        time::OffsetDateTime::now_utc(),
-    );
-    storage.create_saga(&saga, None, &[]).await.expect("create");
-    let saga_key = format!("{prefix}:{{saga}}:s:{}", saga.saga_id);
-    let _: i64 = client
-        .hset(saga_key.as_str(), ("doc", "{not json"))
-        .await
-        .expect("hset");
-    let err = storage.get_saga(&saga.saga_id).await.expect_err("corrupt");
-    assert!(matches!(err, StorageError::Corrupt { .. }), "got {err:?}");
-
-    // A task whose payload is not JSON.
-    let task = storage
-        .submit_task(NewTask::new("q", "t", json!({"a": 1})))
-        .await
-        .expect("submit");
-    let task_key = format!("{prefix}:{{task}}:t:{}", task.task.task_id);
-    let _: i64 = client
-        .hset(task_key.as_str(), ("payload", "{"))
-        .await
-        .expect("hset");
-    let err = storage
-        .get_task(&task.task.task_id)
-        .await
-        .expect_err("corrupt");
-    assert!(matches!(err, StorageError::Corrupt { .. }), "got {err:?}");
-
-    let mine = keys_of(&client, &format!("{prefix}:*")).await;
-    let _: i64 = client.del(mine).await.expect("cleanup");
-    let _ = client.quit().await;
 }

@@ -173,3 +173,28 @@ async fn health_and_stats_come_from_ping_and_indexes() {
     assert_eq!(stats.idempotency_records, 3);
     assert_eq!(stats.locks, 1, "the expired lock is not counted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_ids_and_lock_tokens_come_from_the_injected_generator() {
+    use bgops_storage::{NewTask, TaskStore};
+    let storage = RedisStorage::builder(crate::support::redis_url())
+        .prefix(crate::support::prefix())
+        .ids(std::sync::Arc::new(bgops_core::id::SequentialIds::new(
+            "task",
+        )))
+        .build()
+        .await
+        .expect("connect");
+    let submitted = storage
+        .submit_task(NewTask::new("q", "t", json!({})))
+        .await
+        .expect("submit");
+    assert_eq!(submitted.task.task_id, "task-000001");
+    let lease = storage
+        .acquire_lock("l", Duration::from_secs(5))
+        .await
+        .expect("lock")
+        .expect("free");
+    assert_eq!(lease.token, "ttask-000002");
+    crate::support::delete_prefix(&crate::support::redis_url(), storage.prefix()).expect("cleanup");
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod failure;
+mod faults;
 mod focused;
 mod monitor;
 mod support;

@@ -10,7 +10,7 @@ use bgops_redis::RedisStorage;
 use bgops_storage::testing::server::redis as launcher;
 use bgops_storage::testing::{Fixture, TimeControl};
 
-pub use launcher::{RedisServer, command as raw_command};
+pub use launcher::{RedisServer, command as raw_command, delete_prefix};
 
 /// Redis decides expiry by its own clock, so time passes by sleeping.
 pub struct Sleep;

@@ -115,12 +115,14 @@ fn keep_for_process(held: Held) {
 }
 
 /// How a node runs.
+#[derive(Debug)]
 enum Runner {
     Local { child: Option<Child>, dir: PathBuf },
     Docker { container: String },
 }
 
 /// One `redis-server` (a process or a container) on a fixed loopback port.
+#[derive(Debug)]
 struct Node {
     port: u16,
     extra: Vec<String>,
@@ -175,6 +177,9 @@ impl Node {
     fn start(&mut self) -> io::Result<()> {
         match &mut self.runner {
             Runner::Local { child, dir } => {
+                // Output goes to a file, not to our stderr: an inherited handle would keep a
+                // test runner waiting on a server that outlives its test on purpose.
+                let log = std::fs::File::create(dir.join("redis.log"))?;
                 let spawned = Command::new("redis-server")
                     .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
                     .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -182,8 +187,8 @@ impl Node {
                     .arg(dir.as_os_str())
                     .args(&self.extra)
                     .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::inherit())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
                     .spawn()
                     .map_err(|e| {
                         io::Error::new(e.kind(), format!("cannot start redis-server ({e})"))
@@ -200,12 +205,15 @@ impl Node {
                 }
             }
         }
-        let child = match &mut self.runner {
-            Runner::Local { child, .. } => child.as_mut(),
-            Runner::Docker { .. } => None,
-        };
         let port = self.port;
-        wait_answer(port, child)
+        match &mut self.runner {
+            Runner::Local { child, dir } => wait_answer(port, child.as_mut()).map_err(|e| {
+                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                io::Error::new(e.kind(), format!("{e}; its log ends: {}", tail.join(" | ")))
+            }),
+            Runner::Docker { .. } => wait_answer(port, None),
+        }
     }
 
     fn wait_for_answer(&self, child: Option<&mut Child>) -> io::Result<()> {
@@ -296,17 +304,10 @@ fn wait_answer(port: u16, mut child: Option<&mut Child>) -> io::Result<()> {
 
 /// A throwaway single Redis server on a free loopback port, killed on drop. It can be
 /// stopped and restarted on the same port (fault tests).
+#[derive(Debug)]
 pub struct RedisServer {
     url: String,
     node: Node,
-}
-
-impl std::fmt::Debug for RedisServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisServer")
-            .field("url", &self.url)
-            .finish()
-    }
 }
 
 impl RedisServer {
@@ -410,17 +411,10 @@ impl RedisServer {
 }
 
 /// A throwaway three-node Redis Cluster (no replicas) on loopback, killed on drop.
+#[derive(Debug)]
 pub struct RedisCluster {
     url: String,
     nodes: Vec<Node>,
-}
-
-impl std::fmt::Debug for RedisCluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCluster")
-            .field("url", &self.url)
-            .finish()
-    }
 }
 
 impl RedisCluster {
@@ -594,8 +588,11 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
-/// The `host:port` of each node and the `(user, password)` of a Redis URL.
-fn parse_url(url: &str) -> io::Result<(Vec<String>, Option<(String, String)>)> {
+/// `(user, password)`; an empty user is the default one.
+type Credentials = (String, String);
+
+/// The `host:port` of each node and the credentials of a Redis URL.
+fn parse_url(url: &str) -> io::Result<(Vec<String>, Option<Credentials>)> {
     let bad = || {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -629,6 +626,7 @@ fn parse_url(url: &str) -> io::Result<(Vec<String>, Option<(String, String)>)> {
 /// A RESP reply.
 enum Resp {
     Simple,
+    Error(String),
     Int(i64),
     Bulk(Vec<u8>),
     Nil,
@@ -641,7 +639,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn connect(address: &str, auth: Option<&(String, String)>) -> io::Result<Self> {
+    fn connect(address: &str, auth: Option<&Credentials>) -> io::Result<Self> {
         let stream = TcpStream::connect(address)?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut conn = Self {
@@ -664,15 +662,14 @@ impl Conn {
     }
 
     fn send_bytes(&mut self, args: &[&[u8]]) -> io::Result<()> {
-        let mut request = Vec::new();
-        let mut head = format!("*{}\r\n", args.len());
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
         for arg in args {
+            let mut head = String::new();
             let _ = write!(head, "${}\r\n", arg.len());
             request.extend_from_slice(head.as_bytes());
             request.extend_from_slice(arg);
-            head = "\r\n".to_owned();
+            request.extend_from_slice(b"\r\n");
         }
-        request.extend_from_slice(head.as_bytes());
         self.reader.get_mut().write_all(&request)
     }
 
@@ -691,7 +688,7 @@ impl Conn {
         };
         match line[0] {
             b'+' => Ok(Resp::Simple),
-            b'-' => Err(io::Error::other(format!("redis error: {text}"))),
+            b'-' => Ok(Resp::Error(text)),
             b':' => Ok(Resp::Int(number()?)),
             b'$' => {
                 let Ok(len) = usize::try_from(number()?) else {
@@ -720,9 +717,13 @@ impl Conn {
         }
     }
 
+    /// Reads one reply; an error reply is an `Err`.
     fn read(&mut self) -> io::Result<Resp> {
         let mut raw = Vec::new();
-        self.read_raw(&mut raw)
+        match self.read_raw(&mut raw)? {
+            Resp::Error(text) => Err(io::Error::other(format!("redis error: {text}"))),
+            reply => Ok(reply),
+        }
     }
 }
 

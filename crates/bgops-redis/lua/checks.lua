@@ -1,0 +1,19 @@
+-- Type checks, prepended to the scripts that read keys other than the ones they own.
+-- Returns an error reply when `key` holds something other than `want`.
+local function wrong_type(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then
+    return corrupt(key, 'holds a ' .. t .. ', expected a ' .. want)
+  end
+  return nil
+end
+
+-- The first of `keys` that holds something other than a sorted set, as an error reply.
+local function check_zsets(keys)
+  for _, k in ipairs(keys) do
+    local bad = wrong_type(k, 'zset')
+    if bad then return bad end
+  end
+  return nil
+end
+
