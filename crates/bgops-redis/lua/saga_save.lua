@@ -1,6 +1,6 @@
 -- Fenced compare-and-set of a saga plus its history events, in one step. Lease times come
 -- from the server's clock only.
--- KEYS: saga, history, then the 15 indexes of its tenant (saga_common.lua)
+-- KEYS: saga, history, then the 16 indexes of its tenant (saga_common.lua)
 -- ARGV: fence, expected version, doc, status, tenant, owner ('' releases the lease),
 --       fence of the lease to store, renew_ms ('' keeps the stored expiry), events...
 -- Returns {'ok', lease expiry ms | ''} | {'not_found'} | {'lease_lost'} |
@@ -52,6 +52,9 @@ if cur[1] ~= status then
 elseif active_status(status) then
   -- Same status, same tenant: only the recovery score (the lease expiry) can move.
   redis.call('ZADD', ix.active, lexp or 0, rec)
+elseif finished_status(status) then
+  -- A write to a finished saga (a lease released): retention counts from the last one.
+  redis.call('ZADD', ix.finished, now_ms(), rec)
 end
 if #ARGV >= 9 then redis.call('RPUSH', hist, unpack(ARGV, 9)) end
 if lexp then return {'ok', ms(lexp)} end

@@ -81,6 +81,7 @@ lua!(SAGA_SAVE, "saga_save", "checks", "saga_common");
 lua!(SAGA_LIST, "saga_list");
 lua!(SAGA_RECOVERABLE, "saga_recoverable");
 lua!(SAGA_DELETE, "saga_delete", "checks", "saga_common");
+lua!(SAGA_PURGE_DUE, "saga_purge_due", "checks");
 lua!(TASK_SUBMIT, "task_submit", "checks", "task_common");
 lua!(TASK_CLAIM, "task_claim", "checks", "task_common");
 lua!(TASK_CLAIM_NEXT, "task_claim_next", "checks", "task_common");
