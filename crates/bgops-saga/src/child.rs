@@ -44,10 +44,10 @@ pub fn child_saga_step(name: &str, template: &str, params: Value) -> SagaStep {
     parameters.insert("template".to_owned(), Value::from(template));
     parameters.insert("params".to_owned(), params);
     SagaStep::new(name, CHILD_SAGA_OPERATION, Value::Object(parameters))
-    .with_compensation(CHILD_SAGA_COMPENSATION, Value::Null)
-    // Each run waits for the child rather than failing fast: retries are for store
-    // hiccups only.
-    .with_max_retries(3)
+        .with_compensation(CHILD_SAGA_COMPENSATION, Value::Null)
+        // Each run waits for the child rather than failing fast: retries are for store
+        // hiccups only.
+        .with_max_retries(3)
 }
 
 /// Registers the built-in child-saga handlers, which reach the engine through `weak`.
