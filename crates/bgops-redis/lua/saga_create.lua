@@ -24,7 +24,7 @@ if has_ikey then
     end
   end
 end
-bad = check_zsets(ix.list)
+bad = check_zsets(saga_touched(ix, nil, ARGV[3]))
 if bad then return bad end
 -- Everything read is checked: the writes below cannot fail half way.
 local lexp = nil

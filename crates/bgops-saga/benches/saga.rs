@@ -22,8 +22,14 @@ use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, 
 use serde_json::Value;
 
 const SAMPLES: usize = 5;
-/// Tasks driving sagas at once (enough to keep both cores busy).
-const CONCURRENCY: usize = 32;
+/// Tasks driving sagas at once (enough to keep both cores busy); `SAGA_BENCH_CONCURRENCY=1`
+/// measures one saga at a time.
+fn concurrency() -> usize {
+    std::env::var("SAGA_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32)
+}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -230,7 +236,7 @@ async fn bench(
             .collect();
         // The first round only warms up; every task runs the same number of sagas.
         let n = if sample == 0 { n / 10 } else { n };
-        let n = n.div_ceil(CONCURRENCY) * CONCURRENCY;
+        let n = n.div_ceil(concurrency()) * concurrency();
         let cpu_before = cpu_time();
         let t = Instant::now();
         run(&engine, &steps, n, expected, path).await;
@@ -271,9 +277,9 @@ fn engine(store: Arc<Counting>, fail_last: bool) -> SagaEngine {
 }
 
 async fn run(engine: &SagaEngine, steps: &[SagaStep], n: usize, expected: SagaStatus, path: Path) {
-    let per_task = n.div_ceil(CONCURRENCY);
-    let mut tasks = Vec::with_capacity(CONCURRENCY);
-    for _ in 0..CONCURRENCY {
+    let per_task = n.div_ceil(concurrency());
+    let mut tasks = Vec::with_capacity(concurrency());
+    for _ in 0..concurrency() {
         let engine = engine.clone();
         let steps = steps.to_vec();
         tasks.push(tokio::spawn(async move {
