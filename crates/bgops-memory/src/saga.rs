@@ -426,6 +426,9 @@ impl SagaStore for MemoryStorage {
         if let Some(renew) = renew {
             validate::duration("lease", renew)?;
         }
+        // Copied before locking, so that two threads saving sagas contend only for the
+        // bookkeeping (a refused save drops the copy).
+        let mut history = history.to_vec();
         let mut tables = self.inner.sagas.lock();
         // Lease times come from this store's clock, read under the lock.
         let now = self.now();
@@ -490,7 +493,7 @@ impl SagaStore for MemoryStorage {
             index.finished.insert((at, Arc::clone(&entry.order.2)));
             entry.finished = Some(at);
         }
-        entry.history.extend_from_slice(history);
+        entry.history.append(&mut history);
         // Copies only if a reader holds the stored version at this very moment.
         let stored = Arc::make_mut(&mut entry.saga);
         assign(stored, saga);
