@@ -367,6 +367,9 @@ impl SagaEngine {
         let handlers = self.inner.registry.snapshot();
         for step in &new.steps {
             validate::name("step.name", &step.name)?;
+            if step.operation == crate::child::CHILD_SAGA_OPERATION {
+                self.check_child_template(step)?;
+            }
             if handlers.operation(&step.operation).is_none() {
                 return Err(SagaError::UnknownOperation {
                     kind: "operation",

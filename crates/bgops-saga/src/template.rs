@@ -137,6 +137,27 @@ impl SagaEngine {
         Ok(self.create_saga(new).await?.into_saga())
     }
 
+    /// Refuses a child-saga step whose template is not registered here (so the mistake
+    /// shows at creation, not when the parent reaches the step).
+    pub(crate) fn check_child_template(&self, step: &SagaStep) -> SagaResult<()> {
+        let template = step.parameters["template"].as_str().unwrap_or_default();
+        let known = self
+            .inner
+            .templates
+            .by_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(template);
+        if known {
+            Ok(())
+        } else {
+            Err(SagaError::UnknownOperation {
+                kind: "template",
+                operation: template.to_owned(),
+            })
+        }
+    }
+
     pub(crate) fn template_saga(
         &self,
         tenant_id: &str,

@@ -362,3 +362,28 @@ async fn templates_children_and_retention_on_redis() {
     assert_eq!(purged, 3, "parent, child and onboarding saga");
     assert!(gone.is_none());
 }
+
+#[tokio::test]
+async fn a_child_step_naming_an_unknown_template_is_refused_at_creation() {
+    let s = Setup::new();
+    let engine = s.engine();
+    let err = engine
+        .create(
+            "t1",
+            "order",
+            vec![child_saga_step("kid", "nope", json!({}))],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SagaError::UnknownOperation {
+                kind: "template",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
