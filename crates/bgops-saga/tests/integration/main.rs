@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // helpers outside #[test] fns
 
+mod chain;
 mod composition;
 mod crash;
 mod crash_redis;
