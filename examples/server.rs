@@ -8,9 +8,18 @@
 //!
 //! Endpoints: `POST /api/send-email` and `POST /api/register-user` (idempotent with an
 //! `Idempotency-Key` header; the second runs a saga with compensation), `GET
-//! /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`. The middleware is
+//! /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`. The middleware runs
+//! on the manager's idempotency engine (one store, TTL, lease and metrics) and is
 //! configured from the environment (`BGOPS_IN_FLIGHT=202` gives the seed's 202 for
 //! duplicates in flight; see `IdempotencyConfig::from_env`). Ctrl-C shuts down gracefully.
+//!
+//! Slow clients: a claimed key's lease is held while the request body is read and the
+//! handler runs, so the app bounds how long a client may take to send its body
+//! (`RequestBodyTimeoutLayer`, 10 s: a stalled upload gets 400 before any claim is
+//! made) and how long a whole request may take (`TimeoutLayer`, 30 s: the client gets
+//! 408, while a claimed handler runs on, detached, and its response is stored for the
+//! retry). Header read time is bounded by the server (hyper's `header_read_timeout`, or
+//! the reverse proxy in front).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,9 +38,9 @@ use bgops::axum::{
 };
 use bgops::core::SagaStep;
 use bgops::saga::{SagaStatus, StepError};
-use bgops::storage::IdempotencyStore;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// The demo's state: the manager (storage + saga engine) and a pretend user database
 /// that the saga writes to and compensates.
@@ -199,25 +208,21 @@ async fn status(
                 .into_response();
         }
     };
-    let storage: Arc<dyn IdempotencyStore> = state.manager.storage().clone();
-    match storage
-        .get_idempotency(&scope.tenant_id, &scope.storage_key(&key))
+    // The same scoped storage key the middleware used: a request without a user can never
+    // look up a user's record.
+    match state
+        .manager
+        .check_idempotency(&scope.tenant_id, &scope.storage_key(&key))
         .await
     {
         Ok(Some(record)) => {
-            let result = record
-                .result
-                .as_ref()
-                .and_then(|r| r.get("result"))
-                .cloned();
-            // The record as stored (RFC 3339 times), with the handler's result instead of the
-            // encoded HTTP response, and without the fingerprint.
+            // The record as stored (RFC 3339 times), with the handler's result, without
+            // the fingerprint (the stored HTTP response is bytes, never serialized).
             let mut body = serde_json::to_value(&*record).unwrap_or_default();
             if let Some(fields) = body.as_object_mut() {
                 fields.remove("fingerprint");
                 fields.remove("key");
                 fields.insert("idempotency_key".to_owned(), Value::String(key));
-                fields.insert("result".to_owned(), result.unwrap_or(Value::Null));
             }
             Json(body).into_response()
         }
@@ -226,6 +231,9 @@ async fn status(
             Json(json!({ "detail": format!("no operation with idempotency key `{key}`") })),
         )
             .into_response(),
+        Err(bgops::Error::Invalid(e)) => {
+            Problem::new(ProblemKind::KeyInvalid, e.to_string()).into_response()
+        }
         Err(e) => internal(&e.to_string()),
     }
 }
@@ -325,11 +333,12 @@ fn register_saga_handlers(manager: &BackgroundOperationsManager, accounts: &Acco
     });
 }
 
-/// The application: routes, the idempotency middleware over the manager's storage.
+/// The application: routes, the idempotency middleware on the manager's engine, and the
+/// timeouts that keep a slow client from holding a claim (see the module docs).
 fn app(manager: BackgroundOperationsManager, config: IdempotencyConfig) -> Router {
     let accounts = Accounts::default();
     register_saga_handlers(&manager, &accounts);
-    let store: Arc<dyn IdempotencyStore> = manager.storage().clone();
+    let engine = manager.idempotency_engine().clone();
     let config = config
         .exempt_path("/health")
         .exempt_path("/api/status/*")
@@ -341,7 +350,14 @@ fn app(manager: BackgroundOperationsManager, config: IdempotencyConfig) -> Route
         .route("/api/status/{key}", get(status))
         .route("/api/debug/storage-stats", get(storage_stats))
         .route("/health", get(health))
-        .layer(IdempotencyLayer::with_config(store, config))
+        .layer(IdempotencyLayer::with_config(engine, config))
+        // Outside the idempotency layer: a stalled body fails before a claim is made, and
+        // a request that takes too long answers 408 while its claimed handler runs on.
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(10)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         .with_state(AppState { manager, accounts })
 }
 
@@ -502,6 +518,36 @@ mod tests {
                 .await
                 .status,
             404
+        );
+    }
+
+    /// Issue 10 item 4 through the demo: a request without a user sends the storage key
+    /// of a user's record, to the POST and to the status lookup; it sees neither.
+    #[tokio::test]
+    async fn test_scoped_keys_cannot_be_reached_unscoped() {
+        let (base, manager) = start().await;
+        let url = format!("{base}/api/send-email");
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let req = axum::http::Request::post(&url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", "k-alice")
+            .header("x-user-id", "alice")
+            .body(Full::new(Bytes::from(EMAIL)))
+            .unwrap();
+        assert_eq!(client.request(req).await.unwrap().status(), 200);
+        let alices = bgops::axum::Scope::tenant("default")
+            .with_user("alice")
+            .storage_key("k-alice");
+        let status = call("GET", &format!("{base}/api/status/{alices}"), None, "").await;
+        assert_eq!(status.status, 404, "{}", status.json);
+        let attack = call("POST", &url, Some(&alices), EMAIL).await;
+        assert_eq!(attack.headers["x-cache-hit"], "false");
+        assert!(
+            manager
+                .check_idempotency("default", &alices)
+                .await
+                .unwrap()
+                .is_some()
         );
     }
 

@@ -2,12 +2,16 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `ci` | everything CI checks: fmt, clippy, tests (memory, Redis, Redis Cluster), doctests, docs, tidy, cargo-deny |
-//! | `test [args]` | the test suite only, with throwaway Redis servers |
-//! | `bench [memory\|redis\|saga\|queue\|http]` | benchmarks, printing medians and ratios |
+//! | `ci` | everything CI checks: fmt, clippy, tests (memory, Redis, Redis Cluster, PostgreSQL, NATS), doctests, docs, tidy, cargo-deny |
+//! | `test [args]` | the test suite only, with throwaway Redis, PostgreSQL and NATS servers |
+//! | `bench [memory\|redis\|postgres\|nats\|saga\|queue\|http]` | benchmarks, printing medians and ratios |
 //! | `redis` | starts a throwaway `redis-server` and prints its URL |
 //! | `redis-cluster` | starts a throwaway 3-node Redis Cluster and prints its URL |
+//! | `postgres` | starts a throwaway PostgreSQL (initdb + pg_ctl) and prints its URL |
+//! | `nats` | starts a throwaway `nats-server -js` and prints its URL |
 
+mod nats;
+mod postgres;
 mod redis;
 #[cfg(test)]
 mod tidy;
@@ -19,7 +23,7 @@ use std::time::Instant;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
-const USAGE: &str = "usage: cargo xtask <ci | test [args] | bench [memory|redis|saga|queue|http] | redis | redis-cluster>";
+const USAGE: &str = "usage: cargo xtask <ci | test [args] | bench [memory|redis|postgres|nats|saga|queue|http] | redis | redis-cluster | postgres | nats>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -29,6 +33,8 @@ fn main() -> ExitCode {
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("redis") => redis::run_redis(&args[1..]).map_err(|e| e.to_string()),
         Some("redis-cluster") => redis::run_redis_cluster(&args[1..]).map_err(|e| e.to_string()),
+        Some("postgres") => postgres::run_postgres(&args[1..]).map_err(|e| e.to_string()),
+        Some("nats") => nats::run_nats(&args[1..]).map_err(|e| e.to_string()),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -169,7 +175,10 @@ fn ci() -> Result {
 /// Unit, integration and tidy tests (nextest when installed), then doctests (nextest does
 /// not run those).
 fn test(extra: &[String]) -> Result {
-    let (envs, _servers) = redis_env(true)?;
+    let (mut envs, _servers) = redis_env(true)?;
+    let _postgres = postgres::env(&mut envs)?;
+    let (nats_vars, _nats) = nats::nats_env()?;
+    envs.extend(nats_vars);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     if has("cargo-nextest", &["--version"]) {
         let mut args = vec![
@@ -217,17 +226,24 @@ fn deny() -> Result {
 }
 
 fn bench(which: Option<&str>) -> Result {
-    let (envs, _servers) = redis_env(false)?;
+    let (mut envs, _servers) = redis_env(false)?;
+    let _postgres = postgres::env(&mut envs)?;
+    let (nats_vars, _nats) = nats::nats_env()?;
+    envs.extend(nats_vars);
     let crates: &[&str] = match which {
         None => &[
             "bgops-memory",
             "bgops-redis",
+            "bgops-postgres",
+            "bgops-nats",
             "bgops-saga",
             "bgops-queue",
             "bgops-axum",
         ],
         Some("memory") => &["bgops-memory"],
         Some("redis") => &["bgops-redis"],
+        Some("postgres") => &["bgops-postgres"],
+        Some("nats") => &["bgops-nats"],
         Some("saga") => &["bgops-saga"],
         Some("queue") => &["bgops-queue"],
         Some("http") => &["bgops-axum"],

@@ -25,13 +25,13 @@ pub fn run_redis_cluster(_args: &[String]) -> io::Result<()> {
     Ok(())
 }
 
-fn announce(var: &str, url: &str) {
+pub(crate) fn announce(var: &str, url: &str) {
     println!("{url}");
     eprintln!("export {var}='{url}'");
     eprintln!("(press Ctrl-C or close stdin to stop it)");
 }
 
-fn wait_for_stdin_close() {
+pub(crate) fn wait_for_stdin_close() {
     // Ctrl-C reaches the server too (same process group), so it stops either way; a
     // closed stdin lets scripts stop it by closing the pipe.
     let stdin = io::stdin();

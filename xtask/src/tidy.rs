@@ -58,9 +58,14 @@ fn dependencies_point_toward_core() {
         ("bgops-storage", &["bgops-core"]),
         ("bgops-memory", &["bgops-core", "bgops-storage"]),
         ("bgops-redis", &["bgops-core", "bgops-storage"]),
+        ("bgops-postgres", &["bgops-core", "bgops-storage"]),
         ("bgops-saga", &["bgops-core", "bgops-storage"]),
         ("bgops-queue", &["bgops-core", "bgops-storage"]),
-        ("bgops-axum", &["bgops-core", "bgops-storage"]),
+        ("bgops-idempotency", &["bgops-core", "bgops-storage"]),
+        (
+            "bgops-axum",
+            &["bgops-core", "bgops-storage", "bgops-idempotency"],
+        ),
     ];
     for dir in crate_dirs() {
         let name = crate_name(&dir);
@@ -87,7 +92,15 @@ fn dependencies_point_toward_core() {
 
 #[test]
 fn core_and_storage_have_no_runtime_driver_or_web_dependency() {
-    let banned = ["fred", "axum", "tower", "tower-http", "hyper", "redis"];
+    let banned = [
+        "fred",
+        "sqlx",
+        "axum",
+        "tower",
+        "tower-http",
+        "hyper",
+        "redis",
+    ];
     for name in ["bgops-core", "bgops-storage"] {
         let deps = section_deps(&manifest(&root().join("crates").join(name)), "dependencies");
         for dep in &deps {
@@ -113,6 +126,12 @@ fn drivers_stay_in_their_crates() {
             assert!(
                 !deps.iter().any(|d| d == "fred"),
                 "{name}: only bgops-redis may use fred"
+            );
+        }
+        if name != "bgops-postgres" {
+            assert!(
+                !deps.iter().any(|d| d == "sqlx"),
+                "{name}: only bgops-postgres may use sqlx"
             );
         }
         if name != "bgops-axum" {
@@ -163,6 +182,44 @@ fn ci_runs_the_readme_test_command() {
         readme.contains("cargo run --example"),
         "README must show the main command"
     );
+}
+
+/// Engines own protocols; adapters map (house style 14, 15): the idempotency claim
+/// protocol (`begin` / `complete` / `release` / `renew` of an `IdempotencyStore`) is driven
+/// by `bgops-idempotency` only. The HTTP middleware and the facade call the engine.
+#[test]
+fn only_the_engine_drives_the_idempotency_protocol() {
+    // What calling the store's protocol looks like: its request/answer types, and the
+    // four calls on a store or storage handle.
+    let forbidden = [
+        "BeginRequest",
+        "BeginOutcome",
+        "store.begin(",
+        "storage.begin(",
+        "store.complete(",
+        "storage.complete(",
+        "store.release(",
+        "storage.release(",
+        "store.renew(",
+        "storage.renew(",
+        "IdempotencyStore::begin",
+        "IdempotencyStore::complete",
+        "IdempotencyStore::release",
+        "IdempotencyStore::renew",
+    ];
+    for dir in ["crates/bgops-axum/src", "crates/bgops/src"] {
+        for file in walk(&root().join(dir)) {
+            let text = fs::read_to_string(&file).expect("readable source");
+            for pattern in forbidden {
+                assert!(
+                    !text.contains(pattern),
+                    "{}: `{pattern}`: only bgops-idempotency drives the idempotency store's \
+                     claim protocol; call the IdempotencyEngine instead",
+                    file.display()
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgops_core::SharedMetrics;
-use bgops_storage::{DEFAULT_LEASE, DEFAULT_TTL};
 use http::{HeaderName, Method, StatusCode};
 
 use crate::error::IdempotencyError;
@@ -23,6 +21,14 @@ pub enum InFlightPolicy {
     /// 409 problem+json with `Retry-After` (the IETF draft's answer; the default).
     Conflict409,
     /// 202 with a JSON body saying the operation is in progress (the seed's answer).
+    ///
+    /// Beware of real retrying clients: most treat any 2xx as the final answer. Stripe's
+    /// client libraries, for one, retry 409 whatever its body says (and obey a
+    /// `Stripe-Should-Retry` header before the status, ignoring `Retry-After`), but take
+    /// a 2xx as the result: with this policy they get the in-progress placeholder *as
+    /// the result* and never see the real response. Use it only for clients written to
+    /// poll on 202; [`Conflict409`](Self::Conflict409) or [`Wait`](Self::Wait) suit
+    /// generic retrying clients.
     Accepted202,
     /// Wait up to this long for the first request to finish and replay its response;
     /// 409 if it is still running then. If the first one's claim is released
@@ -116,13 +122,10 @@ pub struct IdempotencyConfig {
     pub(crate) fingerprinter: SharedFingerprinter,
     pub(crate) max_request_bytes: usize,
     pub(crate) max_response_bytes: usize,
-    pub(crate) ttl: Duration,
-    pub(crate) lease: Duration,
     pub(crate) in_flight: InFlightPolicy,
     pub(crate) fail_mode: FailMode,
     pub(crate) retry_after: Duration,
     pub(crate) store_status: fn(StatusCode) -> bool,
-    pub(crate) metrics: SharedMetrics,
     pub(crate) json_body_as_result: bool,
 }
 
@@ -137,8 +140,6 @@ impl std::fmt::Debug for IdempotencyConfig {
             .field("exempt_paths", &self.exempt_paths)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_response_bytes", &self.max_response_bytes)
-            .field("ttl", &self.ttl)
-            .field("lease", &self.lease)
             .field("in_flight", &self.in_flight)
             .field("fail_mode", &self.fail_mode)
             .finish_non_exhaustive()
@@ -165,13 +166,10 @@ impl Default for IdempotencyConfig {
             fingerprinter: Arc::new(Sha256Fingerprint),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            ttl: DEFAULT_TTL,
-            lease: DEFAULT_LEASE,
             in_flight: InFlightPolicy::Conflict409,
             fail_mode: FailMode::Closed,
             retry_after: Duration::from_secs(1),
             store_status: default_store_status,
-            metrics: bgops_core::metrics::noop(),
             json_body_as_result: false,
         }
     }
@@ -185,9 +183,10 @@ fn header_name(name: &str) -> Result<HeaderName, IdempotencyError> {
 
 impl IdempotencyConfig {
     /// The defaults, overridden by the environment: `BGOPS_IDEMPOTENCY_HEADER`,
-    /// `BGOPS_CACHE_HIT_HEADER` (empty: none), `BGOPS_DEFAULT_TTL` / `DOTMAC_TASKS_DEFAULT_TTL`
-    /// and `BGOPS_DEFAULT_LEASE` (seconds), `BGOPS_IN_FLIGHT` (`409`, `202` or
+    /// `BGOPS_CACHE_HIT_HEADER` (empty: none), `BGOPS_IN_FLIGHT` (`409`, `202` or
     /// `wait:<ms>`), `BGOPS_FAIL_MODE` (`closed` / `open`), `BGOPS_MAX_BODY_BYTES`.
+    /// TTL, lease and metrics belong to the engine (`bgops_core::Config::from_env` reads
+    /// `BGOPS_DEFAULT_TTL` and `BGOPS_DEFAULT_LEASE` for the manager that builds it).
     pub fn from_env() -> Result<Self, IdempotencyError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -199,15 +198,7 @@ impl IdempotencyConfig {
             value: value.to_owned(),
             reason: reason.to_owned(),
         };
-        let core = bgops_core::Config::from_lookup(&lookup).map_err(|e| match e {
-            bgops_core::CoreError::InvalidEnv { var, value, reason } => {
-                IdempotencyError::InvalidEnv { var, value, reason }
-            }
-            other => invalid("BGOPS_*", "", &other.to_string()),
-        })?;
-        let mut config = Self::default()
-            .ttl(core.default_ttl)
-            .lease(core.default_lease);
+        let mut config = Self::default();
         if let Some(v) = lookup("BGOPS_IDEMPOTENCY_HEADER") {
             config = config.key_header(&v)?;
         }
@@ -313,18 +304,6 @@ impl IdempotencyConfig {
         self
     }
 
-    /// How long records are kept (default 24 h).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// The in-flight lease (default 30 s); renewed every third of it while the handler runs.
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
     /// The answer to duplicates in flight (default [`InFlightPolicy::Conflict409`]).
     pub fn in_flight(mut self, policy: InFlightPolicy) -> Self {
         self.in_flight = policy;
@@ -346,12 +325,6 @@ impl IdempotencyConfig {
     /// Which response statuses are kept for replay (default [`default_store_status`]).
     pub fn store_status(mut self, rule: fn(StatusCode) -> bool) -> Self {
         self.store_status = rule;
-        self
-    }
-
-    /// The metrics hooks called on create, replay, in-flight, completion and store errors.
-    pub fn metrics(mut self, metrics: SharedMetrics) -> Self {
-        self.metrics = metrics;
         self
     }
 
@@ -381,7 +354,6 @@ mod tests {
             ("BGOPS_CACHE_HIT_HEADER", "X-From-Cache"),
             ("BGOPS_IN_FLIGHT", "wait:250"),
             ("BGOPS_FAIL_MODE", "open"),
-            ("DOTMAC_TASKS_DEFAULT_TTL", "60"),
         ]
         .into_iter()
         .collect();
@@ -393,7 +365,6 @@ mod tests {
             InFlightPolicy::Wait(Duration::from_millis(250))
         );
         assert_eq!(c.fail_mode, FailMode::Open);
-        assert_eq!(c.ttl, Duration::from_secs(60));
         let bad = IdempotencyConfig::from_lookup(|k| (k == "BGOPS_IN_FLIGHT").then(|| "x".into()));
         assert!(matches!(bad, Err(IdempotencyError::InvalidEnv { .. })));
     }

@@ -1,7 +1,5 @@
 //! The error type of bgops-axum.
 
-use bgops_storage::StorageError;
-
 /// What can go wrong while configuring or running the idempotency middleware.
 ///
 /// Request-level problems (bad key, body too large, ...) never surface as this type:
@@ -38,7 +36,7 @@ pub enum IdempotencyError {
         /// What was wrong.
         reason: &'static str,
     },
-    /// The idempotency store failed.
+    /// The idempotency engine failed.
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Engine(#[from] bgops_idempotency::IdempotencyError),
 }

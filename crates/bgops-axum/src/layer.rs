@@ -2,34 +2,32 @@
 
 use std::sync::Arc;
 
-use bgops_storage::IdempotencyStore;
+use bgops_idempotency::IdempotencyEngine;
 use tower::Layer;
 
 use crate::config::IdempotencyConfig;
 use crate::service::IdempotencyService;
-
-/// What every service made by one layer shares.
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn IdempotencyStore>,
-    pub(crate) config: IdempotencyConfig,
-}
+use crate::shared::Shared;
 
 /// Adds `Idempotency-Key` handling (semantics §3) to any tower service over
 /// `http::Request` — an axum `Router`, a hyper service, a tonic-less tower stack.
+///
+/// The layer maps HTTP onto an [`IdempotencyEngine`], which owns the store, the TTL, the
+/// lease and the metrics hooks (the manager of the `bgops` crate hands out its engine, so
+/// they are wired once).
 ///
 /// ```
 /// use std::sync::Arc;
 /// use axum::{Router, routing::post};
 /// use bgops_axum::{IdempotencyConfig, IdempotencyLayer, InFlightPolicy};
+/// use bgops_idempotency::IdempotencyEngine;
 ///
-/// # fn store() -> Arc<dyn bgops_storage::IdempotencyStore> { unimplemented!() }
-/// # fn build() {
+/// let engine = IdempotencyEngine::builder(Arc::new(bgops_memory::MemoryStorage::new())).build();
 /// let layer = IdempotencyLayer::with_config(
-///     store(),
-///     IdempotencyConfig::default().exempt_path("/health").in_flight(InFlightPolicy::Accepted202),
+///     engine,
+///     IdempotencyConfig::default().exempt_path("/health").in_flight(InFlightPolicy::Wait(std::time::Duration::from_secs(5))),
 /// );
 /// let app: Router = Router::new().route("/orders", post(|| async { "created" })).layer(layer);
-/// # }
 /// ```
 #[derive(Clone)]
 pub struct IdempotencyLayer {
@@ -39,27 +37,33 @@ pub struct IdempotencyLayer {
 impl std::fmt::Debug for IdempotencyLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdempotencyLayer")
+            .field("engine", &self.shared.engine)
             .field("config", &self.shared.config)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl IdempotencyLayer {
-    /// A layer over `store` with the default configuration.
-    pub fn new(store: Arc<dyn IdempotencyStore>) -> Self {
-        Self::with_config(store, IdempotencyConfig::default())
+    /// A layer over `engine` with the default configuration.
+    pub fn new(engine: IdempotencyEngine) -> Self {
+        Self::with_config(engine, IdempotencyConfig::default())
     }
 
-    /// A layer over `store` with `config`.
-    pub fn with_config(store: Arc<dyn IdempotencyStore>, config: IdempotencyConfig) -> Self {
+    /// A layer over `engine` with `config`.
+    pub fn with_config(engine: IdempotencyEngine, config: IdempotencyConfig) -> Self {
         Self {
-            shared: Arc::new(Shared { store, config }),
+            shared: Arc::new(Shared { engine, config }),
         }
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &IdempotencyConfig {
         &self.shared.config
+    }
+
+    /// The engine in use.
+    pub fn engine(&self) -> &IdempotencyEngine {
+        &self.shared.engine
     }
 }
 

@@ -31,8 +31,17 @@ pub enum ProblemKind {
     ResponseNotStored,
     /// 503: the idempotency store is unavailable (fail closed).
     StoreUnavailable,
-    /// 500: the handler's response body failed while being read.
+    /// 500: the handler's response body failed while being read (or the handler was
+    /// cancelled by a server shutdown).
     ResponseFailed,
+    /// 400: the request cannot be given an idempotency record (a field the store
+    /// rejects, e.g. a scope value that is too long).
+    RequestInvalid,
+    /// 500: the stored record of this key cannot be read; the detail names it. Never
+    /// "fail open": running the handler again would repeat its effect.
+    RecordCorrupt,
+    /// 500: the idempotency store failed in a way a retry will not fix.
+    StoreFailed,
 }
 
 impl ProblemKind {
@@ -49,21 +58,28 @@ impl ProblemKind {
             Self::ResponseNotStored => "urn:bgops:problem:idempotency-response-not-stored",
             Self::StoreUnavailable => "urn:bgops:problem:idempotency-store-unavailable",
             Self::ResponseFailed => "urn:bgops:problem:response-body-failed",
+            Self::RequestInvalid => "urn:bgops:problem:idempotency-request-invalid",
+            Self::RecordCorrupt => "urn:bgops:problem:idempotency-record-corrupt",
+            Self::StoreFailed => "urn:bgops:problem:idempotency-store-failed",
         }
     }
 
     /// The status it is answered with.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::KeyMissing | Self::KeyInvalid | Self::ScopeMissing | Self::BodyUnreadable => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::KeyMissing
+            | Self::KeyInvalid
+            | Self::ScopeMissing
+            | Self::BodyUnreadable
+            | Self::RequestInvalid => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InFlight => StatusCode::CONFLICT,
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ResponseNotStored => StatusCode::GONE,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ResponseFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ResponseFailed | Self::RecordCorrupt | Self::StoreFailed => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -79,6 +95,9 @@ impl ProblemKind {
             Self::ResponseNotStored => "The response for this idempotency key was not kept",
             Self::StoreUnavailable => "Idempotency store unavailable",
             Self::ResponseFailed => "Response body failed",
+            Self::RequestInvalid => "Request cannot be given an idempotency record",
+            Self::RecordCorrupt => "Stored idempotency record is corrupt",
+            Self::StoreFailed => "Idempotency store failed",
         }
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::{HeaderName, StatusCode};
-use sha2::{Digest, Sha256};
 
 /// The owner of an idempotency key. Storage addresses are built from the scope and the
 /// key, so one tenant (or user) can never replay another's response.
@@ -32,22 +31,11 @@ impl Scope {
         self
     }
 
-    /// The key under which a client key is stored within this scope's tenant.
-    ///
-    /// Without a user it is the client's key itself, so a status endpoint can look a
-    /// record up by the key the client sent. With a user it is the hex SHA-256 of user
-    /// and key, which keeps it within the 255-character key limit whatever the lengths.
+    /// The key under which a client key is stored within this scope's tenant
+    /// ([`bgops_idempotency::scoped_key`]): tagged by scope space, so a request without a
+    /// user can never address a user's record, whatever key it sends.
     pub fn storage_key(&self, key: &str) -> String {
-        match &self.user_id {
-            None => key.to_owned(),
-            Some(user) => {
-                let mut h = Sha256::new();
-                h.update(user.as_bytes());
-                h.update([0]);
-                h.update(key.as_bytes());
-                format!("u.{}", hex::encode(h.finalize()))
-            }
-        }
+        bgops_idempotency::scoped_key(self.user_id.as_deref(), key)
     }
 }
 
@@ -210,7 +198,9 @@ mod tests {
         let a = Scope::tenant("t").with_user("alice").storage_key("k");
         let b = Scope::tenant("t").with_user("bob").storage_key("k");
         assert_ne!(a, b);
-        assert_eq!(Scope::tenant("t").storage_key("k"), "k");
+        assert_eq!(Scope::tenant("t").storage_key("k"), "k.k");
+        // The collision attempt: a bare key equal to a user's storage key.
+        assert_ne!(Scope::tenant("t").storage_key(&a), a);
         assert!(
             Scope::tenant("t")
                 .with_user("u")

@@ -1,32 +1,25 @@
-//! How a response is kept in an idempotency record, and rebuilt byte for byte.
-//!
-//! The record's `result` JSON holds:
-//!
-//! ```json
-//! { "result": <the handler's operation result, or the JSON response body, or null>,
-//!   "response": "<base64 of the bgops-http/1 encoding below>" }
-//! ```
+//! How a response is kept in an idempotency record's byte payload
+//! (`OperationOutcome::payload`), and rebuilt byte for byte: one read, one decode, no
+//! base64 and no JSON around it.
 //!
 //! `bgops-http/1` (big-endian): the 4 bytes `BGH1`, status `u16`, header count `u16`, then
 //! per header a `u16` name length, the lower-case name, a `u32` value length and the value
 //! bytes (repeated headers appear once per value, in the order sent), then the body bytes
-//! to the end. A compact binary form keeps replay to one base64 decode, with no JSON walk
-//! over headers.
+//! to the end. Header values and the body of a decoded response are slices of the stored
+//! buffer (no copy).
 //!
 //! A response delivered live without being kept (streamed or too large) is recorded as
-//! `{ "result": null, "response": null, "stored": false, "status": <u16> }`.
+//! the 6 bytes `BGN1` + status `u16`, so a retry learns the key was used.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use serde_json::{Value, json};
 
 use crate::error::IdempotencyError;
-use crate::service::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED};
+use crate::headers::{IDEMPOTENCY_STORED, IDEMPOTENT_REPLAYED};
 
-const MAGIC: &[u8; 4] = b"BGH1";
+const RESPONSE: &[u8; 4] = b"BGH1";
+const NOT_KEPT: &[u8; 4] = b"BGN1";
 
 /// Response headers never kept for replay: hop-by-hop headers (RFC 9110 §7.6.1), and
 /// headers that are per-delivery or secret.
@@ -46,7 +39,7 @@ const NOT_STORED: [HeaderName; 12] = [
 ];
 
 /// Whether a response header is kept for replay; the middleware's own markers never are.
-fn keep(name: &HeaderName, connection: &[String], cache_hit: Option<&HeaderName>) -> bool {
+fn keep(name: &HeaderName, connection: &[&str], cache_hit: Option<&HeaderName>) -> bool {
     !NOT_STORED.contains(name)
         && *name != IDEMPOTENT_REPLAYED
         && *name != IDEMPOTENCY_STORED
@@ -56,80 +49,73 @@ fn keep(name: &HeaderName, connection: &[String], cache_hit: Option<&HeaderName>
             .any(|c| c.eq_ignore_ascii_case(name.as_str()))
 }
 
-/// Encodes status, the storable headers and body into the record's `result` JSON.
+/// Encodes status, the storable headers and the body as `bgops-http/1`.
 pub(crate) fn encode(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
-    result: Value,
     cache_hit: Option<&HeaderName>,
-) -> Value {
+) -> Bytes {
     // Names listed in `Connection` are hop-by-hop too.
-    let connection: Vec<String> = headers
+    let connection: Vec<&str> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_owned()))
+        .flat_map(|v| v.split(',').map(str::trim))
         .collect();
-    let kept: Vec<(&HeaderName, &HeaderValue)> = headers
-        .iter()
-        .filter(|(n, _)| keep(n, &connection, cache_hit))
-        .collect();
-    let mut buf = Vec::with_capacity(
-        8 + body.len()
-            + kept
-                .iter()
-                .map(|(n, v)| 6 + n.as_str().len() + v.len())
-                .sum::<usize>(),
-    );
-    buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&status.as_u16().to_be_bytes());
-    buf.extend_from_slice(&(kept.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
-    for (name, value) in kept.iter().take(usize::from(u16::MAX)) {
-        buf.extend_from_slice(&(name.as_str().len() as u16).to_be_bytes());
-        buf.extend_from_slice(name.as_str().as_bytes());
-        buf.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        buf.extend_from_slice(value.as_bytes());
+    let kept = || {
+        headers
+            .iter()
+            .filter(|(n, _)| keep(n, &connection, cache_hit))
+            .take(usize::from(u16::MAX))
+    };
+    let (count, size) = kept().fold((0u16, 8 + body.len()), |(c, s), (n, v)| {
+        (c + 1, s + 6 + n.as_str().len() + v.len())
+    });
+    let mut buf = BytesMut::with_capacity(size);
+    buf.put_slice(RESPONSE);
+    buf.put_u16(status.as_u16());
+    buf.put_u16(count);
+    for (name, value) in kept() {
+        buf.put_u16(name.as_str().len() as u16);
+        buf.put_slice(name.as_str().as_bytes());
+        buf.put_u32(value.len() as u32);
+        buf.put_slice(value.as_bytes());
     }
-    buf.extend_from_slice(body);
-    let mut record = serde_json::Map::with_capacity(2);
-    record.insert("result".to_owned(), result);
-    record.insert("response".to_owned(), Value::String(STANDARD.encode(buf)));
-    Value::Object(record)
+    buf.put_slice(body);
+    buf.freeze()
 }
 
-/// The record of a response that was delivered live and not kept.
-pub(crate) fn unstored(status: StatusCode) -> Value {
-    json!({ "result": null, "response": null, "stored": false, "status": status.as_u16() })
+/// The payload of a response that was delivered live and not kept.
+pub(crate) fn unstored(status: StatusCode) -> Bytes {
+    let mut buf = BytesMut::with_capacity(6);
+    buf.put_slice(NOT_KEPT);
+    buf.put_u16(status.as_u16());
+    buf.freeze()
 }
 
-/// What a record's `result` says about the HTTP response.
+/// What a record's payload says about the HTTP response.
 #[derive(Debug)]
 pub(crate) enum Stored {
     /// A full response to replay.
     Response(Response<Bytes>),
-    /// The key was used but its response was not kept; carries the original status if known.
+    /// The key was used but its response was not kept; the original status if known.
     NotStored(Option<u16>),
 }
 
-/// Decodes a record's `result` JSON.
-pub(crate) fn decode(result: Option<&Value>) -> Result<Stored, IdempotencyError> {
+/// Decodes a record's payload (`None`: the record holds no response, e.g. it was
+/// completed through the manager's API).
+pub(crate) fn decode(payload: Option<&Bytes>) -> Result<Stored, IdempotencyError> {
     let corrupt = |reason| IdempotencyError::CorruptResponse { reason };
-    let Some(obj) = result.and_then(Value::as_object) else {
+    let Some(raw) = payload else {
         return Ok(Stored::NotStored(None));
     };
-    let Some(encoded) = obj.get("response").and_then(Value::as_str) else {
-        let status = obj.get("status").and_then(Value::as_u64).map(|s| s as u16);
-        return Ok(Stored::NotStored(status));
-    };
-    // One buffer: header values and the body are zero-copy slices of it.
-    let raw = Bytes::from(
-        STANDARD
-            .decode(encoded)
-            .map_err(|_| corrupt("not base64"))?,
-    );
-    let mut r = Reader { buf: &raw, pos: 0 };
-    if r.take(4)? != MAGIC {
+    let mut r = Reader { buf: raw, pos: 0 };
+    let magic = r.take(4)?;
+    if magic == NOT_KEPT {
+        return Ok(Stored::NotStored(Some(r.u16()?)));
+    }
+    if magic != RESPONSE {
         return Err(corrupt("unknown format"));
     }
     let status = StatusCode::from_u16(r.u16()?).map_err(|_| corrupt("bad status"))?;
@@ -145,8 +131,7 @@ pub(crate) fn decode(result: Option<&Value>) -> Result<Stored, IdempotencyError>
             .map_err(|_| corrupt("bad header value"))?;
         headers.append(name, value);
     }
-    let body = raw.slice(r.pos..);
-    let mut response = Response::new(body);
+    let mut response = Response::new(raw.slice(r.pos..));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(Stored::Response(response))
@@ -197,9 +182,8 @@ mod tests {
         h.append("x-cache-hit", HeaderValue::from_static("false"));
         h.append("x-opaque", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
         let skip = HeaderName::from_static("x-cache-hit");
-        let v = encode(StatusCode::CREATED, &h, b"{}", json!({"a": 1}), Some(&skip));
-        assert_eq!(v["result"], json!({"a": 1}));
-        let Stored::Response(r) = decode(Some(&v)).unwrap() else {
+        let payload = encode(StatusCode::CREATED, &h, b"{}", Some(&skip));
+        let Stored::Response(r) = decode(Some(&payload)).unwrap() else {
             panic!()
         };
         assert_eq!(r.status(), StatusCode::CREATED);
@@ -227,7 +211,12 @@ mod tests {
             Stored::NotStored(Some(200))
         ));
         assert!(matches!(decode(None).unwrap(), Stored::NotStored(None)));
-        assert!(decode(Some(&json!({"response": "QkdIMQ=="}))).is_err());
-        assert!(decode(Some(&json!({"response": "!!"}))).is_err());
+        for bad in [
+            &b"BGH1"[..],
+            b"xxxx\x00\xc8\x00\x00",
+            b"BGH1\x00\xc8\x00\x01\x00\x09",
+        ] {
+            assert!(decode(Some(&Bytes::from_static(bad))).is_err(), "{bad:?}");
+        }
     }
 }

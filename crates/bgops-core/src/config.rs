@@ -16,8 +16,12 @@ use crate::validate;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Redis URL; `None` means the in-memory backend.
+    /// Redis URL (`REDIS_URL`); selects the Redis backend.
     pub redis_url: Option<String>,
+    /// PostgreSQL URL (`DATABASE_URL`); selects the PostgreSQL backend.
+    pub database_url: Option<String>,
+    /// NATS URL (`NATS_URL`); selects the NATS JetStream backend.
+    pub nats_url: Option<String>,
     /// How long idempotency records are kept (default 86 400 s).
     pub default_ttl: Duration,
     /// How often the background cleanup runs (default 300 s).
@@ -30,6 +34,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             redis_url: None,
+            database_url: None,
+            nats_url: None,
             default_ttl: Duration::from_secs(86_400),
             cleanup_interval: Duration::from_secs(300),
             default_lease: Duration::from_secs(30),
@@ -42,15 +48,18 @@ const TTL_VARS: [&str; 2] = ["BGOPS_DEFAULT_TTL", "DOTMAC_TASKS_DEFAULT_TTL"];
 const CLEANUP_VARS: [&str; 2] = ["BGOPS_CLEANUP_INTERVAL", "DOTMAC_TASKS_CLEANUP_INTERVAL"];
 const LEASE_VARS: [&str; 2] = ["BGOPS_DEFAULT_LEASE", "DOTMAC_TASKS_DEFAULT_LEASE"];
 const REDIS_VARS: [&str; 2] = ["REDIS_URL", "DOTMAC_TASKS_REDIS_URL"];
+const DATABASE_VARS: [&str; 2] = ["DATABASE_URL", "BGOPS_DATABASE_URL"];
+const NATS_VARS: [&str; 2] = ["NATS_URL", "BGOPS_NATS_URL"];
 
 impl Config {
-    /// Reads the process environment: `REDIS_URL`, `BGOPS_DEFAULT_TTL`,
+    /// Reads the process environment: `REDIS_URL`, `DATABASE_URL`, `NATS_URL` (at most
+    /// one of them), `BGOPS_DEFAULT_TTL`,
     /// `BGOPS_CLEANUP_INTERVAL`, `BGOPS_DEFAULT_LEASE` (seconds), with the seed's
     /// `DOTMAC_TASKS_*` names as aliases. Unset variables keep their defaults.
     ///
     /// # Errors
     /// [`CoreError::InvalidEnv`] naming the variable when a value is not a positive whole
-    /// number of seconds (or an empty `REDIS_URL`).
+    /// number of seconds, an empty URL, or more than one backend URL.
     pub fn from_env() -> Result<Self, CoreError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -62,16 +71,34 @@ impl Config {
             vars.iter()
                 .find_map(|v| lookup(v).map(|value| ((*v).to_owned(), value)))
         };
-        if let Some((var, value)) = first(&REDIS_VARS) {
-            if value.trim().is_empty() {
-                return Err(CoreError::InvalidEnv {
+        let url = |vars: &[&str]| -> Result<Option<(String, String)>, CoreError> {
+            match first(vars) {
+                Some((var, value)) if value.trim().is_empty() => Err(CoreError::InvalidEnv {
                     var,
                     value,
                     reason: "empty URL".into(),
-                });
+                }),
+                found => Ok(found),
             }
-            config.redis_url = Some(value);
+        };
+        let redis = url(&REDIS_VARS)?;
+        let database = url(&DATABASE_VARS)?;
+        let nats = url(&NATS_VARS)?;
+        let set: Vec<&(String, String)> =
+            [&redis, &database, &nats].into_iter().flatten().collect();
+        if let [_, second, ..] = set.as_slice() {
+            return Err(CoreError::InvalidEnv {
+                var: second.0.clone(),
+                value: second.1.clone(),
+                reason: format!(
+                    "{} is set too; set one backend URL only (REDIS_URL, DATABASE_URL or NATS_URL)",
+                    set[0].0
+                ),
+            });
         }
+        config.redis_url = redis.map(|(_, v)| v);
+        config.database_url = database.map(|(_, v)| v);
+        config.nats_url = nats.map(|(_, v)| v);
         if let Some((var, value)) = first(&TTL_VARS) {
             config.default_ttl = parse_secs(&var, &value)?;
         }
@@ -87,6 +114,18 @@ impl Config {
     /// Sets the Redis URL.
     pub fn with_redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Sets the PostgreSQL URL.
+    pub fn with_database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// Sets the NATS URL.
+    pub fn with_nats_url(mut self, url: impl Into<String>) -> Self {
+        self.nats_url = Some(url.into());
         self
     }
 

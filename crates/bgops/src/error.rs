@@ -13,6 +13,10 @@ pub enum Error {
     /// The storage backend failed or refused (lease lost, not found, unavailable, ...).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The idempotency engine failed (classified: store unavailable, corrupt record, lost
+    /// claim, ...). Its answers about a key map to the variants below.
+    #[error(transparent)]
+    Idempotency(bgops_idempotency::IdempotencyError),
     /// Another caller is running the operation with this key right now.
     #[error("operation with idempotency key `{key}` is in progress")]
     InProgress {
@@ -38,4 +42,17 @@ pub enum Error {
     /// The configuration cannot be used (e.g. `REDIS_URL` set without the `redis` feature).
     #[error("configuration error: {0}")]
     Config(String),
+}
+
+impl From<bgops_idempotency::IdempotencyError> for Error {
+    fn from(error: bgops_idempotency::IdempotencyError) -> Self {
+        use bgops_idempotency::IdempotencyError as E;
+        match error {
+            E::Invalid(invalid) => Self::Invalid(invalid),
+            E::InProgress { key, .. } => Self::InProgress { key },
+            E::Mismatch { key } => Self::Mismatch { key },
+            E::StoredFailure { error, .. } => Self::StoredFailure(error),
+            other => Self::Idempotency(other),
+        }
+    }
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bgops_axum::{IdempotencyConfig, IdempotencyContext, IdempotencyLayer, get_idempotency_key};
+use bgops_idempotency::IdempotencyEngine;
 use bgops_storage::IdempotencyStore;
 use serde_json::json;
 
@@ -26,8 +27,23 @@ struct SlowQuery {
     ms: u64,
 }
 
-/// Serves the test routes behind the layer.
+/// Serves the test routes behind the layer, on an engine with the default TTL and lease.
 pub async fn start(store: Arc<dyn IdempotencyStore>, config: IdempotencyConfig) -> TestApp {
+    start_on(IdempotencyEngine::builder(store).build(), config).await
+}
+
+/// Serves the test routes behind the layer, on `engine`.
+pub async fn start_on(engine: IdempotencyEngine, config: IdempotencyConfig) -> TestApp {
+    let (app, runs) = router(engine, config);
+    let addr = serve(app).await;
+    TestApp {
+        client: Client::new(addr),
+        runs,
+    }
+}
+
+/// The test routes behind the layer, and the counter of handler runs.
+pub fn router(engine: IdempotencyEngine, config: IdempotencyConfig) -> (Router, Counter) {
     let runs = Counter::default();
     let r = runs.clone();
     let echo = move |ctx: Option<IdempotencyContext>, body: String| {
@@ -96,6 +112,11 @@ pub async fn start(store: Arc<dyn IdempotencyStore>, config: IdempotencyConfig) 
         }
     };
     let r = runs.clone();
+    let long = move || {
+        let n = r.inc();
+        async move { format!("long {n}") }
+    };
+    let r = runs.clone();
     let plain = move || {
         let n = r.inc();
         async move { Response::new(Body::from(format!("run {n}"))) }
@@ -117,11 +138,8 @@ pub async fn start(store: Arc<dyn IdempotencyStore>, config: IdempotencyConfig) 
         .route("/health", post(plain.clone()).get(plain.clone()))
         .route("/admin/{*rest}", post(plain.clone()))
         .route("/required", post(plain))
+        .route("/long/{*rest}", post(long))
         .route("/unused", get(|| async { "" }))
-        .layer(IdempotencyLayer::with_config(store, config));
-    let addr = serve(app).await;
-    TestApp {
-        client: Client::new(addr),
-        runs,
-    }
+        .layer(IdempotencyLayer::with_config(engine, config));
+    (app, runs)
 }

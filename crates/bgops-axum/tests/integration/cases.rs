@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgops_axum::{FailMode, IdempotencyConfig, InFlightPolicy, ProblemKind};
+use bgops_axum::{FailMode, IdempotencyConfig, InFlightPolicy, ProblemKind, Scope};
 use bgops_storage::IdempotencyStore;
 use futures::future::join_all;
 
-use crate::app::start;
-use crate::support::{DownStore, key};
+use crate::app::{start, start_on};
+use crate::support::{down, key};
 
 type Store = Arc<dyn IdempotencyStore>;
 
@@ -212,16 +212,6 @@ pub async fn body_over_limit_is_413(store: Store) {
     assert_eq!(app.runs.get(), 1);
 }
 
-pub async fn default_body_limit_is_one_mib(store: Store) {
-    let app = start(store, defaults()).await;
-    let r = app
-        .client
-        .post("/echo", Some(&key()), &"x".repeat((1 << 20) + 1))
-        .await;
-    assert_eq!(r.status, 413);
-    assert_eq!(app.runs.get(), 0);
-}
-
 pub async fn deterministic_statuses_are_stored(store: Store) {
     let app = start(store, defaults()).await;
     for code in [200u16, 204, 400, 404, 410, 422] {
@@ -341,7 +331,10 @@ pub async fn in_flight_duplicate_waits_and_replays(store: Store) {
 pub async fn lease_is_renewed_while_handler_runs(store: Store) {
     // Lease 600 ms (renewed every 200 ms), handler 2 s: without renewal the duplicate sent
     // a second after the handler started would find the lease expired and run it again.
-    let app = start(store, defaults().lease(Duration::from_millis(600))).await;
+    let engine = bgops_idempotency::IdempotencyEngine::builder(store)
+        .lease(Duration::from_millis(600))
+        .build();
+    let app = start_on(engine, defaults()).await;
     let k = key();
     let c = app.client.clone();
     let k2 = k.clone();
@@ -404,38 +397,33 @@ pub async fn operation_result_is_kept_in_the_record(store: Store) {
     let k = key();
     let r = app.client.post("/result", Some(&k), "").await;
     assert_eq!(r.json()["key"], k.as_str());
-    let record = store
-        .get_idempotency("default", &k)
-        .await
-        .unwrap()
-        .expect("record");
+    let stored = |k: &str| {
+        let store = Arc::clone(&store);
+        let at = Scope::tenant("default").storage_key(k);
+        async move {
+            store
+                .get_idempotency("default", &at)
+                .await
+                .unwrap()
+                .expect("record")
+        }
+    };
+    let record = stored(&k).await;
     assert_eq!(
-        record.result.as_ref().unwrap()["result"],
-        serde_json::json!({"attached": true, "run": 1})
+        record.result,
+        Some(serde_json::json!({"attached": true, "run": 1}))
     );
     assert_eq!(record.operation_type, "POST /result");
+    assert!(record.payload.is_some(), "the response travels as bytes");
     // Without an attached result, nothing is kept as the result by default...
     let k = key();
     app.client.post("/echo", Some(&k), "{}").await;
-    let record = store
-        .get_idempotency("default", &k)
-        .await
-        .unwrap()
-        .expect("record");
-    assert_eq!(
-        record.result.as_ref().unwrap()["result"],
-        serde_json::Value::Null
-    );
+    assert_eq!(stored(&k).await.result, None);
     // ...and the JSON body when asked.
     let app = start(Arc::clone(&store), defaults().json_body_as_result(true)).await;
     let k = key();
     app.client.post("/echo", Some(&k), "{}").await;
-    let record = store
-        .get_idempotency("default", &k)
-        .await
-        .unwrap()
-        .expect("record");
-    assert_eq!(record.result.as_ref().unwrap()["result"]["key"], k.as_str());
+    assert_eq!(stored(&k).await.result.as_ref().unwrap()["key"], k.as_str());
 }
 
 pub async fn custom_header_names(store: Store) {
@@ -500,7 +488,7 @@ pub async fn many_keys_at_once(store: Store) {
 }
 
 pub async fn store_down_fails_closed_with_503() {
-    let app = start(Arc::new(DownStore), defaults()).await;
+    let app = start(down(), defaults()).await;
     let r = app.client.post("/echo", Some(&key()), "{}").await;
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
@@ -511,9 +499,144 @@ pub async fn store_down_fails_closed_with_503() {
 }
 
 pub async fn store_down_fails_open_when_chosen() {
-    let app = start(Arc::new(DownStore), defaults().fail_mode(FailMode::Open)).await;
+    let app = start(down(), defaults().fail_mode(FailMode::Open)).await;
     let r = app.client.post("/echo", Some(&key()), "{}").await;
     assert_eq!(r.status, 201);
     assert_eq!(r.header("idempotency-stored"), Some("false"));
     assert_eq!(app.runs.get(), 1);
+}
+
+/// Issue 10 item 2: the client goes away while the handler runs. Nothing is released:
+/// the handler finishes and its response is stored; the retry waits (409) and then
+/// replays. Before, the claim's `Drop` released the key and the retry ran it again.
+pub async fn client_disconnect_mid_handler_runs_once_and_retry_replays(store: Store) {
+    use tokio::io::AsyncWriteExt as _;
+    let app = start(store, defaults()).await;
+    let k = key();
+    let mut conn = tokio::net::TcpStream::connect(app.client.addr())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /slow?ms=400 HTTP/1.1\r\nhost: test\r\nidempotency-key: {k}\r\ncontent-length: 0\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    wait_for_runs(&app, 1).await;
+    drop(conn); // the client disconnects mid-handler
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let during = app.client.post("/slow?ms=400", Some(&k), "").await;
+    assert_eq!(
+        during.status, 409,
+        "the claim is held while the handler runs"
+    );
+    let replay = replay_when_done(&app, "/slow?ms=400", &k).await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.json()["run"], 1);
+    assert_eq!(app.runs.get(), 1, "the handler ran once");
+}
+
+/// Issue 10 item 3: a path longer than 255 bytes works (the operation type is bounded).
+pub async fn long_paths_work(store: Store) {
+    let app = start(Arc::clone(&store), defaults()).await;
+    let path = format!("/long/{}", "p".repeat(400));
+    let k = key();
+    let first = app.client.post(&path, Some(&k), "").await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let again = app.client.post(&path, Some(&k), "").await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    // Another long path under the same key is another request, not a replay.
+    let other = app.client.post(&format!("{path}q"), Some(&k), "").await;
+    assert_eq!(other.status, 422);
+    assert_eq!(app.runs.get(), 1);
+    let record = store
+        .get_idempotency("default", &Scope::tenant("default").storage_key(&k))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.operation_type.len() <= 255);
+    assert!(record.operation_type.starts_with("POST /long/ppp"));
+}
+
+/// Issue 10 item 4: a request without a user sends the string a user's key is stored
+/// under; it must neither replay the user's response nor see it in a status lookup.
+pub async fn unscoped_request_cannot_address_a_scoped_key(store: Store) {
+    let app = start(Arc::clone(&store), defaults()).await;
+    let k = key();
+    let alice = app
+        .client
+        .send(
+            "POST",
+            "/echo",
+            &[("idempotency-key", &k), ("x-user-id", "alice")],
+            "{}",
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.status, 201);
+    let alice_at = Scope::tenant("default").with_user("alice").storage_key(&k);
+    let attack = app.client.post("/echo", Some(&alice_at), "{}").await;
+    assert_eq!(attack.status, 201);
+    assert_eq!(
+        attack.header("idempotent-replayed"),
+        None,
+        "alice's response replayed"
+    );
+    assert_ne!(attack.body, alice.body);
+    assert_eq!(app.runs.get(), 2);
+    // The status lookup of the unscoped key finds the attacker's own record only.
+    let looked_up = store
+        .get_idempotency("default", &Scope::tenant("default").storage_key(&alice_at))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(looked_up.user_id, None);
+    let alices = store
+        .get_idempotency("default", &alice_at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alices.user_id.as_deref(), Some("alice"));
+}
+
+/// Issue 10 item 3: a stored response that cannot be decoded is a 500 naming the
+/// record, also when failing open; the handler is not run again.
+pub async fn corrupt_stored_response_is_500_naming_the_record(store: Store) {
+    use bgops_axum::{Fingerprinter as _, Sha256Fingerprint};
+    let engine = bgops_idempotency::IdempotencyEngine::builder(store).build();
+    let k = key();
+    let at = Scope::tenant("default").storage_key(&k);
+    let (parts, ()) = http::Request::post("/echo").body(()).unwrap().into_parts();
+    let request = bgops_idempotency::KeyRequest::new("default", &at, "POST /echo")
+        .fingerprint(Sha256Fingerprint.fingerprint(&parts, b"{}"));
+    let bgops_idempotency::KeyStatus::Created(claim) = engine.begin(request).await.unwrap() else {
+        panic!("creates")
+    };
+    let garbage = bgops_core::OperationOutcome::default().with_payload(&b"not a response"[..]);
+    engine.complete(&claim, garbage).await.unwrap();
+    let app = start_on(engine, defaults().fail_mode(FailMode::Open)).await;
+    let r = app.client.post("/echo", Some(&k), "{}").await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.problem_type(), ProblemKind::RecordCorrupt.type_uri());
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains(&at),
+        "{}",
+        r.json()
+    );
+    assert_eq!(app.runs.get(), 0, "never fail open on corrupt data");
+}
+
+/// Retries `path` with key `k` until it is no longer in flight (409), at most 10 s.
+pub async fn replay_when_done(
+    app: &crate::app::TestApp,
+    path: &str,
+    k: &str,
+) -> crate::support::Reply {
+    for _ in 0..500 {
+        let r = app.client.post(path, Some(k), "").await;
+        if r.status != 409 {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{path} stayed in flight");
 }

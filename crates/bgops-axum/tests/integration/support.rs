@@ -5,17 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
-use bgops_core::{IdempotencyRecord, OperationOutcome};
-use bgops_storage::{BeginOutcome, BeginRequest, IdempotencyStore, StorageError, StorageResult};
+use bgops_storage::testing::decorators::{FailingStorage, Fault};
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use time::OffsetDateTime;
 
 /// Serves `app` on 127.0.0.1:0; the server stops when the test's runtime ends.
 pub async fn serve(app: Router) -> SocketAddr {
@@ -58,6 +55,7 @@ impl Reply {
 pub struct Client {
     inner: HyperClient<HttpConnector, Full<Bytes>>,
     base: String,
+    addr: SocketAddr,
 }
 
 impl Client {
@@ -65,7 +63,13 @@ impl Client {
         Self {
             inner: HyperClient::builder(TokioExecutor::new()).build_http(),
             base: format!("http://{addr}"),
+            addr,
         }
+    }
+
+    /// The server's address (for raw TCP clients).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub async fn send(
@@ -125,47 +129,31 @@ impl Counter {
     }
 }
 
-/// A store whose every call fails as if the backend were down.
-pub struct DownStore;
-
-fn down() -> StorageError {
-    StorageError::Unavailable {
-        backend: "down",
-        source: "connection refused".into(),
-    }
+/// A memory store behind the fault injector of `bgops_storage::testing`.
+pub fn failing() -> Arc<FailingStorage> {
+    Arc::new(FailingStorage::failing(Arc::new(
+        bgops_memory::MemoryStorage::new(),
+    )))
 }
 
-#[async_trait]
-impl IdempotencyStore for DownStore {
-    async fn begin(&self, _: BeginRequest) -> StorageResult<BeginOutcome> {
-        Err(down())
+/// A store whose every call fails as if the backend were down.
+pub fn down() -> Arc<FailingStorage> {
+    let store = failing();
+    store.hook().fail_everything(Fault::Unavailable);
+    store
+}
+
+/// Waits until `check` holds (polling every 20 ms, at most 10 s).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    async fn complete(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: OperationOutcome,
-    ) -> StorageResult<Arc<IdempotencyRecord>> {
-        Err(down())
-    }
-    async fn release(&self, _: &str, _: &str, _: &str) -> StorageResult<()> {
-        Err(down())
-    }
-    async fn renew(&self, _: &str, _: &str, _: &str, _: Duration) -> StorageResult<OffsetDateTime> {
-        Err(down())
-    }
-    async fn get_idempotency(
-        &self,
-        _: &str,
-        _: &str,
-    ) -> StorageResult<Option<Arc<IdempotencyRecord>>> {
-        Err(down())
-    }
-    async fn delete_idempotency(&self, _: &str, _: &str) -> StorageResult<bool> {
-        Err(down())
-    }
-    async fn purge_expired(&self, _: usize) -> StorageResult<u64> {
-        Err(down())
-    }
+    panic!("never happened: {what}");
 }

@@ -15,7 +15,9 @@ async fn works_in_a_plain_tower_stack() {
     let r = runs.clone();
     let svc =
         ServiceBuilder::new()
-            .layer(IdempotencyLayer::new(crate::memory()))
+            .layer(IdempotencyLayer::new(
+                bgops_idempotency::IdempotencyEngine::builder(crate::memory()).build(),
+            ))
             .service_fn(move |_req: Request<axum::body::Body>| {
                 let n = r.inc();
                 async move {

@@ -7,7 +7,7 @@ mod saga_event;
 mod task;
 
 pub use idempotency::{IdempotencyKey, IdempotencyRecord, OperationOutcome, OperationStatus};
-pub use operation::BackgroundOperation;
+pub use operation::{BackgroundOperation, OperationKind};
 pub use saga::{SagaLease, SagaStatus, SagaStep, SagaStepStatus, SagaWorkflow};
 pub use saga_event::{SagaEvent, SagaEventKind};
 pub use task::{Task, TaskAttempt, TaskLease, TaskStatus};

@@ -4,14 +4,35 @@ use time::OffsetDateTime;
 
 use super::OperationStatus;
 
-/// A general background operation, as tracked by the seed's `BackgroundOperation` model.
+/// What kind of background operation a [`BackgroundOperation`] view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// An idempotency record (a claimed key: `run_once`, the HTTP middleware, ...).
+    IdempotencyKey,
+    /// A task of the queue.
+    Task,
+    /// A saga workflow.
+    Saga,
+}
+
+/// One view of any background operation — a claimed key, a task, a saga — by id, with
+/// status and timestamps (the seed's `BackgroundOperation` model, "general background
+/// operation tracking"). Built on demand from the stored record by
+/// `BackgroundOperationsManager::get_operation`; never stored itself.
+///
+/// Status mapping: a task that waits and a saga not started are `Pending`; a claimed key,
+/// a claimed task and a running (or compensating) saga are `InProgress`; a completed key,
+/// task or saga is `Completed`; a failed one, or a compensated saga, is `Failed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackgroundOperation {
-    /// Unique id.
+    /// Unique id: the idempotency key, the task id or the saga id.
     pub operation_id: String,
-    /// Owning tenant.
+    /// What it is.
+    pub kind: OperationKind,
+    /// Owning tenant (for a task, which is scoped by queue rather than tenant: its queue).
     pub tenant_id: String,
-    /// Kind of operation.
+    /// Kind of operation (operation type, task type, workflow type).
     pub operation_type: String,
     /// Where it stands.
     pub status: OperationStatus,

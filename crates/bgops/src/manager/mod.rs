@@ -2,14 +2,17 @@
 
 mod cleanup;
 mod idempotency;
+mod operation;
 
 use std::sync::Arc;
 
 use bgops_core::{Config, MetricsHooks};
-use bgops_storage::Storage;
+use bgops_idempotency::IdempotencyEngine;
+use bgops_storage::{IdempotencyStore, Periodic, Storage};
 use tokio::sync::Mutex;
 
-pub use idempotency::{Claim, KeyStatus};
+pub use bgops_idempotency::{Claim, KeyStatus};
+pub use cleanup::CleanupReport;
 
 use crate::Error;
 
@@ -34,6 +37,9 @@ use crate::Error;
 ///
 /// let record = manager.check_idempotency("tenant1", claim.key()).await?.expect("stored");
 /// assert_eq!(record.status, OperationStatus::Completed);
+/// // The same facts as a general background operation, by id:
+/// let op = manager.get_operation("tenant1", claim.key()).await?.expect("found");
+/// assert_eq!(op.status, OperationStatus::Completed);
 /// # Ok(())
 /// # }
 /// ```
@@ -46,7 +52,10 @@ pub(crate) struct Inner {
     storage: Arc<dyn Storage>,
     config: Config,
     metrics: Arc<dyn MetricsHooks>,
-    cleanup: Mutex<Option<cleanup::CleanupTask>>,
+    /// The one idempotency engine: the manager's API and the HTTP middleware share it,
+    /// so TTL, lease and metrics are wired once.
+    engine: IdempotencyEngine,
+    cleanup: Mutex<Option<Periodic>>,
     #[cfg(feature = "saga")]
     pub(crate) sagas: bgops_saga::SagaEngine,
     #[cfg(feature = "saga")]
@@ -109,8 +118,15 @@ impl ManagerBuilder {
             Some(storage) => storage,
             None => default_storage()?,
         };
+        let store: Arc<dyn IdempotencyStore> = storage.clone();
+        let engine = IdempotencyEngine::builder(store)
+            .ttl(self.config.default_ttl)
+            .lease(self.config.default_lease)
+            .metrics(self.metrics.clone())
+            .build();
         Ok(BackgroundOperationsManager {
             inner: Arc::new(Inner {
+                engine,
                 #[cfg(feature = "saga")]
                 sagas: bgops_saga::SagaEngine::builder(storage.clone())
                     .metrics(self.metrics.clone())
@@ -187,6 +203,14 @@ impl BackgroundOperationsManager {
         &self.inner.config
     }
 
+    /// The idempotency engine (store, TTL, lease and metrics of this manager): what the
+    /// HTTP middleware runs on
+    /// ([`add_background_operations_middleware`](crate::add_background_operations_middleware)),
+    /// and what `run_once` and the key API below use.
+    pub fn idempotency_engine(&self) -> &IdempotencyEngine {
+        &self.inner.engine
+    }
+
     /// Starts the background work: the cleanup loop (every `cleanup_interval`: purge
     /// expired idempotency records, return expired task leases) and, with the `saga`
     /// feature, the saga recoverer (resumes sagas whose executor died). Calling it twice
@@ -194,7 +218,7 @@ impl BackgroundOperationsManager {
     pub async fn start(&self) {
         let mut slot = self.inner.cleanup.lock().await;
         if slot.is_none() {
-            *slot = Some(cleanup::CleanupTask::spawn(
+            *slot = Some(cleanup::spawn(
                 self.inner.storage.clone(),
                 self.inner.config.cleanup_interval,
                 self.inner.metrics.clone(),
@@ -224,12 +248,15 @@ impl BackgroundOperationsManager {
         }
     }
 
-    /// Runs one cleanup pass now; returns how many records were removed or requeued.
+    /// Runs one cleanup pass now: purges expired idempotency records and returns expired
+    /// task leases to their queues, batch after batch until nothing is due; corrupt
+    /// entries are skipped and reported, never stopping the pass.
     ///
     /// # Errors
-    /// The storage's error.
-    pub async fn cleanup_now(&self) -> Result<u64, Error> {
-        Ok(cleanup::run_once(self.inner.storage.as_ref(), self.inner.metrics.as_ref()).await?)
+    /// The storage's error (the pass stops at the failing batch; what was done before is
+    /// kept).
+    pub async fn cleanup_now(&self) -> Result<CleanupReport, Error> {
+        Ok(cleanup::pass(self.inner.storage.as_ref(), self.inner.metrics.as_ref()).await?)
     }
 
     /// Storage health (the seed's health check).

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bgops::prelude::*;
-use bgops::{CoreError, ManualClock};
+use bgops::{CoreError, IdempotencyError, ManualClock};
 use serde_json::json;
 
 fn manager_with_clock() -> (BackgroundOperationsManager, ManualClock) {
@@ -37,7 +37,12 @@ async fn derived_key_matches_the_seed_algorithm() {
     };
     // Produced by python3 with the seed's algorithm (see bgops-core's vectors).
     assert_eq!(claim.key(), "8d0d5304231d6a0478dae9a604a2314b");
-    assert_eq!(claim.record().status, OperationStatus::InProgress);
+    let record = manager
+        .check_idempotency("tenant1", claim.key())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, OperationStatus::InProgress);
 }
 
 #[tokio::test]
@@ -55,13 +60,16 @@ async fn create_check_complete_replay() {
         .create_idempotency_key("t1", None, "op", None, Some(&params), None)
         .await
         .unwrap();
-    assert!(matches!(second, KeyStatus::InProgress(_)), "{second:?}");
+    assert!(matches!(second, KeyStatus::InProgress { .. }), "{second:?}");
 
-    let record = manager
+    let completion = manager
         .complete_idempotent_operation(&claim, Some(json!({"done": true})), None)
         .await
         .unwrap();
-    assert_eq!(record.status, OperationStatus::Completed);
+    assert!(
+        matches!(completion, Completion::Stored(_)),
+        "{completion:?}"
+    );
 
     let third = manager
         .create_idempotency_key("t1", None, "op", None, Some(&params), None)
@@ -96,9 +104,14 @@ async fn failure_is_remembered_and_replayed() {
     else {
         panic!("first call must create");
     };
-    let record = manager
+    manager
         .complete_idempotent_operation(&claim, None, Some("card declined".into()))
         .await
+        .unwrap();
+    let record = manager
+        .check_idempotency("t1", "order-1")
+        .await
+        .unwrap()
         .unwrap();
     assert_eq!(record.status, OperationStatus::Failed);
     assert_eq!(record.error.as_deref(), Some("card declined"));
@@ -145,7 +158,7 @@ async fn custom_key_with_other_parameters_is_a_mismatch() {
         )
         .await
         .unwrap();
-    assert!(matches!(other, KeyStatus::Mismatch(_)), "{other:?}");
+    assert!(matches!(other, KeyStatus::Mismatch { .. }), "{other:?}");
 }
 
 #[tokio::test]
@@ -209,7 +222,7 @@ async fn concurrent_duplicates_run_once() {
                     Some("u1"),
                     "charge_card",
                     &json!({"order": 7}),
-                    || async {
+                    move || async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         Ok::<_, std::io::Error>(json!({"charged": 7}))
@@ -296,7 +309,7 @@ async fn stale_claim_cannot_complete_after_takeover() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Storage(StorageError::LeaseLost { .. })),
+        matches!(err, Error::Idempotency(IdempotencyError::LeaseLost { .. })),
         "{err:?}"
     );
     manager
@@ -368,8 +381,9 @@ async fn cleanup_purges_expired_records() {
     }
     assert_eq!(manager.stats().await.unwrap().idempotency_records, 10);
     clock.advance(Duration::from_secs(61));
-    let removed = manager.cleanup_now().await.unwrap();
-    assert_eq!(removed, 10);
+    let report = manager.cleanup_now().await.unwrap();
+    assert_eq!(report.purged, 10);
+    assert!(report.corrupt.is_empty());
     assert_eq!(manager.stats().await.unwrap().idempotency_records, 0);
     assert!(
         manager
@@ -417,4 +431,123 @@ async fn start_and_shutdown_run_the_cleanup_loop() {
     }
     manager.shutdown().await;
     assert!(purged, "the cleanup loop must purge the expired record");
+}
+
+/// Wall time that follows tokio's clock, so a paused runtime moves the store's leases.
+#[derive(Debug)]
+struct TokioClock {
+    base: time::OffsetDateTime,
+    start: tokio::time::Instant,
+}
+
+impl bgops::Clock for TokioClock {
+    fn now(&self) -> time::OffsetDateTime {
+        self.base + self.start.elapsed()
+    }
+}
+
+/// Issue 9 defect 1, through the manager: lease 1 s, a 2.5 s operation, a second
+/// `run_once` with the same inputs at 1.5 s. Before the engine, the lease was never
+/// renewed: the second caller took over and ran the operation again, and the first got
+/// `LeaseLost` although its effect had happened.
+#[tokio::test(start_paused = true)]
+async fn run_once_keeps_its_lease_while_the_operation_runs() {
+    let clock = TokioClock {
+        base: time::OffsetDateTime::now_utc(),
+        start: tokio::time::Instant::now(),
+    };
+    let manager = BackgroundOperationsManager::builder()
+        .storage(Arc::new(MemoryStorage::with_clock(Arc::new(clock))))
+        .config(Config::default().with_default_lease(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let op = |runs: Arc<AtomicUsize>| async move {
+        runs.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        Ok::<_, std::io::Error>(json!({"charged": true}))
+    };
+    let first = {
+        let (manager, runs) = (manager.clone(), runs.clone());
+        tokio::spawn(async move {
+            manager
+                .run_once("t1", None, "charge", &json!({"n": 1}), || op(runs))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = manager
+        .run_once("t1", None, "charge", &json!({"n": 1}), || op(runs.clone()))
+        .await;
+    assert!(
+        matches!(second, Err(Error::InProgress { .. })),
+        "{second:?}"
+    );
+    assert_eq!(first.await.unwrap().unwrap(), json!({"charged": true}));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the operation ran once");
+}
+
+#[tokio::test]
+async fn get_operation_views_a_claimed_key() {
+    let manager = BackgroundOperationsManager::in_memory();
+    let KeyStatus::Created(claim) = manager
+        .create_idempotency_key("t1", None, "op", Some("view-1"), Some(&json!({})), None)
+        .await
+        .unwrap()
+    else {
+        panic!("must create")
+    };
+    let op = manager
+        .get_operation("t1", "view-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(op.kind, bgops::OperationKind::IdempotencyKey);
+    assert_eq!(op.status, OperationStatus::InProgress);
+    manager
+        .complete_idempotent_operation(&claim, Some(json!(1)), None)
+        .await
+        .unwrap();
+    let op = manager
+        .get_operation("t1", "view-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(op.status, OperationStatus::Completed);
+    assert_eq!(op.result, Some(json!(1)));
+    assert!(
+        manager
+            .get_operation("t2", "view-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        manager
+            .get_operation("t1", "nothing")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn get_operation_views_a_task() {
+    use bgops::storage::NewTask;
+    let manager = BackgroundOperationsManager::in_memory();
+    let submitted = manager
+        .storage()
+        .submit_task(NewTask::new("emails", "send", json!({"to": "a@b.c"})).idempotency_key("t-1"))
+        .await
+        .unwrap();
+    let id = submitted.task.task_id;
+    let op = manager.get_operation("t1", &id).await.unwrap().unwrap();
+    assert_eq!(op.kind, bgops::OperationKind::Task);
+    assert_eq!(
+        op.status,
+        OperationStatus::Pending,
+        "a waiting task is Pending"
+    );
+    assert_eq!(op.tenant_id, "emails");
+    assert_eq!(op.idempotency_key.as_deref(), Some("t-1"));
 }
