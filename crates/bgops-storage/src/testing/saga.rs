@@ -1061,6 +1061,8 @@ async fn finished(f: &Fixture, tenant: &str, status: SagaStatus) -> String {
     let mut saved = move_to(f, &saga, status).await;
     let fence = fence_of(&saved);
     saved.lease = None;
+    // As an engine does: a write stamps the saga with the time it was made.
+    saved.updated_at = store_now(f).await;
     let done = entry(&saved, "finished", status, fence);
     save(f, &saved, fence, &[done]).await;
     saga.saga_id
