@@ -219,4 +219,29 @@ mod tests {
             assert!(err.to_string().contains(var));
         }
     }
+
+    #[test]
+    fn one_backend_url_at_most() {
+        let c = Config::from_lookup(env(&[("DATABASE_URL", "postgres://db")])).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://db"));
+        assert_eq!((c.redis_url, c.nats_url), (None, None));
+        let c = Config::from_lookup(env(&[("NATS_URL", "nats://n:4222")])).unwrap();
+        assert_eq!(c.nats_url.as_deref(), Some("nats://n:4222"));
+        let err = Config::from_lookup(env(&[
+            ("REDIS_URL", "redis://r"),
+            ("NATS_URL", "nats://n:4222"),
+        ]))
+        .unwrap_err();
+        match &err {
+            CoreError::InvalidEnv { var, reason, .. } => {
+                assert_eq!(var, "NATS_URL");
+                assert!(reason.contains("REDIS_URL"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            Config::from_lookup(env(&[("DATABASE_URL", " ")])),
+            Err(CoreError::InvalidEnv { .. })
+        ));
+    }
 }

@@ -4,6 +4,7 @@
 //! handed to the manager.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Called by bgops at each notable event. Every method has a no-op default; implement the
 /// ones you count. Calls happen on the hot path: keep them cheap and non-blocking.
@@ -30,6 +31,36 @@ pub trait MetricsHooks: Send + Sync {
     fn cleanup_ran(&self, _purged: u64) {}
     /// A storage call failed.
     fn storage_error(&self, _operation: &str) {}
+
+    // Added for operations (bgops-metrics); no-op by default like the rest.
+
+    /// The key was already used with another request (fingerprint mismatch).
+    fn idempotency_mismatched(&self, _operation_type: &str, _tenant_id: &str) {}
+    /// A saga step's handler call ended (`outcome`: `completed`, `retrying`, `failed`)
+    /// after `elapsed`.
+    fn saga_step_duration(
+        &self,
+        _workflow_type: &str,
+        _step: &str,
+        _outcome: &str,
+        _elapsed: Duration,
+    ) {
+    }
+    /// A step's compensation ended: compensated, or failed after its retries.
+    fn saga_step_compensated(
+        &self,
+        _workflow_type: &str,
+        _tenant_id: &str,
+        _step: &str,
+        _failed: bool,
+    ) {
+    }
+    /// A worker claimed a task.
+    fn task_claimed(&self, _queue: &str) {}
+    /// A worker's claim was fenced out (its lease ran out and another attempt took over).
+    fn task_lease_lost(&self, _queue: &str) {}
+    /// A storage call ended after `elapsed` (`failed` when it returned an error).
+    fn storage_call(&self, _operation: &str, _elapsed: Duration, _failed: bool) {}
 }
 
 /// Hooks that do nothing: the default.
