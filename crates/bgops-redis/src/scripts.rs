@@ -87,6 +87,7 @@ lua!(
     "checks",
     "task_common"
 );
+lua!(SAGA_PURGE_DUE, "saga_purge_due", "checks");
 lua!(TASK_CLAIM, "task_claim", "checks", "task_common");
 lua!(TASK_CLAIM_NEXT, "task_claim_next", "checks", "task_common");
 lua!(TASK_FINISH, "task_finish", "checks", "task_common");
