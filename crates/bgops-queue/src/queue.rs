@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgops_core::{Backoff, SharedIds, SharedMetrics, Task, TaskAttempt, TaskStatus, validate};
+use bgops_core::{Backoff, SharedIds, SharedMetrics, Task, TaskAttempt, TaskStatus};
 use bgops_storage::{
     NewTask, StorageError, Submitted, Sweep, TaskCompletion, TaskFilter, TaskReceipt, TaskStore,
 };
