@@ -137,7 +137,7 @@ impl NatsStorageBuilder {
         let mut stores = Vec::with_capacity(4);
         for kind in ["idem", "tasks", "sagas", "locks"] {
             let bucket = names.bucket(kind);
-            js.get_or_create_stream(stream::Config {
+            let config = stream::Config {
                 name: format!("KV_{bucket}"),
                 description: Some(format!("bgops {kind} ({})", self.prefix)),
                 subjects: vec![format!("$KV.{bucket}.>")],
@@ -150,37 +150,32 @@ impl NatsStorageBuilder {
                 storage: storage_type,
                 num_replicas: self.replicas,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| driver("create bucket", e))?;
+            };
+            create_stream(&js, &config, "create bucket").await?;
             let store = js
                 .get_key_value(bucket)
                 .await
                 .map_err(|e| driver("open bucket", e))?;
             stores.push(store);
         }
-        let index = js
-            .get_or_create_stream(stream::Config {
-                name: names.index_stream(),
-                subjects: vec![names.index_subjects()],
-                storage: storage_type,
-                num_replicas: self.replicas,
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| driver("create index stream", e))?;
-        let work = js
-            .get_or_create_stream(stream::Config {
-                name: names.work_stream(),
-                subjects: vec![names.work_subjects()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: storage_type,
-                num_replicas: self.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| driver("create work stream", e))?;
+        let index_config = stream::Config {
+            name: names.index_stream(),
+            subjects: vec![names.index_subjects()],
+            storage: storage_type,
+            num_replicas: self.replicas,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let index = create_stream(&js, &index_config, "create index stream").await?;
+        let work_config = stream::Config {
+            name: names.work_stream(),
+            subjects: vec![names.work_subjects()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: storage_type,
+            num_replicas: self.replicas,
+            ..Default::default()
+        };
+        let work = create_stream(&js, &work_config, "create work stream").await?;
         let mut stores = stores.into_iter();
         let (Some(idem), Some(tasks), Some(sagas), Some(locks)) =
             (stores.next(), stores.next(), stores.next(), stores.next())
@@ -202,5 +197,31 @@ impl NatsStorageBuilder {
             ack_wait: self.ack_wait,
             consumers: tokio::sync::Mutex::new(HashMap::new()),
         }))
+    }
+}
+
+/// Creates (or opens) a stream, retrying a few times when the server answers with an
+/// internal error (JetStream code 500, e.g. "error creating store for stream" while the
+/// server is busy creating or deleting other streams): setting up a store must not fail
+/// on a passing server hiccup.
+async fn create_stream(
+    js: &jetstream::Context,
+    config: &stream::Config,
+    what: &'static str,
+) -> StorageResult<stream::Stream> {
+    const ATTEMPTS: u32 = 5;
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if attempt < ATTEMPTS && format!("{e:?}").contains("code: 500") => {
+                tracing::warn!(stream = %config.name, attempt, error = ?e, "JetStream could not create a stream; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(driver(what, e)),
+        }
     }
 }
