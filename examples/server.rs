@@ -8,7 +8,11 @@
 //!
 //! Endpoints: `POST /api/send-email` and `POST /api/register-user` (idempotent with an
 //! `Idempotency-Key` header; the second runs a saga with compensation), `GET
-//! /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`. The middleware runs
+//! /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`, `POST
+//! /api/orders/stream` (the seed's order saga with its progress as server-sent events;
+//! see [`stream_order`]), the board at `/bgops` and Prometheus metrics at `GET /metrics`.
+//! Storage: Redis, PostgreSQL or NATS when `REDIS_URL`, `DATABASE_URL` or `NATS_URL` is
+//! set, memory otherwise. The middleware runs
 //! on the manager's idempotency engine (one store, TTL, lease and metrics) and is
 //! configured from the environment (`BGOPS_IN_FLIGHT=202` gives the seed's 202 for
 //! duplicates in flight; see `IdempotencyConfig::from_env`). Ctrl-C shuts down gracefully.
@@ -631,6 +635,17 @@ curl -X POST '{base}/api/register-user' \
   -H 'Idempotency-Key: user-fail-123' \
   -d '{{"username":"janedoe","email":"jane@example.com","full_name":"Jane Doe","send_welcome_email":true,"fail_step":"send_welcome_email"}}'
 
+# Order saga, its progress streamed as server-sent events (run it twice: the retry
+# streams the stored history; add "fail_step":"process_payment" to see compensation)
+curl -N -X POST '{base}/api/orders/stream' \
+  -H 'Content-Type: application/json' \
+  -H 'Idempotency-Key: order-123' \
+  -d '{{"order_id":"123","items":["item_1"],"total_amount":100.0}}'
+
+# The board (open in a browser) and Prometheus metrics
+#   {base}/bgops
+curl '{base}/metrics'
+
 # Check status by idempotency key
 curl '{base}/api/status/test-123'
 
@@ -956,5 +971,26 @@ mod tests {
         assert_eq!(timeline(&replayed), expected);
         assert_eq!(replayed.last().unwrap()["status"], "compensated");
         assert_eq!(order_calls(&base).await, 3);
+    }
+    /// The board and the Prometheus endpoint are mounted; the board shows the order saga.
+    #[tokio::test]
+    async fn test_board_and_metrics_are_mounted() {
+        let (base, _) = start().await;
+        let (_, _, events) = stream(&format!("{base}/api/orders/stream"), None, ORDER).await;
+        let saga_id = events[0]["saga_id"].as_str().unwrap();
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        for (path, needle) in [
+            ("/bgops".to_owned(), ""),
+            (format!("/bgops/sagas/{saga_id}"), "Reserve Inventory"),
+            ("/metrics".to_owned(), ""),
+        ] {
+            let res = client
+                .get(format!("{base}{path}").parse().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            assert!(String::from_utf8_lossy(&bytes).contains(needle), "{path}");
+        }
     }
 }
