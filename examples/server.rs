@@ -11,7 +11,11 @@
 //! /api/orders` with `GET /api/order-status/{task_id}` (one key end to end: the request's key is
 //! the key of the task it submits and of the saga a worker runs for that task, so a retried
 //! request never makes a second task or saga, and each step's call gets a stable key),
-//! `GET /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`. The middleware runs
+//! `GET /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`, `POST
+//! /api/orders/stream` (the seed's order saga with its progress as server-sent events;
+//! see [`stream_order`]), the board at `/bgops` and Prometheus metrics at `GET /metrics`.
+//! Storage: Redis, PostgreSQL or NATS when `REDIS_URL`, `DATABASE_URL` or `NATS_URL` is
+//! set, memory otherwise. The middleware runs
 //! on the manager's idempotency engine (one store, TTL, lease and metrics) and is
 //! configured from the environment (`BGOPS_IN_FLIGHT=202` gives the seed's 202 for
 //! duplicates in flight; see `IdempotencyConfig::from_env`). Ctrl-C shuts down gracefully.
@@ -25,7 +29,9 @@
 //! the reverse proxy in front).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -39,9 +45,11 @@ use bgops::axum::{
     HeaderScope, IdempotencyConfig, IdempotencyContext, IdempotencyLayer, Problem, ProblemKind,
     ScopeExtractor,
 };
-use bgops::core::SagaStep;
+use bgops::core::{SagaEvent, SagaStep, SagaWorkflow};
 use bgops::queue::{NewTask, TaskContext, TaskError, TaskQueue, Worker, WorkerHandle};
-use bgops::saga::{NewSaga, SagaStatus, StepError};
+use bgops::saga::{Creation, NewSaga, SagaEngine, SagaError, SagaStatus, StepError};
+use futures::Stream;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
@@ -52,6 +60,9 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 struct AppState {
     manager: BackgroundOperationsManager,
     accounts: Accounts,
+    /// Calls of the order saga's step and compensation handlers (shown by
+    /// `GET /api/debug/storage-stats`: a replayed order stream runs none).
+    order_calls: Arc<AtomicU64>,
     /// The `orders` queue, on the manager's store; a worker runs its tasks.
     queue: TaskQueue,
     /// Kept alive with the app (dropping it shuts the worker down gracefully).
@@ -356,6 +367,7 @@ async fn storage_stats(State(state): State<AppState>) -> Response {
             "tasks_by_status": stats.tasks_by_status,
             "locks": stats.locks,
             "accounts": state.accounts.lock().unwrap_or_else(PoisonError::into_inner).len(),
+            "order_calls": state.order_calls.load(Ordering::Relaxed),
         }))
         .into_response(),
         Err(e) => internal(&e.to_string()),
@@ -455,17 +467,234 @@ fn register_saga_handlers(manager: &BackgroundOperationsManager, accounts: &Acco
     });
 }
 
+/// `POST /api/orders/stream` body: the seed's `OrderContext`.
+#[derive(Debug, Deserialize)]
+struct OrderRequest {
+    order_id: String,
+    items: Vec<String>,
+    total_amount: f64,
+    /// Makes a step fail to show compensation: `"reserve_inventory"`, `"process_payment"`
+    /// or `"ship_order"`.
+    #[serde(default)]
+    fail_step: Option<String>,
+}
+
+/// The order saga (seed 004): reserve inventory, process payment, ship; the first two
+/// are compensated (release, refund) when a later step fails.
+fn order_steps(order: &OrderRequest) -> Vec<SagaStep> {
+    let fail = |step: &str| order.fail_step.as_deref() == Some(step);
+    vec![
+        SagaStep::new(
+            "Reserve Inventory",
+            "reserve_inventory",
+            json!({ "order_id": order.order_id, "items": order.items, "fail": fail("reserve_inventory") }),
+        )
+        .with_compensation("release_inventory", json!({ "order_id": order.order_id })),
+        SagaStep::new(
+            "Process Payment",
+            "process_payment",
+            json!({ "order_id": order.order_id, "amount": order.total_amount, "fail": fail("process_payment") }),
+        )
+        .with_compensation(
+            "refund_payment",
+            json!({ "order_id": order.order_id, "amount": order.total_amount }),
+        ),
+        SagaStep::new(
+            "Ship Order",
+            "ship_order",
+            json!({ "order_id": order.order_id, "items": order.items, "fail": fail("ship_order") }),
+        ),
+    ]
+}
+
+/// `POST /api/orders/stream`: runs the order saga and streams its progress as
+/// server-sent events: `start`, the saga's own events (`step_started`,
+/// `step_succeeded`, `step_failed`, `compensating`, `step_compensated`, ..., `finished`;
+/// [`SagaEvent::to_sse`]), then `complete`.
+///
+/// Exactly once without the middleware (the route is exempt from it, because the
+/// middleware delivers a streamed response live and does not store it, so its retries
+/// would get 410): the `Idempotency-Key`, in the caller's scope, is the saga's own
+/// idempotency key. A retry finds the saga and streams its stored history (`start` with
+/// `"replayed": true`, the journal, `complete`) without running a step again; a retry
+/// while it still runs gets 409, the same key with another order 422. Without a key every
+/// request is a new order.
+async fn stream_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(order): Json<OrderRequest>,
+) -> Response {
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(key)) => Some(key.to_owned()),
+        Some(Err(_)) => {
+            return Problem::new(ProblemKind::KeyInvalid, "Idempotency-Key is not ASCII")
+                .into_response();
+        }
+    };
+    let mut request = axum::http::Request::new(());
+    *request.headers_mut() = headers;
+    let (parts, ()) = request.into_parts();
+    let scope = match HeaderScope::seed().extract(&parts) {
+        Ok(scope) => scope,
+        Err(rejection) => {
+            return Problem::new(ProblemKind::ScopeMissing, rejection.detail)
+                .status(rejection.status)
+                .into_response();
+        }
+    };
+    let steps = order_steps(&order);
+    let asked: Vec<Value> = steps.iter().map(|s| s.parameters.clone()).collect();
+    let mut new = NewSaga::new(scope.tenant_id.clone(), "order", steps);
+    if let Some(key) = &key {
+        new = new.idempotency_key(scope.storage_key(key));
+    }
+    let engine = state.manager.saga_engine();
+    match engine.create_saga(new).await {
+        Ok(Creation::Created(saga)) => live_saga(engine, saga.saga_id),
+        Ok(Creation::Existing(saga)) => {
+            if !saga.steps.iter().map(|s| &s.parameters).eq(asked.iter()) {
+                return Problem::new(
+                    ProblemKind::KeyReused,
+                    "this Idempotency-Key was used for another order",
+                )
+                .into_response();
+            }
+            match saga.status {
+                status if status.is_terminal() => replay_saga(&state.manager, &saga).await,
+                // Stored by an attempt that never started it: run it now.
+                SagaStatus::Pending => live_saga(engine, saga.saga_id),
+                _ => Problem::new(ProblemKind::InFlight, "this order's saga is still running")
+                    .into_response(),
+            }
+        }
+        Err(SagaError::Invalid(e)) => {
+            Problem::new(ProblemKind::KeyInvalid, e.to_string()).into_response()
+        }
+        Err(e) => internal(&e.to_string()),
+    }
+}
+
+/// One SSE message of the demo's own (`start`, `complete`).
+fn sse_frame(data: &Value) -> String {
+    let kind = data["type"].as_str().unwrap_or("message");
+    format!("event: {kind}\ndata: {data}\n\n")
+}
+
+fn sse_start(saga_id: &str, replayed: bool) -> String {
+    sse_frame(&json!({ "type": "start", "saga_id": saga_id, "replayed": replayed }))
+}
+
+fn sse_complete(saga_id: &str, status: Option<SagaStatus>, replayed: bool) -> String {
+    sse_frame(&json!({
+        "type": "complete",
+        "saga_id": saga_id,
+        "status": status,
+        "succeeded": status == Some(SagaStatus::Completed),
+        "replayed": replayed,
+    }))
+}
+
+/// Executes the saga, streaming its events as they happen. The saga runs in a task of
+/// its own: a client that hangs up does not stop it.
+fn live_saga(engine: &SagaEngine, saga_id: String) -> Response {
+    let mut events = engine.execute_stream(&saga_id);
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let _ = tx.unbounded_send(sse_start(&saga_id, false));
+    tokio::spawn(async move {
+        let mut status = None;
+        while let Some(event) = events.recv().await {
+            status = Some(event.status);
+            if tx.unbounded_send(event.to_sse()).is_err() {
+                return;
+            }
+        }
+        let _ = tx.unbounded_send(sse_complete(&saga_id, status, false));
+    });
+    sse_response(rx, false)
+}
+
+/// Streams an ended saga's stored history.
+async fn replay_saga(manager: &BackgroundOperationsManager, saga: &SagaWorkflow) -> Response {
+    match manager.get_saga_history(&saga.saga_id).await {
+        Ok(history) => {
+            let mut frames = vec![sse_start(&saga.saga_id, true)];
+            frames.extend(history.iter().map(SagaEvent::to_sse));
+            frames.push(sse_complete(&saga.saga_id, Some(saga.status), true));
+            sse_response(futures::stream::iter(frames), true)
+        }
+        Err(e) => internal(&e.to_string()),
+    }
+}
+
+fn sse_response(frames: impl Stream<Item = String> + Send + 'static, replayed: bool) -> Response {
+    use futures::StreamExt as _;
+    let body = axum::body::Body::from_stream(frames.map(Ok::<_, Infallible>));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    headers.insert(
+        "x-cache-hit",
+        axum::http::HeaderValue::from_static(if replayed { "true" } else { "false" }),
+    );
+    response
+}
+
+/// Registers the order saga's handlers; each call is counted in `calls`. A step whose
+/// parameters say `"fail": true` fails for good, to show compensation.
+fn register_order_handlers(manager: &BackgroundOperationsManager, calls: &Arc<AtomicU64>) {
+    for operation in ["reserve_inventory", "process_payment", "ship_order"] {
+        let calls = Arc::clone(calls);
+        manager.register_operation_handler(operation, move |step| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if step.parameters["fail"] == true {
+                    return Err(StepError::terminal(format!(
+                        "{operation} failed (fail_step)"
+                    )));
+                }
+                let order_id = step.parameters["order_id"].as_str().unwrap_or_default();
+                Ok(json!({ "id": format!("{operation}-{order_id}"), "step_key": step.step_key() }))
+            }
+        });
+    }
+    for operation in ["release_inventory", "refund_payment"] {
+        let calls = Arc::clone(calls);
+        manager.register_compensation_handler(operation, move |step| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async move { Ok(json!({ "order_id": step.parameters["order_id"], "undone": operation })) }
+        });
+    }
+}
+
 /// The application: routes, the idempotency middleware on the manager's engine, and the
 /// timeouts that keep a slow client from holding a claim (see the module docs).
-fn app(manager: BackgroundOperationsManager, config: IdempotencyConfig) -> Router {
+fn app(
+    manager: BackgroundOperationsManager,
+    config: IdempotencyConfig,
+    prometheus: PrometheusHandle,
+) -> Router {
+    // The read-only board (sagas, tasks, idempotency records, live over SSE) at /bgops.
+    let board = bgops_board::router(manager.storage().clone());
     let accounts = Accounts::default();
     register_saga_handlers(&manager, &accounts);
+    let order_calls = Arc::new(AtomicU64::new(0));
+    register_order_handlers(&manager, &order_calls);
     let engine = manager.idempotency_engine().clone();
     let config = config
         .exempt_path("/health")
         .exempt_path("/api/status/*")
         .exempt_path("/api/debug/*")
         .exempt_path("/api/order-status/*")
+        // Exactly once through the saga's idempotency key (see `stream_order`).
+        .exempt_path("/api/orders/stream")
         .require_key_on("/api/register-user")
         .require_key_on("/api/orders");
     let queue = TaskQueue::new(manager.storage().clone());
@@ -479,6 +708,7 @@ fn app(manager: BackgroundOperationsManager, config: IdempotencyConfig) -> Route
         .route("/api/send-email", post(send_email))
         .route("/api/register-user", post(register_user))
         .route("/api/orders", post(place_order))
+        .route("/api/orders/stream", post(stream_order))
         .route("/api/order-status/{task_id}", get(order_status))
         .route("/api/status/{key}", get(status))
         .route("/api/debug/storage-stats", get(storage_stats))
@@ -494,9 +724,15 @@ fn app(manager: BackgroundOperationsManager, config: IdempotencyConfig) -> Route
         .with_state(AppState {
             manager,
             accounts,
+            order_calls,
             queue,
             _worker: Arc::new(worker),
         })
+        .nest("/bgops", board)
+        .route(
+            "/metrics",
+            get(move || std::future::ready(prometheus.render())),
+        )
 }
 
 fn print_curl_commands(addr: SocketAddr, backend: &str) {
@@ -541,6 +777,17 @@ curl -i -X POST '{base}/api/orders' \
   -H 'Idempotency-Key: order-1' \
   -d '{{"item":"book-42"}}'
 
+# Order saga, its progress streamed as server-sent events (run it twice: the retry
+# streams the stored history; add "fail_step":"process_payment" to see compensation)
+curl -N -X POST '{base}/api/orders/stream' \
+  -H 'Content-Type: application/json' \
+  -H 'Idempotency-Key: order-123' \
+  -d '{{"order_id":"123","items":["item_1"],"total_amount":100.0}}'
+
+# The board (open in a browser) and Prometheus metrics
+#   {base}/bgops
+curl '{base}/metrics'
+
 # Check status by idempotency key
 curl '{base}/api/status/test-123'
 
@@ -564,11 +811,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "127.0.0.1:8000".to_owned())
         .parse()
         .map_err(|e| format!("BGOPS_ADDR: {e}"))?;
-    // Redis when REDIS_URL is set, memory otherwise.
-    let manager = BackgroundOperationsManager::from_env().await?;
+    // The Prometheus recorder behind GET /metrics; the manager reports to it.
+    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    // Redis, PostgreSQL or NATS when REDIS_URL, DATABASE_URL or NATS_URL is set, memory
+    // otherwise.
+    let config = bgops::Config::from_env()?;
+    let manager = BackgroundOperationsManager::builder()
+        .storage(bgops::storage_from_config(&config).await?)
+        .config(config)
+        .metrics(Arc::new(bgops_metrics::MetricsRecorder::new()))
+        .build()?;
     manager.start().await;
     let backend = manager.storage().backend_name();
-    let app = app(manager.clone(), IdempotencyConfig::from_env()?);
+    let app = app(manager.clone(), IdempotencyConfig::from_env()?, prometheus);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_curl_commands(listener.local_addr()?, backend);
     axum::serve(listener, app)
@@ -599,7 +854,11 @@ mod tests {
 
     async fn start() -> (String, BackgroundOperationsManager) {
         let manager = BackgroundOperationsManager::in_memory();
-        let app = app(manager.clone(), IdempotencyConfig::default());
+        let app = app(
+            manager.clone(),
+            IdempotencyConfig::default(),
+            PrometheusBuilder::new().build_recorder().handle(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -729,6 +988,153 @@ mod tests {
             (health.status, health.json["status"].clone()),
             (200, json!("healthy"))
         );
+    }
+
+    /// Reads an SSE response to its end: the status, the content type and the JSON of
+    /// every `data:` line.
+    async fn stream(url: &str, key: Option<&str>, body: &str) -> (u16, String, Vec<Value>) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = axum::http::Request::post(url).header("content-type", "application/json");
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        let res = client
+            .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let events = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .map(|data| serde_json::from_str(data).unwrap())
+            .collect();
+        (status, content_type, events)
+    }
+
+    /// The `type`s of the events, with the step name where there is one.
+    fn timeline(events: &[Value]) -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| !matches!(e["type"].as_str(), Some("created" | "resumed")))
+            .map(|e| match e["name"].as_str() {
+                Some(name) => format!("{} {name}", e["type"].as_str().unwrap()),
+                None => e["type"].as_str().unwrap().to_owned(),
+            })
+            .collect()
+    }
+
+    async fn order_calls(base: &str) -> u64 {
+        let stats = call("GET", &format!("{base}/api/debug/storage-stats"), None, "").await;
+        stats.json["order_calls"].as_u64().unwrap()
+    }
+
+    const ORDER: &str = r#"{"order_id": "123", "items": ["item_1"], "total_amount": 100.0}"#;
+
+    #[tokio::test]
+    async fn test_order_stream_and_replay() {
+        let (base, _) = start().await;
+        let url = format!("{base}/api/orders/stream");
+        let (status, content_type, events) = stream(&url, Some("order-123"), ORDER).await;
+        assert_eq!(status, 200, "{events:?}");
+        assert_eq!(content_type, "text/event-stream");
+        let expected = [
+            "start",
+            "step_started Reserve Inventory",
+            "step_succeeded Reserve Inventory",
+            "step_started Process Payment",
+            "step_succeeded Process Payment",
+            "step_started Ship Order",
+            "step_succeeded Ship Order",
+            "finished",
+            "complete",
+        ];
+        assert_eq!(timeline(&events), expected);
+        let last = events.last().unwrap();
+        assert_eq!(
+            (&last["status"], &last["replayed"]),
+            (&json!("completed"), &json!(false))
+        );
+        assert_eq!(order_calls(&base).await, 3);
+
+        // The retry streams the stored history; no step runs again.
+        let (status, _, replayed) = stream(&url, Some("order-123"), ORDER).await;
+        assert_eq!(status, 200, "{replayed:?}");
+        assert_eq!(timeline(&replayed), expected);
+        assert_eq!(replayed[0]["replayed"], true);
+        assert_eq!(replayed[0]["saga_id"], events[0]["saga_id"]);
+        assert_eq!(replayed.last().unwrap()["status"], "completed");
+        assert_eq!(order_calls(&base).await, 3);
+
+        // The same key for another order.
+        let other = call(
+            "POST",
+            &url,
+            Some("order-123"),
+            &ORDER.replace("123", "124"),
+        )
+        .await;
+        assert_eq!(other.status, 422, "{}", other.json);
+        // Without a key, every request is a new order.
+        stream(&url, None, ORDER).await;
+        stream(&url, None, ORDER).await;
+        assert_eq!(order_calls(&base).await, 9);
+    }
+
+    #[tokio::test]
+    async fn test_order_stream_shows_compensation() {
+        let (base, _) = start().await;
+        let url = format!("{base}/api/orders/stream");
+        let failing = ORDER.replace('}', r#", "fail_step": "process_payment"}"#);
+        let (status, _, events) = stream(&url, Some("order-fail"), &failing).await;
+        assert_eq!(status, 200);
+        let expected = [
+            "start",
+            "step_started Reserve Inventory",
+            "step_succeeded Reserve Inventory",
+            "step_started Process Payment",
+            "step_failed Process Payment",
+            "compensating",
+            "compensation_started Reserve Inventory",
+            "step_compensated Reserve Inventory",
+            "finished",
+            "complete",
+        ];
+        assert_eq!(timeline(&events), expected);
+        assert_eq!(events.last().unwrap()["status"], "compensated");
+        // reserve, payment, release.
+        assert_eq!(order_calls(&base).await, 3);
+        let (_, _, replayed) = stream(&url, Some("order-fail"), &failing).await;
+        assert_eq!(timeline(&replayed), expected);
+        assert_eq!(replayed.last().unwrap()["status"], "compensated");
+        assert_eq!(order_calls(&base).await, 3);
+    }
+    /// The board and the Prometheus endpoint are mounted; the board shows the order saga.
+    #[tokio::test]
+    async fn test_board_and_metrics_are_mounted() {
+        let (base, _) = start().await;
+        let (_, _, events) = stream(&format!("{base}/api/orders/stream"), None, ORDER).await;
+        let saga_id = events[0]["saga_id"].as_str().unwrap();
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        for (path, needle) in [
+            ("/bgops".to_owned(), ""),
+            (format!("/bgops/sagas/{saga_id}"), "Reserve Inventory"),
+            ("/metrics".to_owned(), ""),
+        ] {
+            let res = client
+                .get(format!("{base}{path}").parse().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            assert!(String::from_utf8_lossy(&bytes).contains(needle), "{path}");
+        }
     }
 
     /// One key end to end: request → task → saga; a retried request makes neither a
