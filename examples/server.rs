@@ -21,6 +21,8 @@
 //! retry). Header read time is bounded by the server (hyper's `header_read_timeout`, or
 //! the reverse proxy in front).
 
+mod orders;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -419,11 +421,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "127.0.0.1:8000".to_owned())
         .parse()
         .map_err(|e| format!("BGOPS_ADDR: {e}"))?;
-    // Redis when REDIS_URL is set, memory otherwise.
-    let manager = BackgroundOperationsManager::from_env().await?;
+    // Redis when REDIS_URL is set, PostgreSQL when DATABASE_URL is, memory otherwise.
+    let config = bgops::Config::from_env()?;
+    let (manager, orders) = match &config.database_url {
+        // On PostgreSQL the demo also mounts `POST /api/orders` (orders.rs): the order
+        // row and its idempotency record commit in one transaction.
+        Some(url) => {
+            let storage = Arc::new(
+                bgops::postgres::PostgresStorage::builder(url.as_str())
+                    .migrate(true)
+                    .build()
+                    .await?,
+            );
+            let manager = BackgroundOperationsManager::builder()
+                .storage(storage.clone())
+                .config(config)
+                .build()?;
+            let orders = orders::Orders::new(manager.idempotency_engine().clone(), storage).await?;
+            (manager, Some(orders))
+        }
+        None => (BackgroundOperationsManager::from_env().await?, None),
+    };
     manager.start().await;
     let backend = manager.storage().backend_name();
-    let app = app(manager.clone(), IdempotencyConfig::from_env()?);
+    let mut app = app(manager.clone(), IdempotencyConfig::from_env()?);
+    if let Some(orders) = orders {
+        // Outside the HTTP middleware: the handler claims the key and stores the
+        // response in its own transaction.
+        app = app.merge(orders.router());
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_curl_commands(listener.local_addr()?, backend);
     axum::serve(listener, app)
