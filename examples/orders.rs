@@ -81,7 +81,7 @@ fn problem(kind: ProblemKind, detail: impl Into<String>) -> Response {
     Problem::new(kind, detail.into()).into_response()
 }
 
-fn internal(detail: String) -> Response {
+fn internal(detail: &str) -> Response {
     let body = json!({ "type": "about:blank", "title": "Internal error", "status": 500, "detail": detail });
     let mut response = (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
     response.headers_mut().insert(
@@ -149,7 +149,7 @@ async fn create_order(
         Ok(KeyStatus::Mismatch { .. }) => {
             return problem(ProblemKind::KeyReused, "the key was used for another order");
         }
-        Err(e) => return internal(format!("cannot claim the key: {e}")),
+        Err(e) => return internal(&format!("cannot claim the key: {e}")),
     };
     let fail = headers
         .get("x-demo-fail")
@@ -162,7 +162,7 @@ async fn create_order(
             if let Err(e) = orders.engine.release(&claim).await {
                 tracing::warn!(key = claim.key(), error = %e, "release after rollback failed");
             }
-            internal(detail)
+            internal(&detail)
         }
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! Endpoints: `POST /api/send-email` and `POST /api/register-user` (idempotent with an
 //! `Idempotency-Key` header; the second runs a saga with compensation), `GET
-//! /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`. The middleware runs
+//! /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`; on PostgreSQL
+//! (`DATABASE_URL`) also `POST /api/orders` (`orders.rs`: the order row and its
+//! idempotency record commit in one transaction). The middleware runs
 //! on the manager's idempotency engine (one store, TTL, lease and metrics) and is
 //! configured from the environment (`BGOPS_IN_FLIGHT=202` gives the seed's 202 for
 //! duplicates in flight; see `IdempotencyConfig::from_env`). Ctrl-C shuts down gracefully.
@@ -445,13 +447,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     manager.start().await;
     let backend = manager.storage().backend_name();
     let mut app = app(manager.clone(), IdempotencyConfig::from_env()?);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    print_curl_commands(listener.local_addr()?, backend);
     if let Some(orders) = orders {
         // Outside the HTTP middleware: the handler claims the key and stores the
         // response in its own transaction.
         app = app.merge(orders.router());
+        println!(
+            "# PostgreSQL only - the order and its idempotency record commit together\n\
+             curl -i -X POST 'http://{}/api/orders' -H 'Content-Type: application/json' \\\n  \
+             -H 'Idempotency-Key: order-1' -d '{{\"item\":\"widget\",\"quantity\":3}}'\n",
+            listener.local_addr()?
+        );
     }
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    print_curl_commands(listener.local_addr()?, backend);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
