@@ -1,7 +1,9 @@
 //! Saga workflows, after the seed's `saga_example.py`: a multi-step workflow that
 //! succeeds, one whose third step fails so the completed steps are compensated in
-//! reverse, and a flaky step that succeeds after retries. Every event is printed as it
-//! happens (the same stream an SSE endpoint would forward).
+//! reverse, a flaky step that succeeds after retries, and (beyond the seed) a versioned
+//! template whose notifications run as a parallel group and whose provisioning is a child
+//! saga. Every event is printed as it happens (the same stream an SSE endpoint would
+//! forward).
 //!
 //! Run: `cargo run --example saga` (memory; set `REDIS_URL` to use Redis).
 
@@ -75,6 +77,51 @@ async fn main() -> Result<(), Error> {
     ];
     run(&manager, "partner_sync", flaky).await?;
 
+    // 4. A template, created by name with parameters: email and SMS in one parallel group
+    //    (they run at once), then provisioning as a child saga (its id is this step's key,
+    //    so a retried or recovered parent never starts a second one).
+    manager.register_saga_template("provisioning", 1, |params| {
+        Ok(vec![SagaStep::new(
+            "Create workspace",
+            "create_workspace",
+            json!({"plan": params["plan"]}),
+        )])
+    })?;
+    manager.register_saga_template("user_onboarding", 2, |params| {
+        let email = params["email"].as_str().ok_or("email is required")?;
+        Ok(vec![
+            SagaStep::new(
+                "Send email",
+                "send_email",
+                json!({"to": email, "template": "welcome"}),
+            )
+            .in_group("notify"),
+            SagaStep::new("Send SMS", "send_sms", json!({"to": params["phone"]}))
+                .in_group("notify"),
+            bgops::saga::child_saga_step("Provision", "provisioning", json!({"plan": "pro"})),
+        ])
+    })?;
+    let saga = manager
+        .create_saga_from_template(
+            "tenant1",
+            "user_onboarding",
+            &json!({"email": "ada@example.com", "phone": "+15550100"}),
+            Some("onboard-ada"),
+        )
+        .await?;
+    println!(
+        "\n=== user_onboarding v{:?} (template) ===",
+        saga.template_version
+    );
+    let mut events = manager.execute_saga_stream(&saga.saga_id);
+    while let Some(event) = events.recv().await {
+        print_event(&event);
+    }
+    let child = manager.get_saga(&format!("{}:2", saga.saga_id)).await?;
+    if let Some(child) = child {
+        println!("-> child saga {} is {:?}", child.saga_id, child.status);
+    }
+
     manager.shutdown().await;
     Ok(())
 }
@@ -89,6 +136,12 @@ fn register_handlers(manager: &BackgroundOperationsManager) {
     manager.register_operation_handler("send_email", |step| async move {
         // The stable step key makes a retried send safe at the mail provider.
         Ok(json!({"message_id": step.step_key(), "template": step.parameters["template"]}))
+    });
+    manager.register_operation_handler("send_sms", |step| async move {
+        Ok(json!({"sms_id": step.step_key()}))
+    });
+    manager.register_operation_handler("create_workspace", |step| async move {
+        Ok(json!({"workspace": "ws-1", "plan": step.parameters["plan"]}))
     });
     manager.register_operation_handler("reserve_inventory", |_| async move {
         Ok(json!({"reservation_id": "res-1"}))

@@ -7,10 +7,13 @@
 //! ```
 //!
 //! Endpoints: `POST /api/send-email` and `POST /api/register-user` (idempotent with an
-//! `Idempotency-Key` header; the second runs a saga with compensation), `GET
-//! /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`; on PostgreSQL
-//! (`DATABASE_URL`) also `POST /api/orders` (`orders.rs`: the order row and its
-//! idempotency record commit in one transaction). The middleware runs
+//! `Idempotency-Key` header; the second runs a saga with compensation), `POST
+//! /api/orders` with `GET /api/order-status/{task_id}` (one key end to end: the request's key is
+//! the key of the task it submits and of the saga a worker runs for that task, so a retried
+//! request never makes a second task or saga, and each step's call gets a stable key),
+//! `GET /api/status/{key}`, `GET /api/debug/storage-stats`, `GET /health`; on PostgreSQL (`DATABASE_URL`) also
+//! `POST /api/db-orders` (`db_orders.rs`: the order row and its idempotency record commit
+//! in one transaction). The middleware runs
 //! on the manager's idempotency engine (one store, TTL, lease and metrics) and is
 //! configured from the environment (`BGOPS_IN_FLIGHT=202` gives the seed's 202 for
 //! duplicates in flight; see `IdempotencyConfig::from_env`). Ctrl-C shuts down gracefully.
@@ -23,7 +26,7 @@
 //! retry). Header read time is bounded by the server (hyper's `header_read_timeout`, or
 //! the reverse proxy in front).
 
-mod orders;
+mod db_orders;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,7 +44,8 @@ use bgops::axum::{
     ScopeExtractor,
 };
 use bgops::core::SagaStep;
-use bgops::saga::{SagaStatus, StepError};
+use bgops::queue::{NewTask, TaskContext, TaskError, TaskQueue, Worker, WorkerHandle};
+use bgops::saga::{NewSaga, SagaStatus, StepError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
@@ -52,6 +56,110 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 struct AppState {
     manager: BackgroundOperationsManager,
     accounts: Accounts,
+    /// The `orders` queue, on the manager's store; a worker runs its tasks.
+    queue: TaskQueue,
+    /// Kept alive with the app (dropping it shuts the worker down gracefully).
+    _worker: Arc<WorkerHandle>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Order {
+    item: String,
+    /// Makes the charge fail, to show the reservation compensated.
+    #[serde(default)]
+    fail: bool,
+}
+
+/// `POST /api/orders`: submits one `checkout` task under the request's (scoped)
+/// idempotency key and answers 202 with its id; a retry of the request replays that
+/// answer, and even a resubmission under the same key finds the same task.
+async fn place_order(
+    State(state): State<AppState>,
+    ctx: IdempotencyContext,
+    Json(order): Json<Order>,
+) -> Response {
+    let key = ctx.storage_key().to_owned();
+    let payload = json!({
+        "tenant": ctx.tenant_id(),
+        "key": key,
+        "item": order.item,
+        "fail": order.fail,
+    });
+    let task = NewTask::new("orders", "checkout", payload).idempotency_key(key.clone());
+    match state.queue.submit(task).await {
+        Ok(submitted) => {
+            let body = json!({
+                "task_id": submitted.task.task_id,
+                "duplicate": submitted.duplicate,
+                "key": key,
+            });
+            ctx.set_result(body.clone());
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Err(e) => internal(&e.to_string()),
+    }
+}
+
+/// The `checkout` task: starts (or finds) the saga under the task's key. Run twice — a
+/// redelivery after a crash — it finds the same saga and runs nothing again.
+async fn checkout(
+    manager: BackgroundOperationsManager,
+    ctx: TaskContext,
+) -> Result<Value, TaskError> {
+    let p = ctx.payload();
+    let (tenant, key) = (
+        p["tenant"].as_str().unwrap_or_default(),
+        p["key"].as_str().unwrap_or_default(),
+    );
+    let steps = vec![
+        SagaStep::new("Reserve item", "reserve_item", json!({ "item": p["item"] }))
+            .with_compensation("release_item", json!({ "item": p["item"] })),
+        SagaStep::new("Charge", "charge_order", json!({ "fail": p["fail"] })),
+    ];
+    let outcome = manager
+        .saga_engine()
+        .start(NewSaga::new(tenant, "checkout", steps).idempotency_key(key))
+        .await
+        .map_err(TaskError::retryable)?;
+    Ok(json!({ "saga_id": outcome.saga.saga_id, "status": outcome.status }))
+}
+
+/// `GET /api/order-status/{task_id}`: the task, and the saga it ran with each step's key.
+async fn order_status(State(state): State<AppState>, Path(task_id): Path<String>) -> Response {
+    let task = match state.queue.get(&task_id).await {
+        Ok(Some(task)) => task,
+        Ok(None) => {
+            return (StatusCode::NOT_FOUND, Json(json!({ "task_id": task_id }))).into_response();
+        }
+        Err(e) => return internal(&e.to_string()),
+    };
+    let saga_id = task
+        .result
+        .as_ref()
+        .and_then(|r| r["saga_id"].as_str())
+        .map(str::to_owned);
+    let saga = match &saga_id {
+        Some(id) => match state.manager.get_saga(id).await {
+            Ok(saga) => saga,
+            Err(e) => return internal(&e.to_string()),
+        },
+        None => None,
+    };
+    let saga = saga.map(|s| {
+        let steps: Vec<Value> = s
+            .steps
+            .iter()
+            .map(|st| json!({ "name": st.name, "status": st.status, "result": st.result }))
+            .collect();
+        json!({ "saga_id": s.saga_id, "status": s.status, "idempotency_key": s.idempotency_key, "steps": steps })
+    });
+    Json(json!({
+        "task_id": task.task_id,
+        "task_status": task.status,
+        "idempotency_key": task.idempotency_key,
+        "saga": saga,
+    }))
+    .into_response()
 }
 
 /// Accounts created by the `create_account` saga step (removed by its compensation).
@@ -329,6 +437,20 @@ fn register_saga_handlers(manager: &BackgroundOperationsManager, accounts: &Acco
             Ok(json!({ "deleted": removed }))
         }
     });
+    // The order saga: each step's external call is keyed by its step key, which the
+    // request's key fixes (one saga per key).
+    manager.register_operation_handler("reserve_item", |step| async move {
+        Ok(json!({ "reservation": step.step_key(), "item": step.parameters["item"] }))
+    });
+    manager.register_compensation_handler("release_item", |step| async move {
+        Ok(json!({ "released": step.output.map(|o| o["reservation"].clone()) }))
+    });
+    manager.register_operation_handler("charge_order", |step| async move {
+        if step.parameters["fail"] == true {
+            return Err(StepError::terminal("card declined (fail)"));
+        }
+        Ok(json!({ "charge": step.step_key() }))
+    });
     manager.register_operation_handler("send_email", |step| async move {
         if step.parameters["fail"] == true {
             return Err(StepError::terminal("email provider rejected the message (fail_step)"));
@@ -347,10 +469,21 @@ fn app(manager: BackgroundOperationsManager, config: IdempotencyConfig) -> Route
         .exempt_path("/health")
         .exempt_path("/api/status/*")
         .exempt_path("/api/debug/*")
-        .require_key_on("/api/register-user");
+        .exempt_path("/api/order-status/*")
+        .require_key_on("/api/register-user")
+        .require_key_on("/api/orders");
+    let queue = TaskQueue::new(manager.storage().clone());
+    let m = manager.clone();
+    let worker = Worker::new(queue.clone(), move |ctx: TaskContext| {
+        checkout(m.clone(), ctx)
+    })
+    .queue_name("orders")
+    .spawn();
     Router::new()
         .route("/api/send-email", post(send_email))
         .route("/api/register-user", post(register_user))
+        .route("/api/orders", post(place_order))
+        .route("/api/order-status/{task_id}", get(order_status))
         .route("/api/status/{key}", get(status))
         .route("/api/debug/storage-stats", get(storage_stats))
         .route("/health", get(health))
@@ -362,7 +495,12 @@ fn app(manager: BackgroundOperationsManager, config: IdempotencyConfig) -> Route
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .with_state(AppState { manager, accounts })
+        .with_state(AppState {
+            manager,
+            accounts,
+            queue,
+            _worker: Arc::new(worker),
+        })
 }
 
 fn print_curl_commands(addr: SocketAddr, backend: &str) {
@@ -400,6 +538,13 @@ curl -X POST '{base}/api/register-user' \
   -H 'Idempotency-Key: user-fail-123' \
   -d '{{"username":"janedoe","email":"jane@example.com","full_name":"Jane Doe","send_welcome_email":true,"fail_step":"send_welcome_email"}}'
 
+# One key end to end: the request's key -> a task -> the saga that task runs (202 + task id;
+# a retry replays it; GET /api/order-status/<task_id> shows the task and its saga)
+curl -i -X POST '{base}/api/orders' \
+  -H 'Content-Type: application/json' \
+  -H 'Idempotency-Key: order-1' \
+  -d '{{"item":"book-42"}}'
+
 # Check status by idempotency key
 curl '{base}/api/status/test-123'
 
@@ -426,7 +571,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Redis when REDIS_URL is set, PostgreSQL when DATABASE_URL is, memory otherwise.
     let config = bgops::Config::from_env()?;
     let (manager, orders) = match &config.database_url {
-        // On PostgreSQL the demo also mounts `POST /api/orders` (orders.rs): the order
+        // On PostgreSQL the demo also mounts `POST /api/db-orders` (db_orders.rs): the order
         // row and its idempotency record commit in one transaction.
         Some(url) => {
             let storage = Arc::new(
@@ -439,7 +584,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .storage(storage.clone())
                 .config(config)
                 .build()?;
-            let orders = orders::Orders::new(manager.idempotency_engine().clone(), storage).await?;
+            let orders =
+                db_orders::Orders::new(manager.idempotency_engine().clone(), storage).await?;
             (manager, Some(orders))
         }
         None => (BackgroundOperationsManager::from_env().await?, None),
@@ -455,7 +601,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         app = app.merge(orders.router());
         println!(
             "# PostgreSQL only - the order and its idempotency record commit together\n\
-             curl -i -X POST 'http://{}/api/orders' -H 'Content-Type: application/json' \\\n  \
+             curl -i -X POST 'http://{}/api/db-orders' -H 'Content-Type: application/json' \\\n  \
              -H 'Idempotency-Key: order-1' -d '{{\"item\":\"widget\",\"quantity\":3}}'\n",
             listener.local_addr()?
         );
@@ -618,5 +764,63 @@ mod tests {
             (health.status, health.json["status"].clone()),
             (200, json!("healthy"))
         );
+    }
+
+    /// One key end to end: request → task → saga; a retried request makes neither a
+    /// second task nor a second saga.
+    #[tokio::test]
+    async fn test_one_key_from_request_to_task_to_saga() {
+        let (base, manager) = start().await;
+        let url = format!("{base}/api/orders");
+        let body = r#"{"item":"book-42"}"#;
+        let first = call("POST", &url, Some("order-1"), body).await;
+        assert_eq!(first.status, 202, "{}", first.json);
+        let again = call("POST", &url, Some("order-1"), body).await;
+        assert_eq!(again.json["task_id"], first.json["task_id"]);
+        assert_eq!(again.headers["x-cache-hit"], "true");
+        let task_id = first.json["task_id"].as_str().unwrap().to_owned();
+        let mut status = Value::Null;
+        for _ in 0..500 {
+            status = call(
+                "GET",
+                &format!("{base}/api/order-status/{task_id}"),
+                None,
+                "",
+            )
+            .await
+            .json;
+            if status["saga"]["status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status["saga"]["status"], "completed", "{status}");
+        let key = first.json["key"].as_str().unwrap();
+        assert_eq!(
+            status["idempotency_key"], key,
+            "the task carries the request's key"
+        );
+        assert_eq!(status["saga"]["idempotency_key"], key, "so does the saga");
+        let saga_id = status["saga"]["saga_id"].as_str().unwrap();
+        assert_eq!(
+            status["saga"]["steps"][1]["result"]["charge"],
+            format!("{saga_id}:1"),
+            "a stable key for the step's external call"
+        );
+        let sagas = manager
+            .saga_engine()
+            .store()
+            .list_sagas(&bgops::storage::SagaFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            sagas
+                .iter()
+                .filter(|s| s.workflow_type == "checkout")
+                .count(),
+            1
+        );
+        let missing_key = call("POST", &url, None, body).await;
+        assert_eq!(missing_key.status, 400);
     }
 }

@@ -82,8 +82,10 @@ impl IdempotencyContext {
         self.inner.protected
     }
 
-    /// Attaches a JSON result to the record (the seed's `set_operation_result`); without
-    /// one, a JSON response body is kept as the result.
+    /// Attaches a JSON result to the record (the seed's `set_operation_result`). Without
+    /// one the record has no result unless the layer was configured with
+    /// [`json_body_as_result(true)`](crate::IdempotencyConfig::json_body_as_result), which
+    /// keeps a JSON response body as the result (off by default).
     pub fn set_result(&self, result: Value) {
         *self
             .inner

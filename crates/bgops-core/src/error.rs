@@ -38,6 +38,16 @@ pub enum CoreError {
         /// The largest value accepted, in seconds.
         max_secs: u64,
     },
+    /// A number was outside the accepted range.
+    #[error("`{field}` is {got}; {expected}")]
+    OutOfRange {
+        /// The name of the field.
+        field: &'static str,
+        /// The value given.
+        got: u64,
+        /// What is accepted.
+        expected: &'static str,
+    },
     /// Parameters or results could not be turned into JSON.
     #[error("value cannot be represented as JSON: {0}")]
     NotJson(#[source] serde_json::Error),

@@ -88,6 +88,8 @@ struct Inner {
     lock_fence: AtomicU64,
     sagas: Mutex<SagaTables>,
     tasks: Mutex<TaskTables>,
+    /// Wakeups of idle workers, per queue.
+    task_signals: bgops_storage::TaskSignals,
 }
 
 impl fmt::Debug for MemoryStorage {
@@ -129,6 +131,7 @@ impl MemoryStorage {
                 lock_fence: AtomicU64::new(0),
                 sagas: Mutex::new(SagaTables::default()),
                 tasks: Mutex::new(TaskTables::default()),
+                task_signals: bgops_storage::TaskSignals::default(),
             }),
         }
     }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bgops_core::{CoreError, SagaEvent, SagaLease, SagaStatus, SagaStep, SagaWorkflow, validate};
-use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult};
+use bgops_storage::{
+    CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult, Sweep,
+};
 use time::OffsetDateTime;
 
 use crate::MemoryStorage;
@@ -43,6 +45,9 @@ struct Entry {
     order: Order,
     /// The highest fence ever handed out: the lease itself may be cleared.
     max_fence: u64,
+    /// When the saga was last written while finished (store clock, Unix nanoseconds):
+    /// its key in [`SagaIndex::finished`].
+    finished: Option<i128>,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +56,8 @@ struct SagaIndex {
     by_status: Map<SagaStatus, BTreeSet<Order>>,
     by_tenant: Map<String, TenantIndex>,
     by_key: Map<(String, String), Arc<str>>,
+    /// Finished sagas by the time of their last write (retention purges the oldest).
+    finished: BTreeSet<(i128, Arc<str>)>,
 }
 
 /// One tenant's sagas, all and by status: looked up by the tenant's name alone, so no
@@ -192,6 +199,7 @@ fn assign(dst: &mut SagaWorkflow, src: &SagaWorkflow) {
         error,
         version,
         lease,
+        template_version,
     } = src;
     dst.saga_id.clone_from(saga_id);
     dst.tenant_id.clone_from(tenant_id);
@@ -213,6 +221,7 @@ fn assign(dst: &mut SagaWorkflow, src: &SagaWorkflow) {
     }
     dst.error.clone_from(error);
     dst.version = *version;
+    dst.template_version = *template_version;
     match (&mut dst.lease, lease) {
         (Some(d), Some(s)) => {
             let SagaLease {
@@ -247,6 +256,7 @@ fn assign_step(dst: &mut SagaStep, src: &SagaStep) {
         started_at,
         completed_at,
         compensated_at,
+        group,
     } = src;
     dst.step_id.clone_from(step_id);
     dst.name.clone_from(name);
@@ -273,6 +283,7 @@ fn assign_step(dst: &mut SagaStep, src: &SagaStep) {
     dst.started_at = *started_at;
     dst.completed_at = *completed_at;
     dst.compensated_at = *compensated_at;
+    dst.group.clone_from(group);
 }
 
 /// A copy of a saga taken out of the lock (cheap while it is held: one `Arc` clone).
@@ -332,11 +343,17 @@ impl SagaStore for MemoryStorage {
                 let id: Arc<str> = Arc::from(saga.saga_id.as_str());
                 let order = (saga.created_at.unix_timestamp_nanos(), seq, Arc::clone(&id));
                 tables.index.add(&stored, &order);
+                let finished = stored.status.is_terminal().then(|| {
+                    let at = now.unix_timestamp_nanos();
+                    tables.index.finished.insert((at, Arc::clone(&id)));
+                    at
+                });
                 let entry = Entry {
                     saga: Arc::new(stored),
                     history,
                     order,
                     max_fence,
+                    finished,
                 };
                 tables.sagas.insert(id, entry);
                 (None, Some(receipt))
@@ -409,6 +426,9 @@ impl SagaStore for MemoryStorage {
         if let Some(renew) = renew {
             validate::duration("lease", renew)?;
         }
+        // Copied before locking, so that two threads saving sagas contend only for the
+        // bookkeeping (a refused save drops the copy).
+        let mut history = history.to_vec();
         let mut tables = self.inner.sagas.lock();
         // Lease times come from this store's clock, read under the lock.
         let now = self.now();
@@ -465,7 +485,15 @@ impl SagaStore for MemoryStorage {
             let (from, to) = (entry.saga.status, saga.status);
             index.move_status(&saga.tenant_id, from, to, &entry.order);
         }
-        entry.history.extend_from_slice(history);
+        if let Some(at) = entry.finished.take() {
+            index.finished.remove(&(at, Arc::clone(&entry.order.2)));
+        }
+        if saga.status.is_terminal() {
+            let at = now.unix_timestamp_nanos();
+            index.finished.insert((at, Arc::clone(&entry.order.2)));
+            entry.finished = Some(at);
+        }
+        entry.history.append(&mut history);
         // Copies only if a reader holds the stored version at this very moment.
         let stored = Arc::make_mut(&mut entry.saga);
         assign(stored, saga);
@@ -539,11 +567,50 @@ impl SagaStore for MemoryStorage {
                 return Ok(false);
             };
             tables.index.remove(&entry.saga, &entry.order);
+            if let Some(at) = entry.finished {
+                tables
+                    .index
+                    .finished
+                    .remove(&(at, Arc::clone(&entry.order.2)));
+            }
             entry
         };
         // Saga and journal are freed outside the lock.
         drop(removed);
         Ok(true)
+    }
+
+    async fn purge_sagas(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
+        let (removed, more) = {
+            let mut tables = self.inner.sagas.lock();
+            let cutoff = (self.now() - older_than).unix_timestamp_nanos();
+            let SagaTables { sagas, index, .. } = &mut *tables;
+            let due: Vec<(i128, Arc<str>)> = index
+                .finished
+                .iter()
+                .take_while(|(at, _)| *at < cutoff)
+                .take(limit)
+                .cloned()
+                .collect();
+            let mut removed = Vec::with_capacity(due.len());
+            for item in &due {
+                index.finished.remove(item);
+                if let Some(entry) = sagas.remove(&item.1) {
+                    index.remove(&entry.saga, &entry.order);
+                    removed.push(entry);
+                }
+            }
+            let more = index.finished.first().is_some_and(|(at, _)| *at < cutoff);
+            (removed, more)
+        };
+        let done = removed.len() as u64;
+        // Sagas and journals are freed outside the lock.
+        drop(removed);
+        Ok(Sweep {
+            done,
+            corrupt: Vec::new(),
+            more,
+        })
     }
 }
 

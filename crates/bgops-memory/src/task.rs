@@ -5,7 +5,7 @@
 //!
 //! Attempt numbers are positions in the task's history (1-based): every claim appends an
 //! entry, so they never repeat, while `attempts` counts only the attempts that use up
-//! `max_attempts` (a released claim does not). A `max_attempts` of 0 is stored as 1.
+//! `max_attempts` (a released claim does not). A `max_attempts` of 0 is rejected (`NewTask::validate`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus, validate};
 use bgops_storage::{
-    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskFilter, TaskReceipt, TaskStore,
+    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskCompletion, TaskFilter,
+    TaskReceipt, TaskStore, TaskWakeup,
 };
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -74,6 +75,11 @@ impl TaskIndex {
     fn add(&mut self, seq: u64, task: &Task) {
         self.all.insert(seq);
         insert(&mut self.by_queue, task.queue.clone(), seq);
+        self.place(seq, task);
+    }
+
+    /// The entries that depend on the task's state (all but `all` and `by_queue`).
+    fn place(&mut self, seq: u64, task: &Task) {
         insert(&mut self.by_status, task.status, seq);
         insert(
             &mut self.by_queue_status,
@@ -104,6 +110,11 @@ impl TaskIndex {
     fn remove(&mut self, seq: u64, task: &Task) {
         self.all.remove(&seq);
         remove(&mut self.by_queue, task.queue.as_str(), &seq);
+        self.unplace(seq, task);
+    }
+
+    /// Removes what [`place`](Self::place) added.
+    fn unplace(&mut self, seq: u64, task: &Task) {
         remove(&mut self.by_status, &task.status, &seq);
         remove(
             &mut self.by_queue_status,
@@ -149,12 +160,13 @@ impl TaskTables {
             })
     }
 
-    /// Runs `change` on the task, moving its index entries along.
+    /// Runs `change` on the task, moving its index entries along (a task never changes
+    /// queue, so its entries in `all` and `by_queue` stay where they are).
     fn modify<R>(&mut self, seq: u64, change: impl FnOnce(&mut Task) -> R) -> Option<R> {
         let task = self.tasks.get_mut(&seq)?;
-        self.index.remove(seq, task);
+        self.index.unplace(seq, task);
         let result = change(task);
-        self.index.add(seq, task);
+        self.index.place(seq, task);
         Some(result)
     }
 
@@ -249,6 +261,121 @@ impl TaskTables {
         })
     }
 
+    /// Stores a new task, or answers the one with the same queue and key.
+    fn submit(
+        &mut self,
+        new: NewTask,
+        now: OffsetDateTime,
+        available_at: OffsetDateTime,
+        ids: &dyn bgops_core::IdGenerator,
+    ) -> StorageResult<Submitted> {
+        if let Some(key) = &new.idempotency_key {
+            if let Some(existing) = self
+                .keys
+                .get(&(new.queue.clone(), key.clone()))
+                .and_then(|seq| self.tasks.get(seq))
+            {
+                if existing.payload != new.payload || existing.task_type != new.task_type {
+                    return Err(StorageError::KeyConflict {
+                        kind: KIND,
+                        key: key.clone(),
+                    });
+                }
+                return Ok(Submitted {
+                    task: existing.clone(),
+                    duplicate: true,
+                });
+            }
+        }
+        let task = Task {
+            task_id: ids.sortable_id(),
+            queue: new.queue,
+            task_type: new.task_type,
+            idempotency_key: new.idempotency_key,
+            payload: new.payload,
+            status: TaskStatus::Pending,
+            attempts: 0,
+            max_attempts: new.max_attempts,
+            result: None,
+            error: None,
+            lease: None,
+            history: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            available_at,
+            finished_at: None,
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.index.add(seq, &task);
+        self.ids.insert(task.task_id.clone(), seq);
+        if let Some(key) = &task.idempotency_key {
+            self.keys.insert((task.queue.clone(), key.clone()), seq);
+        }
+        self.tasks.insert(seq, task.clone());
+        Ok(Submitted {
+            task,
+            duplicate: false,
+        })
+    }
+
+    /// Claims up to `max` of the oldest claimable tasks of `queue`; expired claims of the
+    /// queue come back first (a dead worker's task returns without a sweeper).
+    fn claim_next(
+        &mut self,
+        queue: &str,
+        worker_id: &str,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+        max: usize,
+    ) -> Vec<Task> {
+        let due: Vec<u64> = self
+            .index
+            .queue_leases
+            .get(queue)
+            .map(|set| {
+                set.iter()
+                    .take_while(|(at, _)| *at <= now)
+                    .map(|(_, seq)| *seq)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.expire(due);
+        let next: Vec<u64> = self
+            .index
+            .ready
+            .get(queue)
+            .map(|set| {
+                set.iter()
+                    .take_while(|(available_at, _)| *available_at <= now)
+                    .take(max)
+                    .map(|(_, seq)| *seq)
+                    .collect()
+            })
+            .unwrap_or_default();
+        next.into_iter()
+            .filter_map(|seq| self.claim(seq, worker_id, until, now))
+            .collect()
+    }
+
+    /// Completes the claim `attempt` of the task.
+    fn complete(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        result: Value,
+        now: OffsetDateTime,
+    ) -> StorageResult<TaskReceipt> {
+        let seq = self.claimed_by(task_id, attempt, now)?;
+        self.modify(seq, |task| {
+            end_attempt(task, now, "completed", None);
+            task.status = TaskStatus::Completed;
+            task.result = Some(result);
+            task.finished_at = Some(now);
+        });
+        self.receipt(seq, task_id)
+    }
+
     /// Gives memory back after a large sweep: tables that fell well below their capacity
     /// are shrunk (a quarter full or less, so alternating growth and shrinkage does not
     /// reallocate every time).
@@ -311,6 +438,11 @@ fn shrink_map<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
     }
 }
 
+fn check_new(new: &NewTask) -> StorageResult<()> {
+    new.validate()?;
+    Ok(())
+}
+
 fn validate_claim(worker_id: &str, lease: Duration) -> StorageResult<()> {
     validate::name("worker_id", worker_id)?;
     validate::duration("lease", lease)?;
@@ -320,62 +452,77 @@ fn validate_claim(worker_id: &str, lease: Duration) -> StorageResult<()> {
 #[async_trait]
 impl TaskStore for MemoryStorage {
     async fn submit_task(&self, new: NewTask) -> StorageResult<Submitted> {
-        validate::name("queue", &new.queue)?;
-        validate::name("task_type", &new.task_type)?;
-        if let Some(key) = &new.idempotency_key {
-            validate::idempotency_key(key)?;
-        }
+        check_new(&new)?;
         let now = self.now();
         let available_at = after(now, "delay", new.delay.unwrap_or_default())?;
-        let mut tables = self.inner.tasks.lock();
-        if let Some(key) = &new.idempotency_key {
-            if let Some(existing) = tables
-                .keys
-                .get(&(new.queue.clone(), key.clone()))
-                .and_then(|seq| tables.tasks.get(seq))
-            {
-                if existing.payload != new.payload || existing.task_type != new.task_type {
-                    return Err(StorageError::KeyConflict {
-                        kind: KIND,
-                        key: key.clone(),
+        let queue = new.queue.clone();
+        let submitted = {
+            let mut tables = self.inner.tasks.lock();
+            tables.submit(new, now, available_at, &*self.inner.ids)?
+        };
+        if !submitted.duplicate {
+            self.inner.task_signals.notify(&queue);
+        }
+        Ok(submitted)
+    }
+
+    async fn submit_tasks(
+        &self,
+        tasks: Vec<NewTask>,
+    ) -> StorageResult<Vec<StorageResult<Submitted>>> {
+        let now = self.now();
+        let mut answers = Vec::with_capacity(tasks.len());
+        let mut woken: Vec<String> = Vec::new();
+        {
+            let mut tables = self.inner.tasks.lock();
+            for new in tasks {
+                let queue = new.queue.clone();
+                let answer = check_new(&new)
+                    .and_then(|()| after(now, "delay", new.delay.unwrap_or_default()))
+                    .and_then(|available_at| {
+                        tables.submit(new, now, available_at, &*self.inner.ids)
                     });
+                if answer.as_ref().is_ok_and(|s| !s.duplicate) && !woken.contains(&queue) {
+                    woken.push(queue);
                 }
-                return Ok(Submitted {
-                    task: existing.clone(),
-                    duplicate: true,
-                });
+                answers.push(answer);
             }
         }
-        let task = Task {
-            task_id: self.inner.ids.sortable_id(),
-            queue: new.queue,
-            task_type: new.task_type,
-            idempotency_key: new.idempotency_key,
-            payload: new.payload,
-            status: TaskStatus::Pending,
-            attempts: 0,
-            max_attempts: new.max_attempts.max(1),
-            result: None,
-            error: None,
-            lease: None,
-            history: Vec::new(),
-            created_at: now,
-            updated_at: now,
-            available_at,
-            finished_at: None,
-        };
-        let seq = tables.next_seq;
-        tables.next_seq += 1;
-        tables.index.add(seq, &task);
-        tables.ids.insert(task.task_id.clone(), seq);
-        if let Some(key) = &task.idempotency_key {
-            tables.keys.insert((task.queue.clone(), key.clone()), seq);
+        for queue in &woken {
+            self.inner.task_signals.notify(queue);
         }
-        tables.tasks.insert(seq, task.clone());
-        Ok(Submitted {
-            task,
-            duplicate: false,
-        })
+        Ok(answers)
+    }
+
+    async fn claim_next_tasks(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        lease: Duration,
+        max: usize,
+    ) -> StorageResult<Vec<Task>> {
+        validate::name("queue", queue)?;
+        validate_claim(worker_id, lease)?;
+        let mut tables = self.inner.tasks.lock();
+        let now = self.now();
+        let until = after(now, "lease", lease)?;
+        Ok(tables.claim_next(queue, worker_id, until, now, max))
+    }
+
+    async fn complete_tasks(
+        &self,
+        done: Vec<TaskCompletion>,
+    ) -> StorageResult<Vec<StorageResult<TaskReceipt>>> {
+        let now = self.now();
+        let mut tables = self.inner.tasks.lock();
+        Ok(done
+            .into_iter()
+            .map(|c| tables.complete(&c.task_id, c.attempt, c.result, now))
+            .collect())
+    }
+
+    fn task_wakeup(&self, queue: &str) -> Option<TaskWakeup> {
+        Some(self.inner.task_signals.subscribe(queue))
     }
 
     async fn claim_task(
@@ -417,26 +564,7 @@ impl TaskStore for MemoryStorage {
         // compare the submitted task's `available_at` with an earlier "now" and miss it.
         let now = self.now();
         let until = after(now, "lease", lease)?;
-        // A dead worker's task comes back here, without a sweeper.
-        let due: Vec<u64> = tables
-            .index
-            .queue_leases
-            .get(queue)
-            .map(|set| {
-                set.iter()
-                    .take_while(|(at, _)| *at <= now)
-                    .map(|(_, seq)| *seq)
-                    .collect()
-            })
-            .unwrap_or_default();
-        tables.expire(due);
-        let next = tables
-            .index
-            .ready
-            .get(queue)
-            .and_then(|set| set.first().copied())
-            .filter(|(available_at, _)| *available_at <= now);
-        Ok(next.and_then(|(_, seq)| tables.claim(seq, worker_id, until, now)))
+        Ok(tables.claim_next(queue, worker_id, until, now, 1).pop())
     }
 
     async fn complete_task(
@@ -446,15 +574,10 @@ impl TaskStore for MemoryStorage {
         result: Value,
     ) -> StorageResult<TaskReceipt> {
         let now = self.now();
-        let mut tables = self.inner.tasks.lock();
-        let seq = tables.claimed_by(task_id, attempt, now)?;
-        tables.modify(seq, |task| {
-            end_attempt(task, now, "completed", None);
-            task.status = TaskStatus::Completed;
-            task.result = Some(result);
-            task.finished_at = Some(now);
-        });
-        tables.receipt(seq, task_id)
+        self.inner
+            .tasks
+            .lock()
+            .complete(task_id, attempt, result, now)
     }
 
     async fn fail_task(
@@ -524,13 +647,19 @@ impl TaskStore for MemoryStorage {
         let now = self.now();
         let mut tables = self.inner.tasks.lock();
         let seq = tables.claimed_by(task_id, attempt, now)?;
-        tables.modify(seq, |task| {
+        let queue = tables.modify(seq, |task| {
             end_attempt(task, now, "released", None);
             task.attempts = task.attempts.saturating_sub(1);
             task.status = TaskStatus::Pending;
             task.available_at = now;
+            task.queue.clone()
         });
-        tables.receipt(seq, task_id)
+        let receipt = tables.receipt(seq, task_id);
+        drop(tables);
+        if let Some(queue) = queue {
+            self.inner.task_signals.notify(&queue);
+        }
+        receipt
     }
 
     async fn retry_task(&self, task_id: &str) -> StorageResult<TaskReceipt> {
@@ -547,14 +676,20 @@ impl TaskStore for MemoryStorage {
                 action: "retry",
             });
         }
-        tables.modify(seq, |task| {
+        let queue = tables.modify(seq, |task| {
             task.status = TaskStatus::Pending;
             task.attempts = 0;
             task.available_at = now;
             task.finished_at = None;
             task.updated_at = now;
+            task.queue.clone()
         });
-        tables.receipt(seq, task_id)
+        let receipt = tables.receipt(seq, task_id);
+        drop(tables);
+        if let Some(queue) = queue {
+            self.inner.task_signals.notify(&queue);
+        }
+        receipt
     }
 
     async fn get_task(&self, task_id: &str) -> StorageResult<Option<Task>> {

@@ -465,19 +465,7 @@ impl NatsStorage {
 #[async_trait]
 impl TaskStore for NatsStorage {
     async fn submit_task(&self, new: NewTask) -> StorageResult<Submitted> {
-        validate::name("queue", &new.queue)?;
-        validate::name("task_type", &new.task_type)?;
-        if let Some(key) = &new.idempotency_key {
-            validate::idempotency_key(key)?;
-        }
-        if new.max_attempts == 0 {
-            return Err(bgops_core::CoreError::InvalidDuration {
-                field: "max_attempts",
-                got: "0".to_owned(),
-                max_secs: 0,
-            }
-            .into());
-        }
+        new.validate()?;
         let mut task_id = uuid::Uuid::now_v7().to_string();
         // Whether this call made the key's entry (then it is the one fresh submission;
         // every other submission with the key answers `duplicate`).

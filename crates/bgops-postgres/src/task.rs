@@ -137,19 +137,7 @@ impl PostgresStorage {
         conn: &mut PgConnection,
         new: &NewTask,
     ) -> StorageResult<Submitted> {
-        bgops_core::validate::name("queue", &new.queue)?;
-        bgops_core::validate::name("task_type", &new.task_type)?;
-        if let Some(key) = &new.idempotency_key {
-            bgops_core::validate::idempotency_key(key)?;
-        }
-        if new.max_attempts == 0 {
-            return Err(bgops_core::CoreError::InvalidDuration {
-                field: "max_attempts",
-                got: "0".to_owned(),
-                max_secs: 0,
-            }
-            .into());
-        }
+        new.validate()?;
         let sql = if self.inner.notify {
             &self.sql().task_submit_notify
         } else {

@@ -1,92 +1,105 @@
-//! Throughput of submit → claim → complete, on memory and on Redis, with 1 and 4
-//! concurrent workers, plus Redis round trips per task.
+//! The queue against apalis-redis, and on memory: submit, batch submit, drain with 1
+//! and 4 workers, submit→handler-start latency with idle workers, and Redis commands
+//! per task.
 //!
-//! `cargo bench -p bgops-queue` (Redis part: set `BGOPS_TEST_REDIS_URL`; it is skipped
-//! with a notice otherwise). Every figure is the median of several runs.
+//! `cargo bench -p bgops-queue` (Redis part: set `BGOPS_TEST_REDIS_URL`; `cargo xtask
+//! bench queue` starts a throwaway server). `BGOPS_BENCH_TASKS` (default 5000) and
+//! `BGOPS_BENCH_ROUNDS` (default 3) size it.
 //!
-//! Two measures per backend and worker count:
-//! - **api**: each worker loops `submit` → `claim_next` → `complete` on the raw
-//!   `TaskQueue` API (three store calls per task);
-//! - **runtime**: tasks are submitted first, then `Worker`s with a no-op handler drain
-//!   them (claim, run, complete, with heartbeats and polling as in production).
+//! Every round runs bgops and apalis-redis back to back on the same Redis with the same
+//! trivial handler (it does nothing and returns); figures are medians over rounds, and
+//! ratios are medians of the per-round ratios.
 //!
-//! Round trips per task on Redis come from `INFO commandstats` deltas: script calls
-//! (EVAL/EVALSHA) plus top-level commands that no bgops Lua script issues (commands run
-//! inside scripts are counted by Redis too, and are not round trips). Run it against a
-//! server nobody else is using for exact figures.
+//! - **submit**: `n` single submits from one task, one after the other; **batch
+//!   submit**: `submit_many` (apalis: `push_bulk`) in chunks of 500;
+//! - **drain**: `n` tasks queued first, then `w` workers (each its own `Worker` with
+//!   concurrency 1; apalis: `w` workers with its default fetch batch of 10) run them to the
+//!   last completion;
+//! - **latency**: one idle worker, one task submitted at a time; time from before the
+//!   submit call to the handler's first line, p50 and p99 of 200;
+//! - **commands per task** (Redis): `INFO commandstats` deltas over one submit + drain
+//!   of `n` tasks with one worker: script calls (`EVALSHA`), other top-level commands, and
+//!   the commands run inside scripts. Run it against a server nobody else uses.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark aborts on any failure
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bgops_queue::{Backoff, NewTask, TaskContext, TaskError, TaskQueue, Worker};
 use bgops_storage::TaskStore;
 use serde_json::{Value, json};
 
-const REPS: usize = 5;
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
 fn queue_name() -> String {
     format!("bench-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// `workers` loops of submit → claim_next → complete sharing `n` tasks; tasks/s.
-async fn api_pipeline(queue: &TaskQueue, n: usize, workers: usize) -> f64 {
-    let name = queue_name();
+fn tasks(name: &str, n: usize) -> impl Iterator<Item = NewTask> + '_ {
+    (0..n).map(move |i| NewTask::new(name, "bench", json!({"i": i})))
+}
+
+/// Single submits, one after the other; tasks/s.
+async fn bgops_submit(queue: &TaskQueue, name: &str, n: usize) -> f64 {
     let start = Instant::now();
-    let mut joins = Vec::new();
-    for w in 0..workers {
-        let queue = queue.clone();
-        let name = name.clone();
-        let share = n / workers + usize::from(w < n % workers);
-        joins.push(tokio::spawn(async move {
-            let worker_id = format!("bench-worker-{w}");
-            for i in 0..share {
-                let task = NewTask::new(&name, "bench", json!({"w": w, "i": i}));
-                queue.submit(task).await.expect("submit");
-                // Another loop may have taken ours, but one is always left for us; a
-                // claim racing a submit in the same instant can still miss it: ask again.
-                let claim = loop {
-                    if let Some(claim) = queue.claim_next(&name, &worker_id).await.expect("claim") {
-                        break claim;
-                    }
-                    tokio::task::yield_now().await;
-                };
-                queue.complete(&claim, json!(null)).await.expect("complete");
-            }
-        }));
-    }
-    for j in joins {
-        j.await.expect("bench worker");
+    for task in tasks(name, n) {
+        queue.submit(task).await.expect("submit");
     }
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Submits `n` tasks, then drains them with `workers` `Worker`s; (submit/s, drain/s).
-async fn runtime_drain(queue: &TaskQueue, n: usize, workers: usize) -> (f64, f64) {
-    let name = queue_name();
+/// `submit_many` in chunks of 500; tasks/s.
+async fn bgops_submit_many(queue: &TaskQueue, name: &str, n: usize) -> f64 {
     let start = Instant::now();
-    for i in 0..n {
-        queue
-            .submit(NewTask::new(&name, "bench", json!({"i": i})))
+    let all: Vec<NewTask> = tasks(name, n).collect();
+    for chunk in all.chunks(500) {
+        for answer in queue
+            .submit_many(chunk.to_vec())
             .await
-            .expect("submit");
+            .expect("submit_many")
+        {
+            answer.expect("submitted");
+        }
     }
-    let submit_rate = n as f64 / start.elapsed().as_secs_f64();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Drains `n` queued tasks of `name` with `workers` workers of `concurrency`; tasks/s.
+async fn bgops_drain(
+    queue: &TaskQueue,
+    name: &str,
+    n: usize,
+    workers: usize,
+    concurrency: usize,
+) -> f64 {
     let start = Instant::now();
     let handles: Vec<_> = (0..workers)
         .map(|_| {
             Worker::new(queue.clone(), |_ctx: TaskContext| async {
                 Ok::<Value, TaskError>(Value::Null)
             })
-            .queue_name(&name)
-            .poll_interval(Duration::from_millis(1), Duration::from_millis(5))
+            .queue_name(name)
+            .concurrency(concurrency)
+            .poll_interval(Duration::from_millis(1), Duration::from_millis(50))
             .spawn()
         })
         .collect();
@@ -97,38 +110,44 @@ async fn runtime_drain(queue: &TaskQueue, n: usize, workers: usize) -> (f64, f64
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
-    let drain_rate = n as f64 / start.elapsed().as_secs_f64();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
     for h in handles {
         h.shutdown().await;
     }
-    (submit_rate, drain_rate)
+    rate
 }
 
-async fn bench_backend(label: &str, queue: &TaskQueue, n: usize) {
-    let mut medians = Vec::new();
-    for workers in [1, 4] {
-        let mut api = Vec::new();
-        let mut submit = Vec::new();
-        let mut drain = Vec::new();
-        for _ in 0..REPS {
-            api.push(api_pipeline(queue, n, workers).await);
-            let (s, d) = runtime_drain(queue, n, workers).await;
-            submit.push(s);
-            drain.push(d);
+/// Submit→handler-start latency with one idle worker, in ms: (p50, p99).
+async fn bgops_latency(queue: &TaskQueue, samples: usize) -> (f64, f64) {
+    let name = queue_name();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let worker = Worker::new(queue.clone(), move |_ctx: TaskContext| {
+        let started = Instant::now();
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(started);
+            Ok::<Value, TaskError>(Value::Null)
         }
-        let (api, submit, drain) = (median(api), median(submit), median(drain));
-        println!(
-            "{label:<7} workers={workers}  api submit→claim→complete: {api:>8.0} tasks/s   runtime: submit {submit:>8.0}/s, drain {drain:>8.0} tasks/s   (median of {REPS}, {n} tasks)"
-        );
-        medians.push((api, drain));
+    })
+    .queue_name(&name)
+    // Polling alone would show up as latency of up to a second here.
+    .poll_interval(Duration::from_secs(1), Duration::from_secs(1))
+    .spawn();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples {
+        // Let the worker go idle (waiting for the signal) before each submit.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let before = Instant::now();
+        queue
+            .submit(NewTask::new(&name, "bench", json!({"i": i})))
+            .await
+            .expect("submit");
+        let started = rx.recv().await.expect("handler ran");
+        lat.push(started.duration_since(before).as_secs_f64() * 1e3);
     }
-    if let [(api1, drain1), (api4, drain4)] = medians[..] {
-        println!(
-            "{label:<7} 4 workers / 1 worker: api {:.2}×, runtime drain {:.2}×",
-            api4 / api1,
-            drain4 / drain1
-        );
-    }
+    worker.shutdown().await;
+    (percentile(lat.clone(), 0.5), percentile(lat, 0.99))
 }
 
 async fn purge_all(queue: &TaskQueue) {
@@ -138,6 +157,116 @@ async fn purge_all(queue: &TaskQueue) {
         .is_ok_and(|sweep| sweep.more)
     {}
 }
+
+async fn bench_memory(n: usize, rounds: usize) {
+    let queue =
+        TaskQueue::new(Arc::new(bgops_memory::MemoryStorage::new())).with_backoff(Backoff::none());
+    let mut rows: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for _ in 0..rounds {
+        let name = queue_name();
+        rows.entry("submit")
+            .or_default()
+            .push(bgops_submit(&queue, &name, n).await);
+        rows.entry("drain, 1 worker")
+            .or_default()
+            .push(bgops_drain(&queue, &name, n, 1, 1).await);
+        let name = queue_name();
+        rows.entry("submit_many")
+            .or_default()
+            .push(bgops_submit_many(&queue, &name, n).await);
+        rows.entry("drain, 4 workers")
+            .or_default()
+            .push(bgops_drain(&queue, &name, n, 4, 1).await);
+        let name = queue_name();
+        bgops_submit_many(&queue, &name, n).await;
+        rows.entry("drain, 1 worker × concurrency 4")
+            .or_default()
+            .push(bgops_drain(&queue, &name, n, 1, 4).await);
+        purge_all(&queue).await;
+    }
+    for (what, v) in rows {
+        println!("memory  {what:<34} {:>9.0} tasks/s", median(v));
+    }
+    let (p50, p99) = bgops_latency(&queue, 200).await;
+    println!("memory  submit→start latency, idle worker: p50 {p50:.3} ms, p99 {p99:.3} ms");
+}
+
+// ---- apalis-redis, the contender ----
+
+static APALIS_DONE: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ApalisJob {
+    i: usize,
+}
+
+async fn apalis_handler(_job: ApalisJob) -> Result<(), apalis::prelude::BoxDynError> {
+    APALIS_DONE.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+type ApalisStorage = apalis_redis::RedisStorage<ApalisJob>;
+
+async fn apalis_storage(url: &str, name: &str) -> ApalisStorage {
+    let conn = apalis_redis::connect(url).await.expect("apalis connect");
+    apalis_redis::RedisStorage::new(conn).with_config(apalis_redis::Config::default().queue(name))
+}
+
+async fn apalis_submit(storage: &mut ApalisStorage, n: usize) -> f64 {
+    use apalis::prelude::TaskSink;
+    let start = Instant::now();
+    for i in 0..n {
+        storage.push(ApalisJob { i }).await.expect("apalis push");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn apalis_submit_bulk(storage: &mut ApalisStorage, n: usize) -> f64 {
+    use apalis::prelude::TaskSink;
+    let start = Instant::now();
+    let all: Vec<ApalisJob> = (0..n).map(|i| ApalisJob { i }).collect();
+    for chunk in all.chunks(500) {
+        storage
+            .push_bulk(chunk.to_vec())
+            .await
+            .expect("apalis push_bulk");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn apalis_drain(url: &str, name: &str, n: usize, workers: usize) -> f64 {
+    use apalis::prelude::WorkerBuilder;
+    APALIS_DONE.store(0, Ordering::SeqCst);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let mut joins = Vec::new();
+    for w in 0..workers {
+        let storage = apalis_storage(url, name).await;
+        let worker = WorkerBuilder::new(format!("{name}-w{w}"))
+            .backend(storage)
+            .build(apalis_handler);
+        let mut stop = stop_rx.clone();
+        joins.push(tokio::spawn(async move {
+            let _ = worker
+                .run_until(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                    Ok::<(), std::io::Error>(())
+                })
+                .await;
+        }));
+    }
+    while APALIS_DONE.load(Ordering::Relaxed) < n as u64 {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    for j in joins {
+        let _ = tokio::time::timeout(Duration::from_secs(5), j).await;
+    }
+    rate
+}
+
+// ---- Redis command counts ----
 
 fn parse_commandstats(info: &str) -> BTreeMap<String, u64> {
     info.lines()
@@ -154,30 +283,6 @@ fn parse_commandstats(info: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Commands that bgops' Lua scripts issue (lower case).
-fn script_commands() -> BTreeSet<String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bgops-redis/lua");
-    let mut names = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        for call in ["redis.call(", "redis.pcall("] {
-            for piece in text.split(call).skip(1) {
-                let piece = piece.trim_start_matches([' ', '\'', '"']);
-                let name: String = piece
-                    .chars()
-                    .take_while(char::is_ascii_alphabetic)
-                    .collect();
-                if !name.is_empty() {
-                    names.insert(name.to_ascii_lowercase());
-                }
-            }
-        }
-    }
-    names
-}
-
 async fn redis_info(client: &fred::clients::Client) -> BTreeMap<String, u64> {
     use fred::interfaces::ClientLike;
     let info: String = client
@@ -187,7 +292,40 @@ async fn redis_info(client: &fred::clients::Client) -> BTreeMap<String, u64> {
     parse_commandstats(&info)
 }
 
-async fn bench_redis(url: &str) {
+/// Commands per task between two commandstats: (script calls, other top-level, inside
+/// scripts, detail). `top_level` names the commands the client itself sends.
+fn per_task(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    n: usize,
+    top_level: &[&str],
+) -> (f64, f64, f64, String) {
+    let (mut scripts, mut other, mut inside) = (0u64, 0u64, 0u64);
+    let mut detail = Vec::new();
+    for (name, calls) in after {
+        let delta = calls - before.get(name).copied().unwrap_or(0);
+        if delta == 0 || name == "info" || name.starts_with("script") {
+            continue;
+        }
+        detail.push(format!("{name}={delta}"));
+        if name.starts_with("eval") || name.starts_with("fcall") {
+            scripts += delta;
+        } else if top_level.contains(&name.as_str()) {
+            other += delta;
+        } else {
+            inside += delta;
+        }
+    }
+    let n = n as f64;
+    (
+        scripts as f64 / n,
+        other as f64 / n,
+        inside as f64 / n,
+        detail.join(" "),
+    )
+}
+
+async fn bench_redis(url: &str, n: usize, rounds: usize) {
     use fred::interfaces::ClientLike;
     let prefix = format!("bgops-bench-{}", uuid::Uuid::new_v4().simple());
     let storage = bgops_redis::RedisStorage::builder(url)
@@ -197,60 +335,109 @@ async fn bench_redis(url: &str) {
         .expect("connect to Redis");
     let store: Arc<dyn TaskStore> = Arc::new(storage);
     let queue = TaskQueue::new(store).with_backoff(Backoff::none());
-
-    // Round trips per task: one api pipeline of 500 tasks, one worker.
     let config = fred::types::config::Config::from_url(url).expect("Redis URL");
     let client = fred::clients::Client::new(config, None, None, None);
     client.init().await.expect("connect to Redis");
-    let n = 500;
-    let before = redis_info(&client).await;
-    api_pipeline(&queue, n, 1).await;
-    let after = redis_info(&client).await;
-    let inner = script_commands();
-    let mut scripts = 0;
-    let mut other = 0;
-    let mut loads = 0;
-    let mut detail = Vec::new();
-    for (name, calls) in &after {
-        let delta = calls - before.get(name).copied().unwrap_or(0);
-        if delta == 0 || name == "info" {
-            continue;
-        }
-        detail.push(format!("{name}={delta}"));
-        if name.starts_with("script") {
-            // SCRIPT LOAD happens once per script and connection, not per task.
-            loads += delta;
-        } else if name.starts_with("eval") || name.starts_with("fcall") {
-            scripts += delta;
-        } else if !inner.contains(name) {
-            other += delta;
-        }
-    }
-    let per_task = (scripts + other) as f64 / n as f64;
-    println!(
-        "redis   round trips per task (submit→claim→complete): {per_task:.2} (target ≤ 3; {scripts} script calls + {other} other commands for {n} tasks, + {loads} one-time SCRIPT LOADs)"
-    );
-    println!("        commandstats deltas: {}", detail.join(" "));
 
-    bench_backend("redis", &queue, 1000).await;
+    // Commands per task, one worker, submit + drain.
+    let name = queue_name();
+    let before = redis_info(&client).await;
+    bgops_submit(&queue, &name, n).await;
+    bgops_drain(&queue, &name, n, 1, 1).await;
+    let after = redis_info(&client).await;
+    let (scripts, other, inside, detail) =
+        per_task(&before, &after, n, &["publish", "subscribe", "ping"]);
+    println!(
+        "redis   bgops  commands per task (submit + drain, 1 worker): {scripts:.2} script calls + {other:.2} other top-level; {inside:.2} inside scripts"
+    );
+    println!("        commandstats: {detail}");
+    let name = queue_name();
+    let mut apalis = apalis_storage(url, &name).await;
+    let before = redis_info(&client).await;
+    apalis_submit(&mut apalis, n).await;
+    apalis_drain(url, &name, n, 1).await;
+    let after = redis_info(&client).await;
+    // apalis sends some commands itself (its heartbeat, its signal list); counted as
+    // inside unless named here.
+    let (scripts, other, inside, detail) =
+        per_task(&before, &after, n, &["ping", "publish", "subscribe"]);
+    println!(
+        "redis   apalis commands per task (submit + drain, 1 worker): {scripts:.2} script calls + {other:.2} other top-level; {inside:.2} other commands (inside scripts or top-level)"
+    );
+    println!("        commandstats: {detail}");
+
+    let mut rows: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut push = |what: &str, ours: f64, theirs: f64| {
+        let e = rows.entry(what.to_owned()).or_default();
+        e.0.push(ours);
+        e.1.push(theirs);
+    };
+    for _ in 0..rounds {
+        for workers in [1, 4] {
+            let name = queue_name();
+            let ours_submit = bgops_submit(&queue, &name, n).await;
+            let ours_drain = bgops_drain(&queue, &name, n, workers, 1).await;
+            let apalis_name = queue_name();
+            let mut apalis = apalis_storage(url, &apalis_name).await;
+            let theirs_submit = apalis_submit(&mut apalis, n).await;
+            let theirs_drain = apalis_drain(url, &apalis_name, n, workers).await;
+            push("submit", ours_submit, theirs_submit);
+            push(
+                &format!("drain, {workers} worker(s)"),
+                ours_drain,
+                theirs_drain,
+            );
+        }
+        let name = queue_name();
+        let ours = bgops_submit_many(&queue, &name, n).await;
+        let ours_drain = bgops_drain(&queue, &name, n, 1, 4).await;
+        let apalis_name = queue_name();
+        let mut apalis = apalis_storage(url, &apalis_name).await;
+        let theirs = apalis_submit_bulk(&mut apalis, n).await;
+        let theirs_drain = apalis_drain(url, &apalis_name, n, 1).await;
+        push("batch submit (submit_many / push_bulk)", ours, theirs);
+        push(
+            "drain, 1 worker × concurrency 4 (apalis: 1 worker)",
+            ours_drain,
+            theirs_drain,
+        );
+        purge_all(&queue).await;
+    }
+    println!(
+        "redis   {n} tasks, {rounds} interleaved rounds: bgops / apalis-redis 1.0 (tasks/s, median; ratio = median of per-round ratios)"
+    );
+    for (what, (ours, theirs)) in rows {
+        let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a / b).collect();
+        println!(
+            "redis   {what:<52} {:>8.0} vs {:>8.0}  {:.2}×",
+            median(ours),
+            median(theirs),
+            median(ratios)
+        );
+    }
+    let (p50, p99) = bgops_latency(&queue, 200).await;
+    println!("redis   submit→start latency, idle worker: p50 {p50:.3} ms, p99 {p99:.3} ms");
     purge_all(&queue).await;
     let _ = client.quit().await;
 }
 
 fn main() {
+    let n = env_usize("BGOPS_BENCH_TASKS", 5000);
+    let rounds = env_usize("BGOPS_BENCH_ROUNDS", 3).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
-        println!("bgops-queue: submit → claim → complete");
-        let memory = TaskQueue::new(Arc::new(bgops_memory::MemoryStorage::new())).with_backoff(Backoff::none());
-        bench_backend("memory", &memory, 5000).await;
+        println!("bgops-queue: {n} trivial tasks per measure, {rounds} rounds");
+        if std::env::var("BGOPS_BENCH_SKIP_MEMORY").is_err() {
+            bench_memory(n, rounds).await;
+        }
         match std::env::var("BGOPS_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => bench_redis(&url).await,
+            Ok(url) if !url.is_empty() => bench_redis(&url, n, rounds).await,
             _ => println!(
-                "redis   skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench`, which starts a throwaway server)"
+                "redis   skipped: set BGOPS_TEST_REDIS_URL (or run `cargo xtask bench queue`, which starts a throwaway server)"
             ),
         }
     });

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use bgops_storage::keepalive::{Kept, OnLost, keep_alive};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument;
 
+use crate::complete::Completer;
 use crate::error::QueueError;
 use crate::handler::{TaskContext, TaskError, TaskHandler};
 use crate::queue::{Claim, TaskQueue};
@@ -21,6 +22,7 @@ pub(crate) struct Execution {
     pub(crate) handler: Arc<dyn TaskHandler>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) heartbeat: Duration,
+    pub(crate) completer: Completer,
     /// Turns `true` when shutdown's grace period is over.
     pub(crate) release: watch::Receiver<bool>,
 }
@@ -41,8 +43,9 @@ enum Ending {
     Release,
 }
 
-/// Runs one claimed attempt to its end.
-pub(crate) async fn run_attempt(exec: Execution, claim: Claim) {
+/// Runs one claimed attempt to its end; `permit` (the worker's concurrency slot) is
+/// given back as soon as the handler is done, before its outcome is stored.
+pub(crate) async fn run_attempt(exec: Execution, claim: Claim, permit: OwnedSemaphorePermit) {
     let span = tracing::info_span!(
         "bgops.task",
         task_id = %claim.task.task_id,
@@ -53,10 +56,10 @@ pub(crate) async fn run_attempt(exec: Execution, claim: Claim) {
         worker_id = %claim.worker_id,
         outcome = tracing::field::Empty,
     );
-    attempt_inner(exec, claim).instrument(span).await;
+    attempt_inner(exec, claim, permit).instrument(span).await;
 }
 
-async fn attempt_inner(exec: Execution, claim: Claim) {
+async fn attempt_inner(exec: Execution, claim: Claim, permit: OwnedSemaphorePermit) {
     let queue_name = claim.task.queue.clone();
     tracing::debug!("attempt started");
 
@@ -99,6 +102,7 @@ async fn attempt_inner(exec: Execution, claim: Claim) {
         }
     };
 
+    drop(permit);
     match ending {
         Ending::LeaseLost => {
             let _ = cancel_tx.send(true);
@@ -117,7 +121,7 @@ async fn attempt_inner(exec: Execution, claim: Claim) {
                 Err(e) => store_failed(&exec, "release", &e),
             }
         }
-        Ending::Finished(Ok(Ok(value))) => match exec.queue.complete(&claim, value).await {
+        Ending::Finished(Ok(Ok(value))) => match exec.completer.complete(claim, value).await {
             Ok(_) => {
                 Counters::bump(&exec.counters.completed);
                 record("completed");

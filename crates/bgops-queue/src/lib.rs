@@ -59,6 +59,7 @@
 //! ```
 
 mod cleanup;
+mod complete;
 mod error;
 mod execute;
 mod handler;
@@ -68,10 +69,12 @@ mod worker;
 
 pub use bgops_core::Backoff;
 pub use bgops_core::id::{IdGenerator, SharedIds};
-pub use bgops_storage::{NewTask, Submitted, Sweep, TaskFilter, TaskReceipt};
+pub use bgops_storage::{
+    NewTask, Submitted, Sweep, TaskCompletion, TaskFilter, TaskReceipt, TaskWakeup,
+};
 pub use cleanup::CleanupHandle;
 pub use error::{QueueError, QueueResult};
 pub use handler::{TaskContext, TaskError, TaskHandler};
 pub use queue::{Claim, CleanupReport, DEFAULT_PAGE_SIZE, TaskPage, TaskQueue};
 pub use stats::WorkerStats;
-pub use worker::{Worker, WorkerHandle};
+pub use worker::{DEFAULT_PREFETCH, Worker, WorkerHandle};

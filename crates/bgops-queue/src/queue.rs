@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgops_core::{Backoff, SharedIds, SharedMetrics, Task, TaskAttempt, TaskStatus, validate};
-use bgops_storage::{NewTask, StorageError, Submitted, Sweep, TaskFilter, TaskReceipt, TaskStore};
+use bgops_core::{Backoff, SharedIds, SharedMetrics, Task, TaskAttempt, TaskStatus};
+use bgops_storage::{
+    NewTask, StorageError, Submitted, Sweep, TaskCompletion, TaskFilter, TaskReceipt, TaskStore,
+};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -55,7 +57,7 @@ impl Claim {
         &self.task.task_id
     }
 
-    fn from_task(task: Task) -> QueueResult<Self> {
+    pub(crate) fn from_task(task: Task) -> QueueResult<Self> {
         let Some(lease) = task.lease.clone() else {
             return Err(QueueError::Storage(StorageError::Corrupt {
                 key: task.task_id.clone(),
@@ -159,21 +161,60 @@ impl TaskQueue {
     /// # Errors
     /// [`QueueError::KeyConflict`] when the key was used with another payload or type.
     pub async fn submit(&self, task: NewTask) -> QueueResult<Submitted> {
-        validate::name("queue", &task.queue)?;
-        validate::name("task_type", &task.task_type)?;
-        if let Some(key) = &task.idempotency_key {
-            validate::idempotency_key(key)?;
-        }
-        if task.max_attempts == 0 {
-            return Err(QueueError::BadArgument {
-                field: "max_attempts",
-                reason: "must be at least 1",
-            });
-        }
+        check_new(&task)?;
         let queue = task.queue.clone();
         let submitted = self.observe("submit_task", self.store.submit_task(task).await)?;
         self.metrics.task_submitted(&queue, submitted.duplicate);
         Ok(submitted)
+    }
+
+    /// Submits several tasks in one store call (one round trip on Redis), each as
+    /// [`submit`](Self::submit) would; one answer per task, in order. A task rejected
+    /// before reaching the store (bad name, `max_attempts` of 0) gets its error in its
+    /// place and the others are still submitted.
+    ///
+    /// # Errors
+    /// A storage failure of the whole call: nothing is known about any task (submitting
+    /// them again is safe for the tasks that have an idempotency key).
+    pub async fn submit_many(
+        &self,
+        tasks: impl IntoIterator<Item = NewTask>,
+    ) -> QueueResult<Vec<QueueResult<Submitted>>> {
+        let mut answers: Vec<Option<QueueResult<Submitted>>> = Vec::new();
+        let mut valid = Vec::new();
+        for task in tasks {
+            match check_new(&task) {
+                Ok(()) => {
+                    answers.push(None);
+                    valid.push(task);
+                }
+                Err(e) => answers.push(Some(Err(e))),
+            }
+        }
+        let queues: Vec<String> = valid.iter().map(|t| t.queue.clone()).collect();
+        let stored = if valid.is_empty() {
+            Vec::new()
+        } else {
+            self.observe("submit_tasks", self.store.submit_tasks(valid).await)?
+        };
+        let mut stored = stored.into_iter().zip(queues);
+        Ok(answers
+            .into_iter()
+            .map(|answer| match answer {
+                Some(rejected) => rejected,
+                None => match stored.next() {
+                    Some((Ok(submitted), queue)) => {
+                        self.metrics.task_submitted(&queue, submitted.duplicate);
+                        Ok(submitted)
+                    }
+                    Some((Err(e), _)) => self.observe("submit_tasks", Err(e)),
+                    None => Err(QueueError::Storage(StorageError::Corrupt {
+                        key: "submit_tasks".into(),
+                        reason: "the store answered fewer tasks than were submitted".into(),
+                    })),
+                },
+            })
+            .collect())
     }
 
     /// Claims the task `task_id` for `worker_id` if it is claimable now; `None` otherwise.
@@ -195,6 +236,56 @@ impl TaskQueue {
                 .await,
         )?;
         task.map(Claim::from_task).transpose()
+    }
+
+    /// Claims up to `max` of the oldest claimable tasks of `queue` for `worker_id` in one
+    /// store call (one round trip on Redis); fewer, or none, when fewer are claimable.
+    pub async fn claim_batch(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        max: usize,
+    ) -> QueueResult<Vec<Claim>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let tasks = self.observe(
+            "claim_next_tasks",
+            self.store
+                .claim_next_tasks(queue, worker_id, self.lease, max)
+                .await,
+        )?;
+        tasks.into_iter().map(Claim::from_task).collect()
+    }
+
+    /// Completes several claims in one store call (one round trip on Redis), each as
+    /// [`complete`](Self::complete) would; one answer per claim, in order.
+    ///
+    /// # Errors
+    /// A storage failure of the whole call: nothing is known about any of them.
+    pub async fn complete_many(
+        &self,
+        done: Vec<(&Claim, Value)>,
+    ) -> QueueResult<Vec<QueueResult<TaskReceipt>>> {
+        let queues: Vec<&str> = done.iter().map(|(c, _)| c.task.queue.as_str()).collect();
+        let items = done
+            .into_iter()
+            .map(|(claim, result)| TaskCompletion {
+                task_id: claim.task.task_id.clone(),
+                attempt: claim.attempt,
+                result,
+            })
+            .collect();
+        let answers = self.observe("complete_tasks", self.store.complete_tasks(items).await)?;
+        Ok(answers
+            .into_iter()
+            .zip(queues)
+            .map(|(answer, queue)| {
+                let receipt = self.observe("complete_tasks", answer)?;
+                self.metrics.task_finished(queue, "completed");
+                Ok(receipt)
+            })
+            .collect())
     }
 
     /// Completes the claim's attempt with `result`.
@@ -418,7 +509,11 @@ impl TaskQueue {
     }
 
     /// Passes a store answer through, counting storage failures.
-    fn observe<T>(&self, operation: &str, result: Result<T, StorageError>) -> QueueResult<T> {
+    pub(crate) fn observe<T>(
+        &self,
+        operation: &str,
+        result: Result<T, StorageError>,
+    ) -> QueueResult<T> {
         result.map_err(|e| {
             let e = QueueError::from(e);
             if matches!(e, QueueError::Storage(_)) {
@@ -427,6 +522,11 @@ impl TaskQueue {
             e
         })
     }
+}
+
+/// Checks a task before it goes to the store.
+fn check_new(task: &NewTask) -> QueueResult<()> {
+    Ok(task.validate()?)
 }
 
 /// The outcome name of a failed attempt for metrics.

@@ -1,16 +1,18 @@
 //! [`Worker`]: claims tasks from a queue and runs them with bounded concurrency.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::complete::Completer;
 use crate::execute::{Execution, run_attempt};
 use crate::handler::TaskHandler;
-use crate::queue::TaskQueue;
+use crate::queue::{Claim, TaskQueue};
 use crate::stats::{Counters, WorkerStats};
 
 /// Claims tasks from one queue and runs them through a [`TaskHandler`].
@@ -21,7 +23,14 @@ use crate::stats::{Counters, WorkerStats};
 /// - a handler's `Err` fails the attempt (retried after the queue's [`Backoff`] while
 ///   attempts remain); a [permanent](crate::TaskError::permanent) error fails the task;
 ///   a panic counts as a retryable failure;
-/// - when idle it polls every `poll_interval`, doubling up to `max_poll_interval`;
+/// - it fills every free slot with one claim ([`TaskQueue::claim_batch`]: one store
+///   call for up to `concurrency` tasks), and stores completions in batches (one store
+///   call for all that finished meanwhile);
+/// - when idle it waits for the store's push signal ([`TaskStore::task_wakeup`]: memory
+///   and Redis have one), and polls every `poll_interval`, doubling up to
+///   `max_poll_interval` (tasks that become claimable by time alone are not signalled);
+///
+/// [`TaskStore::task_wakeup`]: bgops_storage::TaskStore::task_wakeup
 /// - on shutdown it stops claiming, lets in-flight tasks finish for `shutdown_grace`,
 ///   then cancels and releases the rest (a released attempt does not count).
 ///
@@ -36,6 +45,7 @@ pub struct Worker {
     poll_interval: Duration,
     max_poll_interval: Duration,
     shutdown_grace: Duration,
+    prefetch: usize,
 }
 
 impl std::fmt::Debug for Worker {
@@ -47,6 +57,9 @@ impl std::fmt::Debug for Worker {
             .finish_non_exhaustive()
     }
 }
+
+/// Tasks a [`Worker`] claims beyond its free slots by default ([`Worker::prefetch`]).
+pub const DEFAULT_PREFETCH: usize = 8;
 
 /// A spawned [`Worker`]: shut it down gracefully, or abort it (as a crash would).
 /// Dropping the handle starts a graceful shutdown in the background.
@@ -100,7 +113,18 @@ impl Worker {
             poll_interval: Duration::from_millis(100),
             max_poll_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            prefetch: DEFAULT_PREFETCH,
         }
+    }
+
+    /// Claims up to `n` tasks more than it has free slots, kept in a local buffer and
+    /// started as slots free up (default [`DEFAULT_PREFETCH`]; 0 claims only what it can
+    /// start at once). Fewer store calls per task; a prefetched task holds its lease
+    /// without heartbeats, so one that waited more than half the lease is given back
+    /// instead of started, and shutdown gives back whatever is still buffered.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
+        self
     }
 
     /// Sets the queue to claim from.
@@ -205,10 +229,25 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         let mut idle_wait = self.poll_interval;
-        tracing::info!(concurrency = self.concurrency, "worker started");
+        let mut wakeup = self.queue.store().task_wakeup(&self.queue_name);
+        let (completer, completer_join) = Completer::spawn(self.queue.clone());
+        let mut buffer: VecDeque<(Claim, Instant)> = VecDeque::new();
+        let execution = || Execution {
+            queue: self.queue.clone(),
+            handler: self.handler.clone(),
+            counters: counters.clone(),
+            heartbeat,
+            completer: completer.clone(),
+            release: release_rx.clone(),
+        };
+        tracing::info!(
+            concurrency = self.concurrency,
+            push_wakeups = wakeup.is_some(),
+            "worker started"
+        );
         loop {
             while running.try_join_next().is_some() {}
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 permit = permits.clone().acquire_owned() => match permit {
@@ -216,35 +255,74 @@ impl Worker {
                     Err(_) => break,
                 },
             };
+            // Every free slot is filled by one claim: one store call for up to
+            // `concurrency` tasks, plus `prefetch` kept for the next free slots.
+            let mut slots = vec![first];
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                slots.push(p);
+            }
+            while !slots.is_empty() {
+                let Some((claim, at)) = buffer.pop_front() else {
+                    break;
+                };
+                if at.elapsed() > self.queue.lease() / 2 {
+                    // Waited too long without a heartbeat: give it back, do not run it.
+                    let queue = self.queue.clone();
+                    running.spawn(async move {
+                        let _ = queue.release(&claim).await;
+                    });
+                    continue;
+                }
+                if let Some(permit) = slots.pop() {
+                    running.spawn(run_attempt(execution(), claim, permit));
+                }
+            }
+            if slots.is_empty() {
+                continue;
+            }
+            if let Some(w) = &mut wakeup {
+                w.mark_seen();
+            }
             // The claim itself is not raced against shutdown: dropping it half-way could
             // leave a task claimed by nobody until its lease runs out.
-            match self.queue.claim_next(&self.queue_name, &self.id).await {
-                Ok(Some(claim)) => {
+            match self
+                .queue
+                .claim_batch(&self.queue_name, &self.id, slots.len() + self.prefetch)
+                .await
+            {
+                Ok(claims) if !claims.is_empty() => {
                     idle_wait = self.poll_interval;
-                    Counters::bump(&counters.claimed);
-                    let execution = Execution {
-                        queue: self.queue.clone(),
-                        handler: self.handler.clone(),
-                        counters: counters.clone(),
-                        heartbeat,
-                        release: release_rx.clone(),
-                    };
-                    running.spawn(async move {
-                        run_attempt(execution, claim).await;
-                        drop(permit);
-                    });
+                    for claim in claims {
+                        Counters::bump(&counters.claimed);
+                        match slots.pop() {
+                            Some(permit) => {
+                                running.spawn(run_attempt(execution(), claim, permit));
+                            }
+                            None => buffer.push_back((claim, Instant::now())),
+                        }
+                    }
                 }
-                Ok(None) => {
-                    drop(permit);
+                Ok(_) => {
+                    drop(slots);
+                    // Idle: wait for a push signal from the store, or poll (tasks that
+                    // become claimable by time alone are not signalled).
+                    let signal = async {
+                        match &mut wakeup {
+                            Some(w) => w.changed().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         biased;
                         () = &mut shutdown => break,
-                        () = tokio::time::sleep(idle_wait) => {}
+                        () = signal => {}
+                        () = tokio::time::sleep(idle_wait) => {
+                            idle_wait = (idle_wait * 2).min(self.max_poll_interval);
+                        }
                     }
-                    idle_wait = (idle_wait * 2).min(self.max_poll_interval);
                 }
                 Err(e) => {
-                    drop(permit);
+                    drop(slots);
                     Counters::bump(&counters.storage_errors);
                     tracing::warn!(error = %e, "claiming failed; backing off");
                     tokio::select! {
@@ -253,6 +331,12 @@ impl Worker {
                         () = tokio::time::sleep(self.max_poll_interval) => {}
                     }
                 }
+            }
+        }
+        // Prefetched tasks that never started go back at once (not counted as attempts).
+        for (claim, _) in buffer.drain(..) {
+            if let Err(e) = self.queue.release(&claim).await {
+                tracing::warn!(error = %e, task_id = %claim.task_id(), "could not give back a prefetched task");
             }
         }
         tracing::info!(in_flight = running.len(), "worker stopping");
@@ -268,6 +352,8 @@ impl Worker {
             let _ = release_tx.send(true);
             while running.join_next().await.is_some() {}
         }
+        drop(completer);
+        let _ = completer_join.await;
         let stats = counters.snapshot();
         tracing::info!(?stats, "worker stopped");
         stats

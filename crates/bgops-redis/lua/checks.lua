@@ -1,10 +1,15 @@
 -- Type checks, prepended to the scripts that read keys other than the ones they own.
 -- Returns an error reply when `key` holds something other than `want`.
+-- A key found right is not asked again within the same script call (a batch script
+-- checks each index once, not once per task): only this script writes in between.
+local CHECKED = {}
 local function wrong_type(key, want)
+  if CHECKED[key] == want then return nil end
   local t = redis.call('TYPE', key)['ok']
   if t ~= 'none' and t ~= want then
     return corrupt(key, 'holds a ' .. t .. ', expected a ' .. want)
   end
+  CHECKED[key] = want
   return nil
 end
 

@@ -1,7 +1,7 @@
 -- Insert-if-absent of a saga, deduplicated by id and by tenant + idempotency key; its
 -- first history events are stored in the same step.
 -- KEYS: saga (hash), history (list), key mapping (string; the saga key again when there is
---       no idempotency key), then the 15 indexes (saga_common.lua)
+--       no idempotency key), then the 16 indexes (saga_common.lua)
 -- ARGV: id, doc, status, tenant, has_ikey ('1' | '0'), idempotency_key, created_ms,
 --       version, owner (or ''), fence, lease_ms, history events...
 -- Returns {'created', lease_expires_ms | ''} | {'existing', HGETALL}
@@ -24,7 +24,7 @@ if has_ikey then
     end
   end
 end
-bad = check_zsets(ix.list)
+bad = check_zsets(saga_touched(ix, nil, ARGV[3]))
 if bad then return bad end
 -- Everything read is checked: the writes below cannot fail half way.
 local lexp = nil

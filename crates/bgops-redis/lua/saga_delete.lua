@@ -1,7 +1,7 @@
 -- Deletes a saga, its history, its key mapping and its index entries. The caller read the
 -- saga's status and tenant first to build the index keys; if they changed since, the
 -- answer is 'retry'.
--- KEYS: saga, history, key mapping (or the saga key again), then the 15 indexes of the
+-- KEYS: saga, history, key mapping (or the saga key again), then the 16 indexes of the
 --       tenant (saga_common.lua). ARGV: expected status, expected tenant.
 -- Returns 1 | 0 | 'retry'
 local rec, hist, keymap = KEYS[1], KEYS[2], KEYS[3]

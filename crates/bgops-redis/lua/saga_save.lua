@@ -1,6 +1,6 @@
 -- Fenced compare-and-set of a saga plus its history events, in one step. Lease times come
 -- from the server's clock only.
--- KEYS: saga, history, then the 15 indexes of its tenant (saga_common.lua)
+-- KEYS: saga, history, then the 16 indexes of its tenant (saga_common.lua)
 -- ARGV: fence, expected version, doc, status, tenant, owner ('' releases the lease),
 --       fence of the lease to store, renew_ms ('' keeps the stored expiry), events...
 -- Returns {'ok', lease expiry ms | ''} | {'not_found'} | {'lease_lost'} |
@@ -35,23 +35,23 @@ if owner ~= '' then
     lexp = now_ms()
   end
 end
-bad = check_zsets(ix.list)
+bad = check_zsets(saga_touched(ix, cur[1], status))
 if bad then return bad end
 -- Everything read is checked: the writes below cannot fail half way.
-redis.call('HSET', rec, 'doc', ARGV[3], 'status', status, 'version', version + 1)
 if owner ~= '' then
   local new_max = math.max(fence_max, tonumber(ARGV[7]))
-  redis.call('HSET', rec, 'lowner', owner, 'lfence', ARGV[7], 'lexp', ms(lexp),
-    'fence_max', new_max)
+  redis.call('HSET', rec, 'doc', ARGV[3], 'status', status, 'version', version + 1,
+    'lowner', owner, 'lfence', ARGV[7], 'lexp', ms(lexp), 'fence_max', new_max)
 else
+  redis.call('HSET', rec, 'doc', ARGV[3], 'status', status, 'version', version + 1)
   redis.call('HDEL', rec, 'lowner', 'lfence', 'lexp')
 end
 if cur[1] ~= status then
-  saga_index_remove(ix, rec, cur[1])
-  saga_index_add(ix, rec, status, created, lexp)
-elseif active_status(status) then
-  -- Same status, same tenant: only the recovery score (the lease expiry) can move.
-  redis.call('ZADD', ix.active, lexp or 0, rec)
+  saga_index_move(ix, rec, cur[1], status, created, lexp)
+else
+  -- Same status, same tenant: only the recovery score (the lease expiry) or the
+  -- retention score (a write to a finished saga, e.g. its lease released) can move.
+  saga_index_state(ix, rec, status, status, lexp)
 end
 if #ARGV >= 9 then redis.call('RPUSH', hist, unpack(ARGV, 9)) end
 if lexp then return {'ok', ms(lexp)} end

@@ -76,7 +76,7 @@ impl Keys {
 
     /// Every saga index a saga of `tenant` may be in, in the order the saga scripts read
     /// them (`saga_common.lua`): all, active, tenant, then one per status for all sagas
-    /// and for the tenant, both in [`SAGA_STATUSES`] order.
+    /// and for the tenant, both in [`SAGA_STATUSES`] order, then the finished index.
     pub(crate) fn saga_indexes(&self, tenant: &str) -> Vec<String> {
         let mut keys = vec![
             self.saga_index(None, None),
@@ -89,7 +89,14 @@ impl Keys {
                 .iter()
                 .map(|s| self.saga_index(Some(tenant), Some(s))),
         );
+        keys.push(self.saga_finished());
         keys
+    }
+
+    /// `<p>:{saga}:finished` (zset: saga hash key → server time of its last write while
+    /// finished): what retention purges, oldest first.
+    pub(crate) fn saga_finished(&self) -> String {
+        format!("{}:{{saga}}:finished", self.prefix)
     }
 
     /// A saga index (zset: saga hash key → creation time): all, by status, by tenant, by

@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bgops_core::clock::{from_millis, to_millis};
 use bgops_core::{SagaEvent, SagaLease, SagaWorkflow};
-use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult};
+use bgops_storage::{
+    CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, StorageResult, Sweep,
+};
 use fred::interfaces::{HashesInterface, ListInterface};
 use fred::types::Value;
 use time::OffsetDateTime;
@@ -18,7 +20,7 @@ use crate::codec::{Fields, corrupt, items, ms, text, to_json};
 use crate::error::{self, from_fred};
 use crate::keys::SAGA_STATUSES;
 use crate::scripts::{
-    SAGA_ACQUIRE, SAGA_CREATE, SAGA_DELETE, SAGA_LIST, SAGA_RECOVERABLE, SAGA_SAVE,
+    SAGA_ACQUIRE, SAGA_CREATE, SAGA_DELETE, SAGA_LIST, SAGA_PURGE_DUE, SAGA_RECOVERABLE, SAGA_SAVE,
 };
 use crate::storage::RedisStorage;
 
@@ -306,6 +308,48 @@ impl SagaStore for RedisStorage {
     }
 
     async fn delete_saga(&self, saga_id: &str) -> StorageResult<bool> {
+        self.delete_saga_if(saga_id, false).await
+    }
+
+    async fn purge_sagas(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
+        let finished = self.keys.saga_finished();
+        let older_ms = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
+        let reply = self
+            .run(
+                &SAGA_PURGE_DUE,
+                vec![finished.clone()],
+                vec![older_ms.to_string(), limit.to_string()],
+            )
+            .await?;
+        let due = items(reply);
+        let more = due.len() > limit;
+        let mut sweep = Sweep {
+            done: 0,
+            corrupt: Vec::new(),
+            more,
+        };
+        for member in due.iter().take(limit) {
+            let rec = text(member, &finished)?;
+            let Some(saga_id) = self.keys.saga_id_of(&rec) else {
+                sweep.corrupt.push(rec);
+                continue;
+            };
+            match self.delete_saga_if(saga_id, true).await {
+                Ok(true) => sweep.done += 1,
+                Ok(false) => {}
+                Err(StorageError::Corrupt { key, .. }) => sweep.corrupt.push(key),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sweep)
+    }
+}
+
+impl RedisStorage {
+    /// Deletes a saga with its history, key mapping and index entries; with
+    /// `only_finished`, only if it is finished (retention never takes a saga that was
+    /// reopened meanwhile, e.g. a completed child being compensated by its parent).
+    async fn delete_saga_if(&self, saga_id: &str, only_finished: bool) -> StorageResult<bool> {
         let (rec, hist) = self.keys.saga(saga_id);
         // The index keys depend on the stored status and tenant: read them, then delete
         // in one script that checks they did not change meanwhile.
@@ -321,6 +365,14 @@ impl SagaStore for RedisStorage {
                 cur.next().flatten(),
                 cur.next().flatten(),
             );
+            if only_finished
+                && !matches!(
+                    status.as_deref(),
+                    Some("completed" | "compensated" | "compensation_failed")
+                )
+            {
+                return Ok(false);
+            }
             let tenant = tenant.unwrap_or_default();
             let keymap = match &ikey {
                 Some(k) => self.keys.saga_keymap(&tenant, k),

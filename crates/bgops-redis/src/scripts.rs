@@ -81,10 +81,22 @@ lua!(SAGA_SAVE, "saga_save", "checks", "saga_common");
 lua!(SAGA_LIST, "saga_list");
 lua!(SAGA_RECOVERABLE, "saga_recoverable");
 lua!(SAGA_DELETE, "saga_delete", "checks", "saga_common");
-lua!(TASK_SUBMIT, "task_submit", "checks", "task_common");
+lua!(
+    TASK_SUBMIT_MANY,
+    "task_submit_many",
+    "checks",
+    "task_common"
+);
+lua!(SAGA_PURGE_DUE, "saga_purge_due", "checks");
 lua!(TASK_CLAIM, "task_claim", "checks", "task_common");
 lua!(TASK_CLAIM_NEXT, "task_claim_next", "checks", "task_common");
 lua!(TASK_FINISH, "task_finish", "checks", "task_common");
+lua!(
+    TASK_COMPLETE_MANY,
+    "task_complete_many",
+    "checks",
+    "task_common"
+);
 lua!(TASK_RETRY, "task_retry", "checks", "task_common");
 lua!(TASK_GET, "task_get", "checks", "task_common");
 lua!(TASK_LIST, "task_list", "checks", "task_common");

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use bgops_core::clock::from_millis;
 use bgops_core::{Task, TaskAttempt, TaskLease, TaskStatus};
 use bgops_storage::{
-    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskFilter, TaskReceipt, TaskStore,
+    NewTask, StorageError, StorageResult, Submitted, Sweep, TaskCompletion, TaskFilter,
+    TaskReceipt, TaskStore,
 };
 use fred::types::Value;
 use serde::Deserialize;
@@ -18,8 +19,8 @@ use crate::codec::{Fields, corrupt, items, ms, text, to_json};
 use crate::error;
 use crate::keys::TASK_STATUSES;
 use crate::scripts::{
-    LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_DELETE, TASK_FINISH, TASK_GET, TASK_LIST,
-    TASK_RETRY, TASK_SUBMIT, TASK_SWEEP,
+    LuaScript, TASK_CLAIM, TASK_CLAIM_NEXT, TASK_COMPLETE_MANY, TASK_DELETE, TASK_FINISH, TASK_GET,
+    TASK_LIST, TASK_RETRY, TASK_SUBMIT_MANY, TASK_SWEEP,
 };
 use crate::storage::RedisStorage;
 
@@ -147,6 +148,90 @@ fn sweep(key: &str, reply: Value, script: &'static str) -> StorageResult<Sweep> 
     })
 }
 
+/// Checks a task before it is sent.
+fn check_new(new: &NewTask) -> StorageResult<()> {
+    new.validate()?;
+    Ok(())
+}
+
+/// One task's answer of `task_submit_many.lua`.
+fn submitted(task_id: String, rec: &str, new: NewTask, reply: Value) -> StorageResult<Submitted> {
+    let mut parts = items(reply).into_iter();
+    let code = parts.next().map(|v| text(&v, rec)).transpose()?;
+    let number = |v: Option<Value>, field: &str| -> StorageResult<i64> {
+        let raw = v.map(|v| text(&v, rec)).transpose()?.unwrap_or_default();
+        raw.parse()
+            .map_err(|_| corrupt(rec, format!("`{field}` is not a number: {raw:?}")))
+    };
+    match code.as_deref() {
+        Some("created") => {
+            let now = from_millis(number(parts.next(), "created")?);
+            let available_at = from_millis(number(parts.next(), "available")?);
+            Ok(Submitted {
+                task: Task {
+                    task_id,
+                    queue: new.queue,
+                    task_type: new.task_type,
+                    idempotency_key: new.idempotency_key,
+                    payload: new.payload,
+                    status: TaskStatus::Pending,
+                    attempts: 0,
+                    max_attempts: new.max_attempts,
+                    result: None,
+                    error: None,
+                    lease: None,
+                    history: Vec::new(),
+                    created_at: now,
+                    updated_at: now,
+                    available_at,
+                    finished_at: None,
+                },
+                duplicate: false,
+            })
+        }
+        Some("duplicate") => match (parts.next(), parts.next()) {
+            (Some(hash), Some(history)) => match task(rec, hash, history)? {
+                Some(task) => Ok(Submitted {
+                    task,
+                    duplicate: true,
+                }),
+                None => Err(error::unexpected(TASK_SUBMIT_MANY.name, "duplicate gone")),
+            },
+            _ => Err(error::unexpected(TASK_SUBMIT_MANY.name, "short duplicate")),
+        },
+        Some("conflict") => Err(StorageError::KeyConflict {
+            kind: KIND,
+            key: new.idempotency_key.unwrap_or_default(),
+        }),
+        Some("corrupt") => Err(corrupt_reply(
+            parts
+                .next()
+                .and_then(|v| text(&v, rec).ok())
+                .unwrap_or_default(),
+            rec,
+        )),
+        other => Err(error::unexpected(
+            TASK_SUBMIT_MANY.name,
+            other.map(str::to_owned),
+        )),
+    }
+}
+
+/// A `BGOPS_CORRUPT <len>:<key> <reason>` message carried as text in a nested reply.
+fn corrupt_reply(message: String, fallback_key: &str) -> StorageError {
+    let parsed = message.strip_prefix("BGOPS_CORRUPT ").and_then(|rest| {
+        let (len, rest) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let key = rest.get(..len)?;
+        let reason = rest.get(len..)?.trim_start();
+        Some((key.to_owned(), reason.to_owned()))
+    });
+    match parsed {
+        Some((key, reason)) => corrupt(&key, reason),
+        None => corrupt(fallback_key, message),
+    }
+}
+
 impl RedisStorage {
     /// The global task keys followed by `more`.
     fn task_keys(&self, more: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -258,64 +343,12 @@ impl RedisStorage {
 #[async_trait]
 impl TaskStore for RedisStorage {
     async fn submit_task(&self, new: NewTask) -> StorageResult<Submitted> {
-        bgops_core::validate::name("queue", &new.queue)?;
-        bgops_core::validate::name("task_type", &new.task_type)?;
-        if let Some(key) = &new.idempotency_key {
-            bgops_core::validate::idempotency_key(key)?;
-        }
-        if new.max_attempts == 0 {
-            return Err(bgops_core::CoreError::InvalidDuration {
-                field: "max_attempts",
-                got: "0".to_owned(),
-                max_secs: 0,
-            }
-            .into());
-        }
-        let task_id = self.ids.sortable_id();
-        let (rec, hist) = self.keys.task(&task_id);
-        let keymap = new
-            .idempotency_key
-            .as_deref()
-            .map_or_else(|| rec.clone(), |k| self.keys.task_keymap(&new.queue, k));
-        let mut keys = self.task_keys([rec.clone(), hist, keymap]);
-        keys.extend(self.keys.task_queue(&new.queue));
-        let (code, found) = self
-            .task_script(
-                &TASK_SUBMIT,
-                &rec,
-                keys,
-                vec![
-                    task_id,
-                    new.queue.clone(),
-                    new.task_type.clone(),
-                    if new.idempotency_key.is_some() {
-                        "1"
-                    } else {
-                        "0"
-                    }
-                    .to_owned(),
-                    new.idempotency_key.clone().unwrap_or_default(),
-                    to_json(&new.payload)?,
-                    new.max_attempts.to_string(),
-                    ms(new.delay.unwrap_or_default()),
-                ],
-            )
-            .await?;
-        match (code.as_str(), found) {
-            ("created", Some(task)) => Ok(Submitted {
-                task,
-                duplicate: false,
-            }),
-            ("duplicate", Some(task)) => Ok(Submitted {
-                task,
-                duplicate: true,
-            }),
-            ("conflict", _) => Err(StorageError::KeyConflict {
-                kind: KIND,
-                key: new.idempotency_key.unwrap_or_default(),
-            }),
-            (other, _) => Err(error::unexpected(TASK_SUBMIT.name, other.to_owned())),
-        }
+        // One script for one task or many: a created task is answered without reading it
+        // back.
+        self.submit_tasks(vec![new])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(error::unexpected(TASK_SUBMIT_MANY.name, "no answer")))
     }
 
     async fn claim_task(
@@ -344,20 +377,181 @@ impl TaskStore for RedisStorage {
         worker_id: &str,
         lease: Duration,
     ) -> StorageResult<Option<Task>> {
+        Ok(self
+            .claim_next_tasks(queue, worker_id, lease, 1)
+            .await?
+            .pop())
+    }
+
+    async fn claim_next_tasks(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        lease: Duration,
+        max: usize,
+    ) -> StorageResult<Vec<Task>> {
         bgops_core::validate::duration("lease", lease)?;
         bgops_core::validate::name("queue", queue)?;
         bgops_core::validate::name("worker_id", worker_id)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let queue_keys = self.keys.task_queue(queue);
         let ready = queue_keys.get(1).cloned().unwrap_or_default();
-        let (code, found) = self
-            .task_script(
+        let reply = self
+            .run_about(
                 &TASK_CLAIM_NEXT,
                 &ready,
                 self.task_keys(queue_keys),
-                vec![worker_id.to_owned(), ms(lease)],
+                vec![worker_id.to_owned(), ms(lease), max.to_string()],
             )
             .await?;
-        Ok(if code == "ok" { found } else { None })
+        let mut parts = items(reply).into_iter();
+        let code = parts
+            .next()
+            .map(|v| text(&v, &ready))
+            .transpose()?
+            .unwrap_or_default();
+        let mut claimed = Vec::new();
+        if code == "ok" {
+            while let (Some(hash), Some(history)) = (parts.next(), parts.next()) {
+                if let Some(task) = task(&ready, hash, history)? {
+                    claimed.push(task);
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn submit_tasks(
+        &self,
+        tasks: Vec<NewTask>,
+    ) -> StorageResult<Vec<StorageResult<Submitted>>> {
+        // Checked first: a task rejected here gets its error in its place.
+        let mut answers: Vec<Option<StorageResult<Submitted>>> = Vec::with_capacity(tasks.len());
+        let mut sent: Vec<(String, String, NewTask)> = Vec::new();
+        let mut keys = self.task_keys([]);
+        let mut args = Vec::new();
+        for new in tasks {
+            if let Err(e) = check_new(&new) {
+                answers.push(Some(Err(e)));
+                continue;
+            }
+            let payload = match to_json(&new.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    answers.push(Some(Err(e)));
+                    continue;
+                }
+            };
+            let task_id = self.ids.sortable_id();
+            let (rec, hist) = self.keys.task(&task_id);
+            let keymap = new
+                .idempotency_key
+                .as_deref()
+                .map_or_else(|| rec.clone(), |k| self.keys.task_keymap(&new.queue, k));
+            keys.extend([rec.clone(), hist, keymap]);
+            keys.extend(self.keys.task_queue(&new.queue));
+            args.extend([
+                task_id.clone(),
+                new.queue.clone(),
+                new.task_type.clone(),
+                if new.idempotency_key.is_some() {
+                    "1"
+                } else {
+                    "0"
+                }
+                .to_owned(),
+                new.idempotency_key.clone().unwrap_or_default(),
+                payload,
+                new.max_attempts.to_string(),
+                ms(new.delay.unwrap_or_default()),
+            ]);
+            answers.push(None);
+            sent.push((task_id, rec, new));
+        }
+        let mut replies = if sent.is_empty() {
+            Vec::new()
+        } else {
+            let about = sent
+                .first()
+                .map(|(_, rec, _)| rec.clone())
+                .unwrap_or_default();
+            items(
+                self.run_about(&TASK_SUBMIT_MANY, &about, keys, args)
+                    .await?,
+            )
+        }
+        .into_iter();
+        let mut sent = sent.into_iter();
+        Ok(answers
+            .into_iter()
+            .map(|answer| {
+                if let Some(rejected) = answer {
+                    return rejected;
+                }
+                let (Some((task_id, rec, new)), Some(reply)) = (sent.next(), replies.next()) else {
+                    return Err(error::unexpected(TASK_SUBMIT_MANY.name, "short reply"));
+                };
+                submitted(task_id, &rec, new, reply)
+            })
+            .collect())
+    }
+
+    async fn complete_tasks(
+        &self,
+        done: Vec<TaskCompletion>,
+    ) -> StorageResult<Vec<StorageResult<TaskReceipt>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recs: Vec<String> = done.iter().map(|c| self.keys.task(&c.task_id).0).collect();
+        let mut args = Vec::with_capacity(done.len() * 2);
+        for c in &done {
+            args.push(c.attempt.to_string());
+            args.push(to_json(&c.result)?);
+        }
+        let about = recs.first().cloned().unwrap_or_default();
+        let reply = self
+            .run_about(
+                &TASK_COMPLETE_MANY,
+                &about,
+                self.task_keys(recs.clone()),
+                args,
+            )
+            .await?;
+        let answers = items(reply);
+        if answers.len() != done.len() {
+            return Err(error::unexpected(
+                TASK_COMPLETE_MANY.name,
+                format!("{} answers for {} completions", answers.len(), done.len()),
+            ));
+        }
+        Ok(answers
+            .into_iter()
+            .zip(done.iter().zip(&recs))
+            .map(|(answer, (c, rec))| {
+                let id = c.task_id.clone();
+                let mut parts = items(answer).into_iter();
+                let code = parts.next().map(|v| text(&v, rec)).transpose()?;
+                match code.as_deref() {
+                    Some("ok") => receipt(rec, parts),
+                    Some("not_found") => Err(StorageError::NotFound { kind: KIND, id }),
+                    Some("lease_lost") => Err(StorageError::LeaseLost { kind: KIND, id }),
+                    Some("corrupt") => Err(corrupt_reply(
+                        parts
+                            .next()
+                            .and_then(|v| text(&v, rec).ok())
+                            .unwrap_or_default(),
+                        rec,
+                    )),
+                    other => Err(error::unexpected(
+                        TASK_COMPLETE_MANY.name,
+                        other.map(str::to_owned),
+                    )),
+                }
+            })
+            .collect())
     }
 
     async fn complete_task(

@@ -22,8 +22,14 @@ use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, 
 use serde_json::Value;
 
 const SAMPLES: usize = 5;
-/// Tasks driving sagas at once (enough to keep both cores busy).
-const CONCURRENCY: usize = 32;
+/// Tasks driving sagas at once (enough to keep both cores busy); `SAGA_BENCH_CONCURRENCY=1`
+/// measures one saga at a time.
+fn concurrency() -> usize {
+    std::env::var("SAGA_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32)
+}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -37,6 +43,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
+        parallel_group_wall_time().await;
         let n = 30_000;
         let mut ok_rate = 0.0;
         for (label, fail, path) in [
@@ -100,6 +107,44 @@ fn main() {
             ),
         }
     });
+}
+
+/// One saga at a time, on memory: a parallel group of three 20 ms steps against the same
+/// three steps in sequence (median wall time of 21 runs each).
+async fn parallel_group_wall_time() {
+    let engine = SagaEngine::new(memory());
+    engine.register_operation_handler("sleep20", |_| async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(Value::Null)
+    });
+    for grouped in [true, false] {
+        let steps: Vec<SagaStep> = (0..3)
+            .map(|i| {
+                let step = SagaStep::new(format!("s{i}"), "sleep20", Value::Null);
+                if grouped { step.in_group("g") } else { step }
+            })
+            .collect();
+        let mut times = Vec::new();
+        for _ in 0..21 {
+            let t = Instant::now();
+            let outcome = engine
+                .start(NewSaga::new("bench", "bench", steps.clone()))
+                .await
+                .expect("start");
+            times.push(t.elapsed());
+            assert_eq!(outcome.status, SagaStatus::Completed);
+        }
+        times.sort();
+        let label = if grouped {
+            "parallel group of 3 x 20 ms steps"
+        } else {
+            "3 x 20 ms steps in sequence      "
+        };
+        println!(
+            "saga/memory  {label}: {:>6.1} ms wall time per saga (median of 21)",
+            times[10].as_secs_f64() * 1e3
+        );
+    }
 }
 
 /// How a saga is created and run.
@@ -191,7 +236,7 @@ async fn bench(
             .collect();
         // The first round only warms up; every task runs the same number of sagas.
         let n = if sample == 0 { n / 10 } else { n };
-        let n = n.div_ceil(CONCURRENCY) * CONCURRENCY;
+        let n = n.div_ceil(concurrency()) * concurrency();
         let cpu_before = cpu_time();
         let t = Instant::now();
         run(&engine, &steps, n, expected, path).await;
@@ -232,9 +277,9 @@ fn engine(store: Arc<Counting>, fail_last: bool) -> SagaEngine {
 }
 
 async fn run(engine: &SagaEngine, steps: &[SagaStep], n: usize, expected: SagaStatus, path: Path) {
-    let per_task = n.div_ceil(CONCURRENCY);
-    let mut tasks = Vec::with_capacity(CONCURRENCY);
-    for _ in 0..CONCURRENCY {
+    let per_task = n.div_ceil(concurrency());
+    let mut tasks = Vec::with_capacity(concurrency());
+    for _ in 0..concurrency() {
         let engine = engine.clone();
         let steps = steps.to_vec();
         tasks.push(tokio::spawn(async move {

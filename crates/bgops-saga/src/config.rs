@@ -37,6 +37,10 @@ pub struct SagaConfig {
     pub recovery_batch: usize,
     /// How many sagas the recoverer resumes at once (default 16).
     pub recovery_concurrency: usize,
+    /// How long a finished saga (`Completed`, `Compensated`, `CompensationFailed`) and its
+    /// history are kept after its last write before the background recoverer purges
+    /// them (default 7 days; `None` keeps them forever).
+    pub retention: Option<Duration>,
 }
 
 impl Default for SagaConfig {
@@ -52,6 +56,7 @@ impl Default for SagaConfig {
             recovery_interval: Duration::from_secs(5),
             recovery_batch: 100,
             recovery_concurrency: 16,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -90,6 +95,12 @@ impl SagaConfig {
     /// Sets the recoverer's interval.
     pub fn with_recovery_interval(mut self, interval: Duration) -> Self {
         self.recovery_interval = interval;
+        self
+    }
+
+    /// Sets how long finished sagas are kept (`None`: forever).
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
         self
     }
 

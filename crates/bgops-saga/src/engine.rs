@@ -91,18 +91,22 @@ impl SagaEngineBuilder {
         let owner = self
             .owner
             .unwrap_or_else(|| format!("saga:{}:{}", std::process::id(), self.ids.token()));
-        SagaEngine {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak| {
+            let registry = Registry::default();
+            crate::child::register_handlers(&registry, weak);
+            Inner {
                 store: self.store,
                 config: self.config,
                 clock: self.clock,
                 ids: self.ids,
                 metrics: self.metrics,
-                registry: Registry::default(),
+                registry,
+                templates: crate::template::Templates::default(),
                 owner,
                 executions: AtomicU64::new(0),
-            }),
-        }
+            }
+        });
+        SagaEngine { inner }
     }
 }
 
@@ -125,6 +129,9 @@ pub struct NewSaga {
     pub timeout: Option<Duration>,
     /// Initial context (typed sagas).
     pub context: Value,
+    /// The template version it is made from (set by
+    /// [`SagaEngine::new_saga_from_template`]).
+    pub template_version: Option<u32>,
 }
 
 impl NewSaga {
@@ -142,6 +149,7 @@ impl NewSaga {
             idempotency_key: None,
             timeout: None,
             context: Value::Null,
+            template_version: None,
         }
     }
 
@@ -355,9 +363,13 @@ impl SagaEngine {
         if new.steps.is_empty() {
             return Err(bgops_core::CoreError::EmptyField { field: "steps" }.into());
         }
+        check_groups(&new.workflow_type, &new.steps)?;
         let handlers = self.inner.registry.snapshot();
         for step in &new.steps {
             validate::name("step.name", &step.name)?;
+            if step.operation == crate::child::CHILD_SAGA_OPERATION {
+                self.check_child_template(step)?;
+            }
             if handlers.operation(&step.operation).is_none() {
                 return Err(SagaError::UnknownOperation {
                     kind: "operation",
@@ -399,6 +411,7 @@ impl SagaEngine {
             error: None,
             version: 0,
             lease: None,
+            template_version: new.template_version,
         })
     }
 
@@ -442,6 +455,18 @@ impl SagaEngine {
         Run::start(&self.inner, saga_id, Mode::RetryCompensation, None).await
     }
 
+    /// Compensates a saga that ended `Completed`: its steps are compensated in reverse
+    /// (parallel group members one at a time too), and it ends `Compensated` or
+    /// `CompensationFailed`. This is how a parent saga undoes a child saga; it is the only
+    /// way a completed saga changes again.
+    ///
+    /// # Errors
+    /// [`SagaError::InvalidState`] when the saga is not `Completed`; otherwise as
+    /// [`execute`](Self::execute).
+    pub async fn compensate(&self, saga_id: &str) -> SagaResult<SagaOutcome> {
+        Run::start(&self.inner, saga_id, Mode::Undo, None).await
+    }
+
     /// Like [`retry_compensation`](Self::retry_compensation), streaming its events.
     pub fn retry_compensation_stream(&self, saga_id: &str) -> SagaEventStream {
         self.spawn_streamed(saga_id, Mode::RetryCompensation)
@@ -481,4 +506,30 @@ impl SagaEngine {
             .await
             .map_err(|e| SagaError::from_store(saga_id, e))
     }
+}
+
+/// A parallel group is one run of adjacent steps: a group name that comes back after
+/// other steps is refused (it would be two groups under one name).
+fn check_groups(workflow_type: &str, steps: &[SagaStep]) -> SagaResult<()> {
+    let mut closed: Vec<&str> = Vec::new();
+    let mut current: Option<&str> = None;
+    for step in steps {
+        let group = step.group.as_deref();
+        if group != current {
+            if let Some(done) = current {
+                closed.push(done);
+            }
+            if let Some(g) = group {
+                validate::name("step.group", g)?;
+                if closed.contains(&g) {
+                    return Err(SagaError::Definition {
+                        workflow_type: workflow_type.to_owned(),
+                        reason: format!("parallel group `{g}` is split by other steps"),
+                    });
+                }
+            }
+            current = group;
+        }
+    }
+    Ok(())
 }

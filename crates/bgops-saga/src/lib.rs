@@ -85,6 +85,7 @@
 //! # }
 //! ```
 
+mod child;
 mod config;
 mod engine;
 mod error;
@@ -94,8 +95,10 @@ mod fallback;
 mod handler;
 mod recovery;
 mod state;
+mod template;
 mod typed;
 
+pub use child::{CHILD_SAGA_COMPENSATION, CHILD_SAGA_OPERATION, child_saga_step};
 pub use config::SagaConfig;
 pub use engine::{Creation, NewSaga, SagaEngine, SagaEngineBuilder};
 pub use error::{SagaError, SagaResult};
@@ -104,7 +107,7 @@ pub use fallback::{CircuitBreaker, CircuitState, Fallback};
 pub use handler::{BoxFuture, StepContext, StepError, StepErrorKind};
 pub use recovery::{Recoverer, RecoveryReport};
 pub use state::SagaOutcome;
-pub use typed::{SagaContext, Step, TypedOutcome, TypedSaga, TypedSagaHandle};
+pub use typed::{Parallel, SagaContext, Step, TypedOutcome, TypedSaga, TypedSagaHandle};
 
 pub use bgops_core::id::{IdGenerator, SharedIds};
 pub use bgops_core::{

@@ -58,8 +58,39 @@ impl SagaEngine {
         Ok(report)
     }
 
+    /// Retention: purges finished sagas (and their history) whose last write is older
+    /// than [`retention`](crate::SagaConfig::retention), in batches of
+    /// [`recovery_batch`](crate::SagaConfig::recovery_batch) until none is due; returns
+    /// how many went. Does nothing when retention is `None`.
+    ///
+    /// # Errors
+    /// When the store fails (what was purged before stays purged).
+    pub async fn purge_finished(&self) -> SagaResult<u64> {
+        let config = &self.inner.config;
+        let Some(retention) = config.retention else {
+            return Ok(0);
+        };
+        let mut purged = 0;
+        loop {
+            let sweep = self
+                .inner
+                .store
+                .purge_sagas(retention, config.recovery_batch)
+                .await
+                .map_err(SagaError::Storage)?;
+            for key in &sweep.corrupt {
+                tracing::warn!(saga = %key, "unreadable saga left in place by retention");
+            }
+            purged += sweep.done;
+            if !sweep.more || sweep.done == 0 {
+                return Ok(purged);
+            }
+        }
+    }
+
     /// Starts the background recoverer: runs
-    /// [`recover_abandoned`](Self::recover_abandoned) every
+    /// [`recover_abandoned`](Self::recover_abandoned) and then
+    /// [`purge_finished`](Self::purge_finished) every
     /// [`recovery_interval`](crate::SagaConfig::recovery_interval) through the workspace's
     /// one periodic loop ([`Periodic`]). Must be called within a tokio runtime. Dropping
     /// the handle stops it.
@@ -73,6 +104,9 @@ impl SagaEngine {
                 async move {
                     if let Err(e) = engine.recover_abandoned().await {
                         tracing::warn!(error = %e, "saga recovery round failed");
+                    }
+                    if let Err(e) = engine.purge_finished().await {
+                        tracing::warn!(error = %e, "saga retention round failed");
                     }
                 }
             },

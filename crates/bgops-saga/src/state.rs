@@ -10,6 +10,7 @@ use bgops_storage::SagaStore;
 
 use crate::config::SagaConfig;
 use crate::handler::Registry;
+use crate::template::Templates;
 
 /// The state behind a [`SagaEngine`](crate::SagaEngine) and its clones.
 pub(crate) struct Inner {
@@ -19,6 +20,7 @@ pub(crate) struct Inner {
     pub ids: SharedIds,
     pub metrics: SharedMetrics,
     pub registry: Registry,
+    pub templates: Templates,
     pub owner: String,
     /// Numbers the executions of this engine, so each holds a lease of its own.
     pub executions: AtomicU64,

@@ -75,8 +75,56 @@ pub trait Step<C: SagaContext>: Send + Sync + 'static {
 /// ```
 pub struct TypedSaga<C: SagaContext> {
     workflow_type: String,
-    steps: Vec<Arc<dyn Step<C>>>,
+    /// The steps and their parallel group, if any.
+    steps: Vec<(Arc<dyn Step<C>>, Option<String>)>,
     timeout: Option<Duration>,
+}
+
+/// A parallel group of typed steps, added with [`TypedSaga::parallel`]: its steps run
+/// concurrently, and the saga goes on once all of them succeeded. Each sees the context
+/// as it was when the group began; their changes to different fields of the context are
+/// all kept (merged field by field, in step order).
+///
+/// ```
+/// use async_trait::async_trait;
+/// use bgops_saga::{Parallel, Step, StepContext, StepError, TypedSaga};
+/// use serde_json::{Value, json};
+///
+/// struct Notify(&'static str);
+/// #[async_trait]
+/// impl Step<Value> for Notify {
+///     fn name(&self) -> &str { self.0 }
+///     async fn act(&self, _: &mut Value, _: &StepContext) -> Result<Value, StepError> {
+///         Ok(json!(null))
+///     }
+/// }
+///
+/// let saga = TypedSaga::<Value>::new("signup")
+///     .parallel(Parallel::new().step(Notify("email")).step(Notify("sms")));
+/// assert_eq!(saga.step_names(), ["email", "sms"]);
+/// ```
+pub struct Parallel<C: SagaContext> {
+    steps: Vec<Arc<dyn Step<C>>>,
+}
+
+impl<C: SagaContext> Default for Parallel<C> {
+    fn default() -> Self {
+        Self { steps: Vec::new() }
+    }
+}
+
+impl<C: SagaContext> Parallel<C> {
+    /// An empty group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a step to the group.
+    #[must_use]
+    pub fn step(mut self, step: impl Step<C>) -> Self {
+        self.steps.push(Arc::new(step));
+        self
+    }
 }
 
 impl<C: SagaContext> TypedSaga<C> {
@@ -92,7 +140,16 @@ impl<C: SagaContext> TypedSaga<C> {
     /// Appends a step.
     #[must_use]
     pub fn step(mut self, step: impl Step<C>) -> Self {
-        self.steps.push(Arc::new(step));
+        self.steps.push((Arc::new(step), None));
+        self
+    }
+
+    /// Appends a parallel group (named after the index of its first step).
+    #[must_use]
+    pub fn parallel(mut self, group: Parallel<C>) -> Self {
+        let name = format!("parallel@{}", self.steps.len());
+        self.steps
+            .extend(group.steps.into_iter().map(|s| (s, Some(name.clone()))));
         self
     }
 
@@ -105,7 +162,7 @@ impl<C: SagaContext> TypedSaga<C> {
 
     /// The steps' names, in order.
     pub fn step_names(&self) -> Vec<&str> {
-        self.steps.iter().map(|s| s.name()).collect()
+        self.steps.iter().map(|(s, _)| s.name()).collect()
     }
 }
 
@@ -151,7 +208,8 @@ impl<C: SagaContext> ErasedHandler for TypedHandler<C> {
 pub struct TypedSagaHandle<C: SagaContext> {
     engine: SagaEngine,
     workflow_type: String,
-    steps: Vec<(String, String, u32)>,
+    /// Name, operation, retries and parallel group of each step.
+    steps: Vec<(String, String, u32, Option<String>)>,
     timeout: Option<Duration>,
     _context: PhantomData<fn() -> C>,
 }
@@ -217,13 +275,16 @@ impl SagaEngine {
         if let Some(dup) = saga
             .steps
             .iter()
-            .find(|s| !seen.insert(s.name().to_owned()))
+            .find(|(s, _)| !seen.insert(s.name().to_owned()))
         {
-            return Err(definition(&format!("two steps are named `{}`", dup.name())));
+            return Err(definition(&format!(
+                "two steps are named `{}`",
+                dup.0.name()
+            )));
         }
         let mut steps = Vec::with_capacity(saga.steps.len());
         self.inner.registry.update(|m| {
-            for step in &saga.steps {
+            for (step, group) in &saga.steps {
                 let op = format!("{}::{}", saga.workflow_type, step.name());
                 let act = TypedHandler {
                     step: Arc::clone(step),
@@ -235,7 +296,12 @@ impl SagaEngine {
                 };
                 m.operations.insert(op.clone(), Arc::new(act));
                 m.compensations.insert(op.clone(), Arc::new(comp));
-                steps.push((step.name().to_owned(), op, step.max_retries()));
+                steps.push((
+                    step.name().to_owned(),
+                    op,
+                    step.max_retries(),
+                    group.clone(),
+                ));
             }
         });
         Ok(TypedSagaHandle {
@@ -283,10 +349,12 @@ impl<C: SagaContext> TypedSagaHandle<C> {
         let steps = self
             .steps
             .iter()
-            .map(|(name, op, retries)| {
-                SagaStep::new(name.as_str(), op.as_str(), Value::Null)
+            .map(|(name, op, retries, group)| {
+                let mut step = SagaStep::new(name.as_str(), op.as_str(), Value::Null)
                     .with_compensation(op.as_str(), Value::Null)
-                    .with_max_retries(*retries)
+                    .with_max_retries(*retries);
+                step.group.clone_from(group);
+                step
             })
             .collect();
         let mut new = NewSaga::new(tenant_id, self.workflow_type.as_str(), steps).context(context);

@@ -42,7 +42,9 @@ pub use idempotency::{
 pub use lock::{LockLease, LockStore};
 pub use periodic::Periodic;
 pub use saga::{CreateSaga, SagaFilter, SagaSaved, SagaStore};
-pub use task::{NewTask, Submitted, TaskFilter, TaskReceipt, TaskStore};
+pub use task::{
+    NewTask, Submitted, TaskCompletion, TaskFilter, TaskReceipt, TaskSignals, TaskStore, TaskWakeup,
+};
 
 /// The result of a health check.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bgops_core::{SagaEvent, SagaStatus, SagaWorkflow};
 use time::OffsetDateTime;
 
-use crate::StorageResult;
+use crate::{StorageResult, Sweep};
 
 /// What a saga write stored: the receipt of [`SagaStore::create_saga`] and
 /// [`SagaStore::save_saga`].
@@ -120,4 +120,61 @@ pub trait SagaStore: Send + Sync {
 
     /// Deletes the saga, its history and its index entries; `true` if it existed.
     async fn delete_saga(&self, saga_id: &str) -> StorageResult<bool>;
+
+    /// Retention: deletes (as [`delete_saga`](Self::delete_saga) does, history and index
+    /// entries included) up to `limit` finished sagas — `Completed`, `Compensated` or
+    /// `CompensationFailed` — whose last write was more than `older_than` ago, oldest
+    /// first. `more` says whether due sagas remain beyond this batch. Sagas that are not
+    /// finished are never touched.
+    ///
+    /// Backends record when each saga was last written while finished by their own clock
+    /// (memory, Redis). The default implementation, for a backend that has not done so
+    /// yet, pages through [`list_sagas`](Self::list_sagas) by finished status and judges
+    /// age by the saga's `updated_at` against the system clock.
+    async fn purge_sagas(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
+        let cutoff = OffsetDateTime::now_utc() - older_than;
+        let mut due = Vec::new();
+        let mut more = false;
+        'statuses: for status in [
+            SagaStatus::Completed,
+            SagaStatus::Compensated,
+            SagaStatus::CompensationFailed,
+        ] {
+            let mut offset = 0;
+            loop {
+                let filter = SagaFilter {
+                    status: Some(status),
+                    tenant_id: None,
+                    limit: 100,
+                    offset,
+                };
+                let page = self.list_sagas(&filter).await?;
+                let len = page.len();
+                for saga in page {
+                    if saga.updated_at < cutoff {
+                        if due.len() == limit {
+                            more = true;
+                            break 'statuses;
+                        }
+                        due.push(saga.saga_id);
+                    }
+                }
+                if len < 100 {
+                    break;
+                }
+                offset += len;
+            }
+        }
+        let mut done = 0;
+        for saga_id in due {
+            if self.delete_saga(&saga_id).await? {
+                done += 1;
+            }
+        }
+        Ok(Sweep {
+            done,
+            corrupt: Vec::new(),
+            more,
+        })
+    }
 }

@@ -2,7 +2,9 @@
 //! `create_saga_workflow`, `execute_saga_workflow`, over one [`SagaEngine`].
 
 use bgops_core::{SagaEvent, SagaStep, SagaWorkflow};
-use bgops_saga::{SagaEngine, SagaOutcome, StepContext, StepError};
+use bgops_saga::{
+    Creation, NewSaga, SagaEngine, SagaEventStream, SagaOutcome, StepContext, StepError,
+};
 use serde_json::Value;
 
 use crate::{BackgroundOperationsManager, Error};
@@ -94,5 +96,76 @@ impl BackgroundOperationsManager {
     /// [`Error::Saga`] when the store fails.
     pub async fn get_saga_history(&self, saga_id: &str) -> Result<Vec<SagaEvent>, Error> {
         Ok(self.inner.sagas.history(saga_id).await?)
+    }
+
+    /// Creates a saga with every option of [`NewSaga`]: a saga-level timeout (past it the
+    /// saga fails into compensation), a chosen id, an idempotency key, an initial context.
+    /// Says whether it was created or already existed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bgops::Error> {
+    /// use std::time::Duration;
+    /// use bgops::BackgroundOperationsManager;
+    /// use bgops_core::SagaStep;
+    /// use bgops_saga::NewSaga;
+    /// use serde_json::json;
+    ///
+    /// let manager = BackgroundOperationsManager::in_memory();
+    /// manager.register_operation_handler("create_user", |_| async { Ok(json!(null)) });
+    /// let steps = vec![SagaStep::new("Create user", "create_user", json!({}))];
+    /// let new = NewSaga::new("tenant1", "onboarding", steps)
+    ///     .timeout(Duration::from_secs(60))
+    ///     .idempotency_key("signup-ada");
+    /// let saga = manager.create_saga(new).await?.into_saga();
+    /// assert_eq!(saga.timeout_seconds, Some(60));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create_saga_workflow`](Self::create_saga_workflow).
+    pub async fn create_saga(&self, new: NewSaga) -> Result<Creation, Error> {
+        Ok(self.inner.sagas.create_saga(new).await?)
+    }
+
+    /// Registers version `version` of saga template `name` (see
+    /// [`SagaEngine::register_saga_template`]).
+    ///
+    /// # Errors
+    /// [`Error::Saga`] when this version is already registered.
+    pub fn register_saga_template<F>(&self, name: &str, version: u32, build: F) -> Result<(), Error>
+    where
+        F: Fn(&Value) -> Result<Vec<SagaStep>, String> + Send + Sync + 'static,
+    {
+        Ok(self
+            .inner
+            .sagas
+            .register_saga_template(name, version, build)?)
+    }
+
+    /// Creates a saga from the latest version of template `name` with `params` (the seed's
+    /// `create_saga_workflow`, by name); with an idempotency key this tenant already used,
+    /// returns that saga.
+    ///
+    /// # Errors
+    /// [`Error::Saga`] for an unknown template, parameters it refuses, or a store failure.
+    pub async fn create_saga_from_template(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        params: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<SagaWorkflow, Error> {
+        Ok(self
+            .inner
+            .sagas
+            .create_from_template(tenant_id, name, params, idempotency_key)
+            .await?)
+    }
+
+    /// Executes a saga in its own task and streams its events (for SSE:
+    /// [`SagaEvent::to_sse`]); the last is `finished` or `aborted`.
+    pub fn execute_saga_stream(&self, saga_id: &str) -> SagaEventStream {
+        self.inner.sagas.execute_stream(saga_id)
     }
 }

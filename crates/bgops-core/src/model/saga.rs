@@ -115,6 +115,10 @@ pub struct SagaStep {
     /// When the compensation finished.
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub compensated_at: Option<OffsetDateTime>,
+    /// Parallel group: adjacent steps with the same group run concurrently (absent in
+    /// sagas stored before groups existed, which then run one step at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 fn new_step_id() -> String {
@@ -149,6 +153,7 @@ impl SagaStep {
             started_at: None,
             completed_at: None,
             compensated_at: None,
+            group: None,
         }
     }
 
@@ -162,6 +167,20 @@ impl SagaStep {
     /// Sets the number of retries after the first attempt.
     pub fn with_max_retries(mut self, max_retries: u32) -> Self {
         self.max_retries = max_retries;
+        self
+    }
+
+    /// Puts the step in parallel group `group`: adjacent steps of one group run
+    /// concurrently, and the saga goes on once all of them succeeded.
+    ///
+    /// ```
+    /// use bgops_core::SagaStep;
+    /// use serde_json::json;
+    /// let email = SagaStep::new("Email", "send_email", json!({})).in_group("notify");
+    /// assert_eq!(email.group.as_deref(), Some("notify"));
+    /// ```
+    pub fn in_group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
         self
     }
 }
@@ -218,6 +237,10 @@ pub struct SagaWorkflow {
     /// The executor lease, while one holds it.
     #[serde(default)]
     pub lease: Option<SagaLease>,
+    /// The version of the template the saga was made from (`workflow_type` names the
+    /// template), if it was made from one: a saga keeps the version it started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<u32>,
 }
 
 impl SagaWorkflow {
@@ -243,6 +266,25 @@ impl SagaWorkflow {
             error: None,
             version: 0,
             lease: None,
+            template_version: None,
         }
+    }
+
+    /// The index range of the unit of execution that starts at step `i`: the parallel
+    /// group `i` belongs to (its adjacent members with the same group) or step `i` alone.
+    pub fn unit_at(&self, i: usize) -> std::ops::Range<usize> {
+        let Some(group) = self.steps.get(i).and_then(|s| s.group.as_deref()) else {
+            return i..i + 1;
+        };
+        let same = |s: &SagaStep| s.group.as_deref() == Some(group);
+        let start = self.steps[..i]
+            .iter()
+            .rposition(|s| !same(s))
+            .map_or(0, |p| p + 1);
+        let end = self.steps[i..]
+            .iter()
+            .position(|s| !same(s))
+            .map_or(self.steps.len(), |p| i + p);
+        start..end
     }
 }

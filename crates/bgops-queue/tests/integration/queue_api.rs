@@ -62,10 +62,10 @@ async fn submit_rejects_bad_input_before_the_store() {
     let (queue, _) = manual_queue();
     assert!(matches!(
         queue.submit(order(1).max_attempts(0)).await,
-        Err(QueueError::BadArgument {
+        Err(QueueError::Invalid(bgops_core::CoreError::OutOfRange {
             field: "max_attempts",
             ..
-        })
+        }))
     ));
     assert!(matches!(
         queue.submit(NewTask::new(" ", "t", json!(1))).await,
@@ -402,4 +402,63 @@ async fn the_cleanup_loop_runs_until_stopped() {
     .await;
     handle.stop().await;
     assert!(purged, "the loop should have purged the old task");
+}
+
+#[tokio::test]
+async fn submit_many_answers_each_task_in_place() {
+    let (queue, _) = manual_queue();
+    queue.submit(order(1)).await.unwrap();
+    let answers = queue
+        .submit_many(vec![
+            order(2),
+            order(1),
+            NewTask::new("orders", "process_order", json!({})).max_attempts(0),
+            order(3),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 4);
+    assert!(!answers[0].as_ref().unwrap().duplicate);
+    assert!(answers[1].as_ref().unwrap().duplicate);
+    assert!(matches!(answers[2], Err(QueueError::Invalid(_))));
+    assert!(!answers[3].as_ref().unwrap().duplicate);
+    let pending = queue
+        .list_all(Some("orders"), Some(TaskStatus::Pending))
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 3);
+}
+
+#[tokio::test]
+async fn claim_batch_and_complete_many_fence_each_claim() {
+    let (queue, _) = manual_queue();
+    for n in 0..3 {
+        queue.submit(order(n)).await.unwrap();
+    }
+    let claims = queue.claim_batch("orders", "w1", 5).await.unwrap();
+    assert_eq!(claims.len(), 3);
+    assert!(
+        queue
+            .claim_batch("orders", "w1", 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stale = Claim {
+        attempt: claims[2].attempt + 1,
+        ..claims[2].clone()
+    };
+    let answers = queue
+        .complete_many(vec![
+            (&claims[0], json!(0)),
+            (&claims[1], json!(1)),
+            (&stale, json!(2)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers[0].as_ref().unwrap().status, TaskStatus::Completed);
+    assert_eq!(answers[1].as_ref().unwrap().status, TaskStatus::Completed);
+    assert!(matches!(answers[2], Err(QueueError::LeaseLost { .. })));
+    let third = queue.get(claims[2].task_id()).await.unwrap().unwrap();
+    assert_eq!(third.status, TaskStatus::Claimed);
 }

@@ -412,3 +412,67 @@ async fn transient_renewal_failures_are_retried_without_abandoning_the_attempt()
     let t = queue.get(&id).await.unwrap().unwrap();
     assert_eq!((t.status, t.attempts), (TaskStatus::Completed, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_is_woken_by_a_submit_not_by_polling() {
+    let queue = system_queue(Duration::from_secs(30));
+    let done = Arc::new(AtomicUsize::new(0));
+    let seen = done.clone();
+    let worker = Worker::new(queue.clone(), move |_ctx: TaskContext| {
+        let seen = seen.clone();
+        async move {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Ok::<Value, TaskError>(Value::Null)
+        }
+    })
+    .queue_name("jobs")
+    // Polling alone would not find the task within the test's bound.
+    .poll_interval(Duration::from_secs(3600), Duration::from_secs(3600))
+    .spawn();
+    // Let the worker find the queue empty and go idle.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    submit_n(&queue, 1, 1).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            done.load(Ordering::SeqCst) == 1
+        })
+        .await,
+        "the submit woke the idle worker"
+    );
+    assert_eq!(worker.shutdown().await.completed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_tasks_are_given_back_at_shutdown() {
+    let queue = system_queue(Duration::from_secs(30));
+    let ids = submit_n(&queue, 4, 3).await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let count = started.clone();
+    let worker = Worker::new(queue.clone(), move |ctx: TaskContext| {
+        let count = count.clone();
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            ctx.cancelled().await;
+            Ok::<Value, TaskError>(Value::Null)
+        }
+    })
+    .queue_name("jobs")
+    .concurrency(1)
+    .prefetch(3)
+    .shutdown_grace(Duration::from_millis(50))
+    .spawn();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            started.load(Ordering::SeqCst) == 1
+        })
+        .await
+    );
+    let stats = worker.shutdown().await;
+    assert_eq!(stats.claimed, 4, "one running and three prefetched");
+    assert_eq!(started.load(Ordering::SeqCst), 1, "only one ever started");
+    for id in ids {
+        let task = queue.get(&id).await.unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Pending, "given back");
+        assert_eq!(task.attempts, 0, "a given-back claim does not count");
+    }
+}

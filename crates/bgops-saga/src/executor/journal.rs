@@ -197,6 +197,7 @@ impl Run<'_> {
             error: None,
             version: 0,
             lease: None,
+            template_version: None,
         };
         let saga = std::mem::replace(&mut self.saga, empty);
         SagaOutcome {

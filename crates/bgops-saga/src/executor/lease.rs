@@ -13,7 +13,11 @@ use tokio::time::Instant;
 
 use super::{CallError, Run};
 use crate::error::{SagaError, SagaResult};
-use crate::handler::{ErasedHandler, HandlerOutput, StepContext, StepError};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::group::MemberResult;
+use crate::handler::{BoxFuture, ErasedHandler, HandlerOutput, StepContext, StepError};
 
 impl Run<'_> {
     /// Runs one handler call, keeping the lease alive while it runs and enforcing the step
@@ -52,6 +56,25 @@ impl Run<'_> {
             Ok(r) => r,
             Err(e) => Err(CallError::Saga(e)),
         };
+        self.now = self.inner.clock.now();
+        r
+    }
+
+    /// Waits for the next member of a parallel group to finish, keeping the lease alive,
+    /// under the saga deadline. `None` when the deadline passed first.
+    pub(super) async fn next_member(
+        &mut self,
+        running: &mut FuturesUnordered<BoxFuture<MemberResult>>,
+    ) -> SagaResult<Option<MemberResult>> {
+        let saga_deadline = self.deadline_instant();
+        let work = async move {
+            tokio::select! {
+                biased;
+                r = running.next() => r,
+                () = sleep_until(saga_deadline), if saga_deadline.is_some() => None,
+            }
+        };
+        let r = self.kept_alive(work).await;
         self.now = self.inner.clock.now();
         r
     }

@@ -36,6 +36,7 @@ use crate::error::{SagaError, SagaResult};
 use crate::handler::{ErasedHandler, Handlers, StepContext, StepError};
 use crate::state::{Inner, SagaOutcome};
 
+mod group;
 mod journal;
 mod lease;
 
@@ -46,6 +47,8 @@ pub(crate) enum Mode {
     Forward,
     /// Try failed compensations again.
     RetryCompensation,
+    /// Compensate a completed saga (a parent saga undoing its child).
+    Undo,
 }
 
 /// Why a handler call ended without an output.
@@ -165,6 +168,18 @@ impl<'a> Run<'a> {
                 });
                 self.compensate().await
             }
+            (Mode::Undo, SagaStatus::Completed) => {
+                self.start_compensation("compensated on request (e.g. by its parent saga)".into());
+                self.compensate().await
+            }
+            (Mode::Undo, _) => {
+                self.release().await?;
+                Err(SagaError::InvalidState {
+                    saga_id: self.saga_id.to_string(),
+                    status,
+                    action: "compensate a completed saga",
+                })
+            }
             (Mode::RetryCompensation, _) => {
                 // Changed between the check and the lease: release and refuse.
                 self.release().await?;
@@ -256,7 +271,9 @@ impl<'a> Run<'a> {
         self.saga.status = SagaStatus::Running;
         let timed_out = self.timed_out();
         if !timed_out {
-            self.begin_attempt(0);
+            for k in self.saga.unit_at(0) {
+                self.begin_attempt(k);
+            }
         }
         let created = self
             .inner
@@ -305,6 +322,17 @@ impl<'a> Run<'a> {
             let i = self.saga.current_step;
             if i >= n {
                 return self.finish(SagaStatus::Completed).await;
+            }
+            let unit = self.saga.unit_at(i);
+            if unit.len() > 1 {
+                let end = unit.end;
+                if let Some(outcome) = self.run_group(unit, begun).await? {
+                    return Ok(outcome);
+                }
+                begun = false;
+                failed_cleanly = false;
+                self.saga.current_step = end;
+                continue;
             }
             match self.saga.steps[i].status {
                 SagaStepStatus::Completed => {

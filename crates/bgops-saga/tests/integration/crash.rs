@@ -10,7 +10,7 @@ use bgops_saga::{NewSaga, SagaEngine, StepError};
 use rand::Rng;
 use serde_json::json;
 
-use crate::dynamic::steps3;
+use crate::dynamic::{steps3, steps3_grouped};
 use crate::support::{Recorder, Setup};
 
 const SAGAS: usize = 60;
@@ -56,6 +56,8 @@ async fn aborted_executors_are_recovered_without_repeating_succeeded_steps() {
     let mut tasks = Vec::new();
     for k in 0..SAGAS {
         let tenant = if k % 3 == 0 { "fail" } else { "ok" };
+        // Every other pair of sagas runs steps b and c as a parallel group.
+        let steps3 = if k % 4 >= 2 { steps3_grouped } else { steps3 };
         let e = first.clone();
         if k % 2 == 0 {
             let saga = first.create(tenant, "crash", steps3(), None).await.unwrap();

@@ -16,7 +16,7 @@ use fred::interfaces::{ClientLike, HashesInterface, ListInterface};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::dynamic::steps3;
+use crate::dynamic::{steps3, steps3_grouped};
 
 const SAGAS: usize = 30;
 const LEASE: Duration = Duration::from_secs(2);
@@ -122,6 +122,8 @@ async fn saga_crash_child() {
         let mut runs = Vec::new();
         for k in 0..SAGAS {
             let tenant = if k % 3 == 0 { "fail" } else { "ok" };
+            // Every other pair of sagas runs steps b and c as a parallel group.
+            let steps3 = if k % 4 >= 2 { steps3_grouped } else { steps3 };
             let engine = conn.engine.clone();
             if k % 2 == 0 {
                 let saga = engine

@@ -21,6 +21,15 @@ pub fn steps3() -> Vec<SagaStep> {
         .collect()
 }
 
+/// [`steps3`] with steps b and c in one parallel group `bc` (a runs first, alone).
+pub fn steps3_grouped() -> Vec<SagaStep> {
+    steps3()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| if i == 0 { s } else { s.in_group("bc") })
+        .collect()
+}
+
 /// `do_x` / `undo_x` for x in a, b, c: record the call and succeed.
 pub fn register_ok(engine: &SagaEngine, rec: &Recorder) {
     for n in ["a", "b", "c"] {

@@ -190,3 +190,26 @@ async fn the_background_recoverer_resumes_abandoned_sagas() {
     }
     assert_eq!(rec.count("do_a"), 3);
 }
+
+#[tokio::test]
+async fn finished_sagas_are_purged_after_the_retention_and_running_ones_never() {
+    let s = Setup::new();
+    let rec = Recorder::default();
+    let engine = s.engine_with(Setup::config().with_retention(Some(Duration::from_secs(3600))));
+    register_ok(&engine, &rec);
+    let done = engine.create("t1", "w", steps3(), None).await.unwrap();
+    engine.execute(&done.saga_id).await.unwrap();
+    let pending = engine.create("t1", "w", steps3(), None).await.unwrap();
+    assert_eq!(engine.purge_finished().await.unwrap(), 0, "not yet due");
+    s.clock.advance(Duration::from_secs(3601));
+    let recent = engine.create("t1", "w", steps3(), None).await.unwrap();
+    engine.execute(&recent.saga_id).await.unwrap();
+    assert_eq!(engine.purge_finished().await.unwrap(), 1);
+    assert!(engine.get(&done.saga_id).await.unwrap().is_none());
+    assert!(engine.history(&done.saga_id).await.unwrap().is_empty());
+    assert!(engine.get(&pending.saga_id).await.unwrap().is_some());
+    assert!(engine.get(&recent.saga_id).await.unwrap().is_some());
+    let keep = s.engine_with(Setup::config().with_retention(None));
+    s.clock.advance(Duration::from_secs(3601));
+    assert_eq!(keep.purge_finished().await.unwrap(), 0, "retention off");
+}

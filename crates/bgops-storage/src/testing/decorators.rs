@@ -64,6 +64,7 @@ pub enum Method {
     ListSagas,
     ListRecoverableSagas,
     DeleteSaga,
+    PurgeSagas,
     AcquireLock,
     RenewLock,
     ReleaseLock,
@@ -88,7 +89,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, in declaration order.
-    pub const ALL: [Method; 35] = [
+    pub const ALL: [Method; 36] = [
         Self::Begin,
         Self::Complete,
         Self::Release,
@@ -104,6 +105,7 @@ impl Method {
         Self::ListSagas,
         Self::ListRecoverableSagas,
         Self::DeleteSaga,
+        Self::PurgeSagas,
         Self::AcquireLock,
         Self::RenewLock,
         Self::ReleaseLock,
@@ -144,6 +146,7 @@ impl Method {
             Self::ListSagas => "list_sagas",
             Self::ListRecoverableSagas => "list_recoverable_sagas",
             Self::DeleteSaga => "delete_saga",
+            Self::PurgeSagas => "purge_sagas",
             Self::AcquireLock => "acquire_lock",
             Self::RenewLock => "renew_lock",
             Self::ReleaseLock => "release_lock",
@@ -580,6 +583,11 @@ impl<H: Hook> SagaStore for Decorated<H> {
     async fn delete_saga(&self, saga_id: &str) -> StorageResult<bool> {
         self.call(Method::DeleteSaga, self.inner.delete_saga(saga_id))
             .await
+    }
+
+    async fn purge_sagas(&self, older_than: Duration, limit: usize) -> StorageResult<Sweep> {
+        let call = self.inner.purge_sagas(older_than, limit);
+        self.call(Method::PurgeSagas, call).await
     }
 }
 

@@ -17,6 +17,9 @@
 //!   follows status changes; `list_recoverable_sagas` returns exactly the Running or
 //!   Compensating sagas whose lease expired or is absent;
 //! - `delete_saga` removes the saga, its history and its index entries;
+//! - `purge_sagas` deletes finished sagas (with history and index entries) whose last
+//!   write is older than the retention, in batches that say whether more are due, and
+//!   never a saga still pending, running or compensating;
 //! - bad input is a [`StorageError::Invalid`], never a panic.
 
 use std::collections::HashSet;
@@ -58,6 +61,8 @@ macro_rules! saga_suite {
                 create_with_lease_sets_fence_floor_and_store_expiry,
                 save_renews_keeps_or_releases_the_lease,
                 history_round_trips_every_event_kind,
+                purge_removes_finished_sagas_past_retention_only,
+                purge_works_in_batches_with_more,
             ]
         );
     };
@@ -1048,4 +1053,91 @@ pub async fn history_round_trips_every_event_kind(f: Fixture) {
         .await
         .expect("history");
     assert_eq!(history, events);
+}
+
+/// Creates a saga and finishes it (`status`, lease released); returns its id.
+async fn finished(f: &Fixture, tenant: &str, status: SagaStatus) -> String {
+    let saga = create(f, new_saga(tenant, base_time())).await;
+    let mut saved = move_to(f, &saga, status).await;
+    let fence = fence_of(&saved);
+    saved.lease = None;
+    // As an engine does: a write stamps the saga with the time it was made.
+    saved.updated_at = store_now(f).await;
+    let done = entry(&saved, "finished", status, fence);
+    save(f, &saved, fence, &[done]).await;
+    saga.saga_id
+}
+
+/// Finished sagas past the retention go, with their history and index entries; recent
+/// ones and unfinished ones (however old) stay.
+pub async fn purge_removes_finished_sagas_past_retention_only(f: Fixture) {
+    let tenant = unique("tenant");
+    let mut old = Vec::new();
+    for status in [
+        SagaStatus::Completed,
+        SagaStatus::Compensated,
+        SagaStatus::CompensationFailed,
+    ] {
+        old.push(finished(&f, &tenant, status).await);
+    }
+    let pending = create(&f, new_saga(&tenant, base_time())).await;
+    let running = create(&f, new_saga(&tenant, base_time())).await;
+    move_to(&f, &running, SagaStatus::Running).await;
+    f.expire_short_lease().await;
+    let recent = finished(&f, &tenant, SagaStatus::Completed).await;
+
+    let sweep = f
+        .storage
+        .purge_sagas(f.short_lease, 100)
+        .await
+        .expect("purge");
+    assert_eq!((sweep.done, sweep.more), (3, false), "{sweep:?}");
+    for id in &old {
+        assert_eq!(f.storage.get_saga(id).await.expect("get"), None);
+        assert!(
+            f.storage
+                .get_saga_history(id)
+                .await
+                .expect("history")
+                .is_empty()
+        );
+    }
+    for id in [&pending.saga_id, &running.saga_id, &recent] {
+        assert!(
+            f.storage.get_saga(id).await.expect("get").is_some(),
+            "{id} kept"
+        );
+    }
+    let filter = SagaFilter {
+        tenant_id: Some(tenant),
+        ..SagaFilter::default()
+    };
+    assert_eq!(f.storage.list_sagas(&filter).await.expect("list").len(), 3);
+    let again = f
+        .storage
+        .purge_sagas(f.short_lease, 100)
+        .await
+        .expect("purge again");
+    assert_eq!((again.done, again.more), (0, false));
+}
+
+/// A batch stops at `limit` and says `more` while due sagas remain.
+pub async fn purge_works_in_batches_with_more(f: Fixture) {
+    let tenant = unique("tenant");
+    for _ in 0..3 {
+        finished(&f, &tenant, SagaStatus::Completed).await;
+    }
+    f.expire_short_lease().await;
+    let first = f
+        .storage
+        .purge_sagas(f.short_lease, 2)
+        .await
+        .expect("purge");
+    assert_eq!((first.done, first.more), (2, true), "{first:?}");
+    let second = f
+        .storage
+        .purge_sagas(f.short_lease, 2)
+        .await
+        .expect("purge");
+    assert_eq!((second.done, second.more), (1, false), "{second:?}");
 }

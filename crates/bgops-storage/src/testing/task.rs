@@ -19,7 +19,11 @@
 //!   in the task's history;
 //! - every write answers a [`TaskReceipt`] reporting the status, attempts, lease and times
 //!   as stored;
-//! - bad input is a [`StorageError::Invalid`], never a panic.
+//! - bad input is a [`StorageError::Invalid`], never a panic;
+//! - batches: `submit_tasks` answers each task in order as `submit_task` would (dedupe and
+//!   conflicts included), `claim_next_tasks` takes up to `max` distinct tasks oldest first,
+//!   `complete_tasks` fences each claim by its own attempt; a store's `task_wakeup`, when
+//!   it has one, signals a submit to a waiting worker.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -73,6 +77,10 @@ macro_rules! task_suite {
                 permanent_failure_is_fenced_and_final,
                 requeue_expired_works_in_batches,
                 purge_tasks_works_in_batches,
+                batch_submit_answers_each_task_in_order,
+                batch_claim_takes_up_to_max_oldest_first,
+                batch_complete_fences_each_claim,
+                wakeup_signals_a_submit,
             ]
         );
     };
@@ -1129,14 +1137,11 @@ pub async fn invalid_task_input_is_rejected(f: Fixture) {
         matches!(got, Err(StorageError::Invalid(_))),
         "key over 255 bytes: {got:?}"
     );
-    match f.storage.submit_task(task(&queue, 1).max_attempts(0)).await {
-        Err(StorageError::Invalid(_)) => {}
-        Ok(submitted) => assert!(
-            submitted.task.max_attempts >= 1,
-            "zero attempts stored as {submitted:?}"
-        ),
-        Err(other) => panic!("zero attempts: {other:?}"),
-    }
+    let got = f.storage.submit_task(task(&queue, 1).max_attempts(0)).await;
+    assert!(
+        matches!(got, Err(StorageError::Invalid(_))),
+        "zero attempts: {got:?}"
+    );
     let created = submit(&f, task(&queue, 2)).await;
     let got = f
         .storage
@@ -1377,4 +1382,121 @@ pub async fn purge_tasks_works_in_batches(f: Fixture) {
     }
     assert_eq!(get(&f, &pending.task_id).await.status, TaskStatus::Pending);
     assert_eq!(get(&f, &recent.task_id).await.status, TaskStatus::Completed);
+}
+
+/// `submit_tasks` answers each task in order: created, duplicate, conflict.
+pub async fn batch_submit_answers_each_task_in_order(f: Fixture) {
+    let queue = unique("queue");
+    let first = submit(&f, task(&queue, 1).idempotency_key("k")).await;
+    let answers = f
+        .storage
+        .submit_tasks(vec![
+            task(&queue, 2),
+            task(&queue, 1).idempotency_key("k"),
+            task(&queue, 3).idempotency_key("k"),
+            task(&queue, 4),
+        ])
+        .await
+        .expect("submit_tasks");
+    assert_eq!(answers.len(), 4);
+    let mut answers = answers.into_iter();
+    let created = answers.next().expect("1").expect("created");
+    assert!(!created.duplicate);
+    assert_eq!(created.task.payload, json!({"order": 2}));
+    let dup = answers.next().expect("2").expect("duplicate");
+    assert!(dup.duplicate);
+    assert_eq!(dup.task.task_id, first.task_id);
+    assert!(matches!(
+        answers.next().expect("3"),
+        Err(StorageError::KeyConflict { .. })
+    ));
+    let last = answers.next().expect("4").expect("created");
+    assert_eq!(
+        get(&f, &last.task.task_id).await.status,
+        TaskStatus::Pending
+    );
+}
+
+/// `claim_next_tasks` takes up to `max` distinct tasks, oldest first, then fewer, then none.
+pub async fn batch_claim_takes_up_to_max_oldest_first(f: Fixture) {
+    let queue = unique("queue");
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(submit(&f, task(&queue, n)).await.task_id);
+    }
+    let first = f
+        .storage
+        .claim_next_tasks(&queue, "worker", LONG, 3)
+        .await
+        .expect("claim");
+    let got: Vec<&str> = first.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(got, ids[..3].iter().map(String::as_str).collect::<Vec<_>>());
+    for t in &first {
+        assert_eq!(t.status, TaskStatus::Claimed);
+        assert_eq!(attempt_of(t), 1);
+        assert_eq!(get(&f, &t.task_id).await.status, TaskStatus::Claimed);
+    }
+    let rest = f
+        .storage
+        .claim_next_tasks(&queue, "worker", LONG, 3)
+        .await
+        .expect("claim");
+    let got: Vec<&str> = rest.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(got, ids[3..].iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        f.storage
+            .claim_next_tasks(&queue, "worker", LONG, 3)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+/// `complete_tasks` completes the live claims and answers `LeaseLost` for a stale one.
+pub async fn batch_complete_fences_each_claim(f: Fixture) {
+    let queue = unique("queue");
+    let a = submit(&f, task(&queue, 1)).await;
+    let b = submit(&f, task(&queue, 2)).await;
+    let a = claim(&f, &a.task_id, "worker", LONG).await;
+    let b = claim(&f, &b.task_id, "worker", LONG).await;
+    let answers = f
+        .storage
+        .complete_tasks(vec![
+            crate::TaskCompletion {
+                task_id: a.task_id.clone(),
+                attempt: attempt_of(&a),
+                result: json!("a"),
+            },
+            crate::TaskCompletion {
+                task_id: b.task_id.clone(),
+                attempt: attempt_of(&b) + 1,
+                result: json!("b"),
+            },
+        ])
+        .await
+        .expect("complete_tasks");
+    let mut answers = answers.into_iter();
+    let receipt = answers.next().expect("a").expect("completed");
+    assert_eq!(receipt.status, TaskStatus::Completed);
+    assert!(matches!(
+        answers.next().expect("b"),
+        Err(StorageError::LeaseLost { .. })
+    ));
+    assert_eq!(get(&f, &a.task_id).await.result, Some(json!("a")));
+    assert_eq!(get(&f, &b.task_id).await.status, TaskStatus::Claimed);
+}
+
+/// A store with push wakeups signals a submit to a worker that marked its wakeup before
+/// looking (the signal is not lost between the look and the wait).
+pub async fn wakeup_signals_a_submit(f: Fixture) {
+    let queue = unique("queue");
+    let Some(mut wakeup) = f.storage.task_wakeup(&queue) else {
+        return;
+    };
+    wakeup.mark_seen();
+    submit(&f, task(&queue, 1)).await;
+    // A liveness bound, not a speed assertion: the signal must come at all.
+    tokio::time::timeout(Duration::from_secs(10), wakeup.changed())
+        .await
+        .expect("the submit was signalled");
 }

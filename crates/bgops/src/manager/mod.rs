@@ -77,6 +77,8 @@ pub struct ManagerBuilder {
     storage: Option<Arc<dyn Storage>>,
     config: Config,
     metrics: Arc<dyn MetricsHooks>,
+    #[cfg(feature = "saga")]
+    saga_config: bgops_saga::SagaConfig,
 }
 
 impl Default for ManagerBuilder {
@@ -85,6 +87,8 @@ impl Default for ManagerBuilder {
             storage: None,
             config: Config::default(),
             metrics: bgops_core::metrics::noop(),
+            #[cfg(feature = "saga")]
+            saga_config: bgops_saga::SagaConfig::default(),
         }
     }
 }
@@ -105,6 +109,35 @@ impl ManagerBuilder {
     /// Metrics hooks (the seed's `register_metrics_hooks`).
     pub fn metrics(mut self, metrics: Arc<dyn MetricsHooks>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// The saga engine's settings (feature `saga`): executor lease, step retry and
+    /// compensation backoff, compensation retries, step timeout, recovery interval and
+    /// batch, retention of finished sagas. The recoverer that [`start`] runs uses them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bgops::BackgroundOperationsManager;
+    /// use bgops::saga::{Backoff, SagaConfig};
+    ///
+    /// let manager = BackgroundOperationsManager::builder()
+    ///     .saga_config(
+    ///         SagaConfig::default()
+    ///             .with_lease(Duration::from_secs(10))
+    ///             .with_retry(Backoff::new(Duration::from_millis(50), Duration::from_secs(5)))
+    ///             .with_recovery_interval(Duration::from_secs(2))
+    ///             .with_retention(Some(Duration::from_secs(24 * 3600))),
+    ///     )
+    ///     .build()?;
+    /// assert_eq!(manager.saga_engine().config().lease, Duration::from_secs(10));
+    /// # Ok::<(), bgops::Error>(())
+    /// ```
+    ///
+    /// [`start`]: BackgroundOperationsManager::start
+    #[cfg(feature = "saga")]
+    pub fn saga_config(mut self, config: bgops_saga::SagaConfig) -> Self {
+        self.saga_config = config;
         self
     }
 
@@ -129,6 +162,7 @@ impl ManagerBuilder {
                 engine,
                 #[cfg(feature = "saga")]
                 sagas: bgops_saga::SagaEngine::builder(storage.clone())
+                    .config(self.saga_config)
                     .metrics(self.metrics.clone())
                     .build(),
                 #[cfg(feature = "saga")]

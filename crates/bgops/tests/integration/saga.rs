@@ -127,3 +127,55 @@ async fn same_idempotency_key_returns_the_same_saga() {
         .unwrap();
     assert_ne!(a.saga_id, c.saga_id, "keys are scoped by tenant");
 }
+
+/// The manager configures the whole saga engine: lease, backoffs, recovery, retention;
+/// a saga timeout at creation; the event stream.
+#[tokio::test]
+async fn the_manager_configures_the_saga_engine_timeout_and_stream() {
+    use std::time::Duration;
+
+    use bgops::saga::{Backoff, NewSaga, SagaConfig, SagaEventKind};
+
+    let config = SagaConfig::default()
+        .with_lease(Duration::from_secs(7))
+        .with_retry(Backoff::new(
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+        ))
+        .with_compensation_retry(Backoff::new(
+            Duration::from_millis(3),
+            Duration::from_millis(4),
+        ))
+        .with_recovery_interval(Duration::from_secs(9))
+        .with_retention(Some(Duration::from_secs(3600)));
+    let manager = BackgroundOperationsManager::builder()
+        .saga_config(config.clone())
+        .build()
+        .unwrap();
+    assert_eq!(manager.saga_engine().config(), &config);
+
+    manager.register_operation_handler("create_user", |_| async { Ok(json!(null)) });
+    let steps = vec![SagaStep::new("Create", "create_user", json!({}))];
+    let saga = manager
+        .create_saga(
+            NewSaga::new("t1", "onboarding", steps)
+                .timeout(Duration::from_secs(30))
+                .idempotency_key("signup-1"),
+        )
+        .await
+        .unwrap()
+        .into_saga();
+    assert_eq!(saga.timeout_seconds, Some(30));
+    let mut events = manager.execute_saga_stream(&saga.saga_id);
+    let mut kinds = Vec::new();
+    while let Some(event) = events.recv().await {
+        kinds.push(event.kind.name());
+        if matches!(event.kind, SagaEventKind::Finished) {
+            assert_eq!(event.status, SagaStatus::Completed);
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["resumed", "step_started", "step_succeeded", "finished"]
+    );
+}

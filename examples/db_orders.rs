@@ -1,4 +1,4 @@
-//! `POST /api/orders`: the transactional path of the PostgreSQL backend over HTTP (issue
+//! `POST /api/db-orders`: the transactional path of the PostgreSQL backend over HTTP (issue
 //! 11). Mounted only when the demo runs on PostgreSQL (`DATABASE_URL`).
 //!
 //! The handler claims the `Idempotency-Key` through the manager's engine, then inserts the
@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The operation type under which order keys are claimed.
-const OPERATION: &str = "POST /api/orders";
+const OPERATION: &str = "POST /api/db-orders";
 
-/// What `POST /api/orders` needs: the engine that claims keys and the PostgreSQL store
+/// What `POST /api/db-orders` needs: the engine that claims keys and the PostgreSQL store
 /// whose pool runs the business transaction.
 #[derive(Clone)]
 pub struct Orders {
@@ -38,7 +38,7 @@ pub struct Orders {
     storage: Arc<PostgresStorage>,
 }
 
-/// The body of `POST /api/orders`.
+/// The body of `POST /api/db-orders`.
 #[derive(Debug, Deserialize, Serialize)]
 struct NewOrder {
     item: String,
@@ -71,7 +71,7 @@ impl Orders {
     /// The route, to merge into the app.
     pub fn router(self) -> Router {
         Router::new()
-            .route("/api/orders", post(create_order))
+            .route("/api/db-orders", post(create_order))
             .with_state(self)
     }
 }
@@ -100,7 +100,7 @@ fn replayed(status: StatusCode, body: Value, replayed: bool) -> Response {
     response
 }
 
-/// `POST /api/orders` (`Idempotency-Key` required; tenant from `X-Tenant-ID`): inserts an
+/// `POST /api/db-orders` (`Idempotency-Key` required; tenant from `X-Tenant-ID`): inserts an
 /// order and stores its response in the same transaction. `X-Demo-Fail: after-insert`
 /// makes the handler fail after the insert, before the commit (to show the rollback).
 async fn create_order(
@@ -120,7 +120,7 @@ async fn create_order(
     let Some(raw_key) = headers.get("idempotency-key") else {
         return problem(
             ProblemKind::KeyMissing,
-            "POST /api/orders requires an Idempotency-Key",
+            "POST /api/db-orders requires an Idempotency-Key",
         );
     };
     let key = match parse_idempotency_key(raw_key) {
@@ -259,7 +259,7 @@ mod tests {
 
     async fn post(base: &str, key: &str, body: &str, fail: bool) -> Reply {
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let mut req = axum::http::Request::post(format!("{base}/api/orders"))
+        let mut req = axum::http::Request::post(format!("{base}/api/db-orders"))
             .header("content-type", "application/json")
             .header("x-tenant-id", "acme")
             .header("idempotency-key", key);
