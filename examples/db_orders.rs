@@ -2,8 +2,8 @@
 //! 11). Mounted only when the demo runs on PostgreSQL (`DATABASE_URL`).
 //!
 //! The handler claims the `Idempotency-Key` through the manager's engine, then inserts the
-//! order row **and** stores the idempotency outcome (the response body as the record's
-//! result) in one database transaction ([`PostgresStorage::complete_in`]): both commit or
+//! order row **and** stores the idempotency outcome (the response JSON as the record's
+//! result, its body bytes as the payload) in one database transaction ([`PostgresStorage::complete_in`]): both commit or
 //! neither does. A failure before the commit rolls both back and releases the claim, so
 //! the key is claimable again and no order exists. A retry after the commit replays the
 //! stored response (`Idempotent-Replayed: true`) without touching the orders table.
@@ -14,8 +14,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -25,7 +27,7 @@ use bgops::core::OperationOutcome;
 use bgops::idempotency::{IdempotencyEngine, KeyRequest};
 use bgops::postgres::PostgresStorage;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The operation type under which order keys are claimed.
 const OPERATION: &str = "POST /api/db-orders";
@@ -91,13 +93,22 @@ fn internal(detail: &str) -> Response {
     response
 }
 
-fn replayed(status: StatusCode, body: Value, replayed: bool) -> Response {
-    let mut response = (status, Json(body)).into_response();
+/// The order's response: the JSON body bytes exactly as stored with the order (the
+/// record's payload), so a replay is byte for byte the first answer.
+fn created(body: Bytes, replayed: bool) -> Response {
     let flag = if replayed { "true" } else { "false" };
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static(flag));
-    response
+    (
+        StatusCode::CREATED,
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                HeaderName::from_static("idempotent-replayed"),
+                HeaderValue::from_static(flag),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// `POST /api/db-orders` (`Idempotency-Key` required; tenant from `X-Tenant-ID`): inserts an
@@ -140,8 +151,15 @@ async fn create_order(
     let claim = match orders.engine.begin(request).await {
         Ok(KeyStatus::Created(claim)) => claim,
         Ok(KeyStatus::Completed(record)) => {
-            let body = record.result.clone().unwrap_or(Value::Null);
-            return replayed(StatusCode::CREATED, body, true);
+            // The payload holds the body bytes sent the first time.
+            let body = match &record.payload {
+                Some(bytes) => bytes.clone(),
+                None => match serde_json::to_vec(&record.result) {
+                    Ok(json) => Bytes::from(json),
+                    Err(e) => return internal(&format!("stored result: {e}")),
+                },
+            };
+            return created(body, true);
         }
         Ok(KeyStatus::InProgress { .. }) => {
             return problem(ProblemKind::InFlight, "this order is being created");
@@ -155,7 +173,7 @@ async fn create_order(
         .get("x-demo-fail")
         .is_some_and(|v| v == "after-insert");
     match insert_and_complete(&orders.storage, &claim, &scope.tenant_id, &order, fail).await {
-        Ok(body) => replayed(StatusCode::CREATED, body, false),
+        Ok(body) => created(body, false),
         Err(detail) => {
             // Rolled back (the transaction was dropped): no order, no outcome. The key
             // is released so that a retry runs at once rather than after the lease.
@@ -174,7 +192,7 @@ async fn insert_and_complete(
     tenant_id: &str,
     order: &NewOrder,
     fail: bool,
-) -> Result<Value, String> {
+) -> Result<Bytes, String> {
     let mut tx = storage
         .pool()
         .begin()
@@ -203,18 +221,20 @@ async fn insert_and_complete(
         "quantity": order.quantity,
         "status": "created",
     });
+    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| format!("encode: {e}"))?);
     storage
         .complete_in(
             &mut tx,
             claim.tenant_id(),
             claim.key(),
             claim.token(),
-            OperationOutcome::succeeded(body.clone()),
+            // The result (for status lookups) and the exact body bytes (for replays).
+            OperationOutcome::succeeded(body).with_payload(bytes.clone()),
         )
         .await
         .map_err(|e| format!("store outcome: {e}"))?;
     tx.commit().await.map_err(|e| format!("commit: {e}"))?;
-    Ok(body)
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -223,10 +243,10 @@ mod tests {
 
     use super::*;
     use bgops::BackgroundOperationsManager;
-    use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
+    use serde_json::Value;
 
     struct Reply {
         status: u16,
@@ -321,6 +341,7 @@ mod tests {
         .unwrap();
         let stored: Value = serde_json::from_slice(&first.body).unwrap();
         assert_eq!(record.result.as_ref(), Some(&stored));
+        assert_eq!(record.payload.as_ref(), Some(&first.body));
         // Same key, other order: refused, nothing inserted.
         let reused = post(&base, "order-1", r#"{"item":"gadget","quantity":1}"#, false).await;
         assert_eq!(reused.status, 422);
