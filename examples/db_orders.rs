@@ -3,14 +3,15 @@
 //!
 //! The handler claims the `Idempotency-Key` through the manager's engine, then inserts the
 //! order row **and** stores the idempotency outcome (the response JSON as the record's
-//! result, its body bytes as the payload) in one database transaction ([`PostgresStorage::complete_in`]): both commit or
-//! neither does. A failure before the commit rolls both back and releases the claim, so
-//! the key is claimable again and no order exists. A retry after the commit replays the
-//! stored response (`Idempotent-Replayed: true`) without touching the orders table.
+//! result, its body bytes as the payload) in one database transaction
+//! ([`PostgresStorage::complete_in`]): both commit or neither does. A failure before the
+//! commit rolls both back and releases the claim, so the key is claimable again and no
+//! order exists. A retry after the commit replays the stored body byte for byte
+//! (`Idempotent-Replayed: true`) without touching the orders table.
 //!
-//! The route is exempt from the HTTP idempotency middleware: the handler drives the claim
-//! itself, because the middleware stores its response after the handler returned, in a
-//! write of its own (not in the handler's transaction).
+//! The route is merged outside the HTTP idempotency middleware (`IdempotencyLayer`): the
+//! handler drives the claim itself, because the middleware stores its response after the
+//! handler returned, in a write of its own, not in the handler's transaction.
 
 use std::sync::Arc;
 
