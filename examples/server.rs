@@ -15,7 +15,9 @@
 //! /api/orders/stream` (the seed's order saga with its progress as server-sent events;
 //! see [`stream_order`]), the board at `/bgops` and Prometheus metrics at `GET /metrics`.
 //! Storage: Redis, PostgreSQL or NATS when `REDIS_URL`, `DATABASE_URL` or `NATS_URL` is
-//! set, memory otherwise. The middleware runs
+//! set, memory otherwise; on PostgreSQL (`DATABASE_URL`) also `POST /api/db-orders`
+//! (`db_orders.rs`: the order row and its idempotency record commit in one transaction).
+//! The middleware runs
 //! on the manager's idempotency engine (one store, TTL, lease and metrics) and is
 //! configured from the environment (`BGOPS_IN_FLIGHT=202` gives the seed's 202 for
 //! duplicates in flight; see `IdempotencyConfig::from_env`). Ctrl-C shuts down gracefully.
@@ -27,6 +29,8 @@
 //! 408, while a claimed handler runs on, detached, and its response is stored for the
 //! retry). Header read time is bounded by the server (hyper's `header_read_timeout`, or
 //! the reverse proxy in front).
+
+mod db_orders;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -816,16 +820,50 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Redis, PostgreSQL or NATS when REDIS_URL, DATABASE_URL or NATS_URL is set, memory
     // otherwise.
     let config = bgops::Config::from_env()?;
-    let manager = BackgroundOperationsManager::builder()
-        .storage(bgops::storage_from_config(&config).await?)
-        .config(config)
-        .metrics(Arc::new(bgops_metrics::MetricsRecorder::new()))
-        .build()?;
+    let metrics = Arc::new(bgops_metrics::MetricsRecorder::new());
+    // On PostgreSQL the demo also mounts `POST /api/db-orders` (db_orders.rs): the order
+    // row and its idempotency record commit in one transaction.
+    let (manager, orders) = if let Some(url) = &config.database_url {
+        {
+            let storage = Arc::new(
+                bgops::postgres::PostgresStorage::builder(url.as_str())
+                    .migrate(true)
+                    .build()
+                    .await?,
+            );
+            let manager = BackgroundOperationsManager::builder()
+                .storage(storage.clone())
+                .config(config)
+                .metrics(metrics)
+                .build()?;
+            let orders =
+                db_orders::Orders::new(manager.idempotency_engine().clone(), storage).await?;
+            (manager, Some(orders))
+        }
+    } else {
+        let manager = BackgroundOperationsManager::builder()
+            .storage(bgops::storage_from_config(&config).await?)
+            .config(config)
+            .metrics(metrics)
+            .build()?;
+        (manager, None)
+    };
     manager.start().await;
     let backend = manager.storage().backend_name();
-    let app = app(manager.clone(), IdempotencyConfig::from_env()?, prometheus);
+    let mut app = app(manager.clone(), IdempotencyConfig::from_env()?, prometheus);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_curl_commands(listener.local_addr()?, backend);
+    if let Some(orders) = orders {
+        // Outside the HTTP middleware: the handler claims the key and stores the
+        // response in its own transaction.
+        app = app.merge(orders.router());
+        println!(
+            "# PostgreSQL only - the order and its idempotency record commit together\n\
+             curl -i -X POST 'http://{}/api/db-orders' -H 'Content-Type: application/json' \\\n  \
+             -H 'Idempotency-Key: order-1' -d '{{\"item\":\"widget\",\"quantity\":3}}'\n",
+            listener.local_addr()?
+        );
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
