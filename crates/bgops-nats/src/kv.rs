@@ -112,3 +112,25 @@ pub(crate) async fn index_subjects(
         .await
         .map_err(|e| driver("index list", e))
 }
+
+/// What is left once a task's or saga's entry was removed: its index entry (an entry
+/// already gone is fine) and its dedupe key, which is removed only while it still names
+/// this `id` (a newer entry may have taken the key since).
+pub(crate) async fn forget(
+    store: &kv::Store,
+    index: &Stream,
+    ix: Option<u64>,
+    dedupe: Option<String>,
+    id: &str,
+) -> StorageResult<()> {
+    if let Some(seq) = ix {
+        let _ = index_drop(index, seq).await;
+    }
+    if let Some(dedupe) = dedupe {
+        let current = read(store, &dedupe).await?;
+        if current.value.as_deref() == Some(id.as_bytes()) {
+            let _ = remove(store, &dedupe, current.revision).await?;
+        }
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@ use bgops_storage::{CreateSaga, SagaFilter, SagaSaved, SagaStore, StorageError, 
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{Names, dec, enc};
-use crate::kv::{Current, index_drop, index_put, index_subjects, read, remove, write};
+use crate::kv::{Current, forget, index_drop, index_put, index_subjects, read, remove, write};
 use crate::storage::{NatsStorage, after, from_json, nonce, to_json};
 
 const KIND: &str = "saga";
@@ -354,16 +354,16 @@ impl SagaStore for NatsStorage {
             if !remove(&self.inner.sagas, &Names::saga(saga_id), current.revision).await? {
                 continue;
             }
-            if let Some(seq) = doc.ix {
-                let _ = index_drop(&self.inner.index, seq).await;
-            }
-            if let Some(key) = &doc.saga.idempotency_key {
-                let dedupe = Names::saga_key(&doc.saga.tenant_id, key);
-                let current = read(&self.inner.sagas, &dedupe).await?;
-                if current.value.as_deref() == Some(saga_id.as_bytes()) {
-                    let _ = remove(&self.inner.sagas, &dedupe, current.revision).await?;
-                }
-            }
+            let dedupe = (doc.saga.idempotency_key.as_ref())
+                .map(|key| Names::saga_key(&doc.saga.tenant_id, key));
+            forget(
+                &self.inner.sagas,
+                &self.inner.index,
+                doc.ix,
+                dedupe,
+                saga_id,
+            )
+            .await?;
             return Ok(true);
         }
     }

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::error::driver;
 use crate::keys::{Names, dec, enc};
-use crate::kv::{Current, index_drop, index_put, index_subjects, read, remove, write};
+use crate::kv::{Current, forget, index_drop, index_put, index_subjects, read, remove, write};
 use crate::storage::{NatsStorage, after, from_json, nonce, to_json, until};
 
 const KIND: &str = "task";
@@ -784,16 +784,16 @@ impl TaskStore for NatsStorage {
             if !remove(&self.inner.tasks, &Names::task(task_id), current.revision).await? {
                 continue;
             }
-            if let Some(seq) = doc.ix {
-                let _ = index_drop(&self.inner.index, seq).await;
-            }
-            if let Some(key) = &doc.task.idempotency_key {
-                let dedupe = Names::task_key(&doc.task.queue, key);
-                let current = read(&self.inner.tasks, &dedupe).await?;
-                if current.value.as_deref() == Some(task_id.as_bytes()) {
-                    let _ = remove(&self.inner.tasks, &dedupe, current.revision).await?;
-                }
-            }
+            let dedupe = (doc.task.idempotency_key.as_ref())
+                .map(|key| Names::task_key(&doc.task.queue, key));
+            forget(
+                &self.inner.tasks,
+                &self.inner.index,
+                doc.ix,
+                dedupe,
+                task_id,
+            )
+            .await?;
             if let Some(reply) = &doc.delivery {
                 self.answer(reply, Answer::Ack).await;
             }
